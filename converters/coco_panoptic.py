@@ -1,0 +1,188 @@
+"""COCO panoptic: a JSON of ``segments_info`` per image plus RGB PNGs of segment ids.
+
+The conventions are the COCO panoptic API's (panopticapi): id = R + 256·G + 256²·B,
+0 is void, the PNG folder defaults to the JSON's path without ``.json``. Everything
+that can be checked without decoding a PNG (image entry, categories, duplicate ids)
+is checked here in the main process; the rest (PNG mode, size, ids without an entry)
+in ``load`` in the worker. Either way a broken image fails alone, with its file name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from segconvert import png
+from segconvert.errors import ItemError, SourceError
+from segconvert.format import Format, Reader
+from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+
+
+@dataclass
+class PanopticItem(Item):
+    reference_id: str
+    source: str  # the PNG
+    width: int
+    height: int
+    segments: list[SegmentInfo]
+
+    def load(self) -> Segmentation:
+        where = {"item": self.reference_id, "file": self.source}
+        try:
+            data = Path(self.source).read_bytes()
+        except FileNotFoundError:
+            raise ItemError("PNG not found", **where) from None
+        except OSError as exc:
+            raise ItemError(f"cannot read PNG: {exc.strerror or exc}", **where) from None
+        try:
+            header = png.read_header(data)
+        except ValueError as exc:
+            raise ItemError(str(exc), **where) from None
+        if header.color_type != 2 or header.bit_depth != 8:
+            raise ItemError(f"PNG is {header.description}; COCO panoptic PNGs are 8-bit RGB", **where)
+        if (header.width, header.height) != (self.width, self.height):
+            raise ItemError(
+                f"PNG is {header.width}x{header.height} but the JSON says {self.width}x{self.height}", **where
+            )
+        try:
+            ids = png.bgr_to_id24(png.decode(data))
+        except ValueError as exc:
+            raise ItemError(str(exc), **where) from None
+        return Segmentation(self.reference_id, ids, self.segments, source=self.source)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise SourceError("file not found", file=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(f"not valid JSON: {exc}", file=path) from None
+    if not isinstance(doc, dict):
+        raise SourceError("expected a JSON object with images, annotations and categories", file=path)
+    for key in ("annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            raise SourceError(f"no {key!r} list; is this a COCO panoptic JSON?", file=path)
+    return doc
+
+
+def parse_categories(raw: list[Any], file: Path) -> list[Category]:
+    cats: list[Category] = []
+    seen: set[int] = set()
+    for k, c in enumerate(raw):
+        try:
+            cat = Category(
+                id=int(c["id"]),
+                name=str(c["name"]),
+                isthing=bool(c.get("isthing", 1)),
+                supercategory=c.get("supercategory"),
+                color=tuple(c["color"]) if isinstance(c.get("color"), list) else None,  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError):
+            raise SourceError(f"categories[{k}] needs an integer 'id' and a 'name'", file=file) from None
+        if cat.id in seen:
+            raise SourceError(f"category id {cat.id} appears twice in categories", file=file)
+        seen.add(cat.id)
+        cats.append(cat)
+    return cats
+
+
+class CocoPanopticReader(Reader):
+    """Reads COCO panoptic JSON + PNG folder."""
+
+    options = (
+        click.Option(
+            ["--masks-dir"],
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder of the panoptic PNGs [default: the JSON's path without .json].",
+        ),
+    )
+    default_mode = "panoptic"
+
+    def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
+        super().__init__(source)
+        doc = _load_json(self.source)
+        self.masks_dir = Path(masks_dir) if masks_dir else self.source.with_suffix("")
+        self.categories = parse_categories(doc["categories"], self.source)
+        self._by_cat = {c.id: c for c in self.categories}
+        self._images = {img.get("id"): img for img in doc.get("images", []) if isinstance(img, dict)}
+        self._annotations: list[Any] = doc["annotations"]
+
+    def __len__(self) -> int:
+        return len(self._annotations)
+
+    def items(self) -> Iterator[Item]:
+        for k, ann in enumerate(self._annotations):
+            yield self._item(k, ann)
+
+    def _item(self, k: int, ann: Any) -> Item:
+        name = f"annotations[{k}]"
+        if not isinstance(ann, dict) or not isinstance(ann.get("file_name"), str):
+            err = ItemError("annotation without a 'file_name'", item=name, file=self.source)
+            return FailedItem(name, err)
+        png_path = str(self.masks_dir / ann["file_name"])
+        image = self._images.get(ann.get("image_id"))
+        ref = Path(ann["file_name"]).stem
+        if image is None:
+            err = f"image_id {ann.get('image_id')!r} has no entry in 'images'"
+            return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+        ref = Path(str(image.get("file_name", ann["file_name"]))).stem
+        try:
+            width, height = int(image["width"]), int(image["height"])
+        except (KeyError, TypeError, ValueError):
+            err = f"image {image.get('id')!r} has no integer width/height"
+            return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+        segments: list[SegmentInfo] = []
+        seen: set[int] = set()
+        for j, info in enumerate(ann.get("segments_info") or []):
+            try:
+                sid, cat_id = int(info["id"]), int(info["category_id"])
+            except (KeyError, TypeError, ValueError):
+                err = f"segments_info[{j}] needs integer 'id' and 'category_id'"
+                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+            if sid in seen:
+                err = f"segment id {sid} appears twice in segments_info"
+                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+            if sid <= 0 or sid >= 1 << 24:
+                err = f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)"
+                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+            seen.add(sid)
+            cat = self._by_cat.get(cat_id)
+            if cat is None:
+                err = f"segment {sid} has category_id {cat_id}, which is not in categories"
+                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+            meta: dict[str, Any] = {}
+            if cat.supercategory is not None:
+                meta["supercategory"] = cat.supercategory
+            if "bbox" in info:
+                meta["bbox"] = info["bbox"]
+            segments.append(
+                SegmentInfo(
+                    id=sid, label=cat.name, category_id=cat.id, isthing=cat.isthing,
+                    iscrowd=bool(info.get("iscrowd", 0)), metadata=meta,
+                )
+            )
+        return PanopticItem(ref, png_path, width, height, segments)
+
+
+def sniff(path: Path) -> bool:
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    return b'"segments_info"' in head
+
+
+FORMAT = Format(
+    name="coco-panoptic",
+    description="COCO panoptic JSON + RGB id PNGs (id = R + 256*G + 256^2*B)",
+    reader=CocoPanopticReader,
+    sniff=sniff,
+)

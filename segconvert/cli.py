@@ -1,0 +1,173 @@
+"""The ``segconvert`` command.
+
+Format options (``--masks-dir``, ``--mask-url-prefix``, ...) belong to the converters,
+not to this module: ``convert`` accepts any extra options and parses them with the
+reader's and writer's own ``click.Option`` declarations once ``--from``/``--to`` are
+known, so a plugin's options work on the command line without touching the core.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from segconvert import registry
+from segconvert.errors import SegconvertError
+from segconvert.ir import MODES
+from segconvert.modes import INDEX_POLICIES
+
+EXIT_FAILED_ITEMS = 1
+EXIT_UNUSABLE = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="segconvert")
+def main() -> None:
+    """Convert image segmentation annotations between formats (COCO, RGB masks, polygons -> Nucleus)."""
+
+
+def _format_options(from_format: str, to_format: str) -> list[click.Option]:
+    reader = registry.reader_for(from_format).reader
+    writer = registry.writer_for(to_format).writer
+    assert reader is not None and writer is not None
+    return list(reader.options) + list(writer.options)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Each format has options of its own (e.g. coco-panoptic's --masks-dir, nucleus' "
+    "--mask-url-prefix): `segconvert formats NAME` lists them.",
+)
+@click.argument("source", type=click.Path(exists=True))
+@click.argument("output", type=click.Path())
+@click.option("--from", "from_format", required=True, help="Source format (see `segconvert formats`).")
+@click.option("--to", "to_format", default="nucleus", show_default=True, help="Output format.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="panoptic | instance | semantic [default: the source format's natural mode].")
+@click.option("--index", type=click.Choice(INDEX_POLICIES), default=None,
+              help="Semantic mask values: one per class for the whole dataset (stable, the default), "
+              "per image (compact), or the category id itself (category-id).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes [default: number of cores].")
+@click.option("--overwrite", is_flag=True, help="Redo items an earlier run into OUTPUT already finished.")
+@click.pass_context
+def convert(ctx: click.Context, source: str, output: str, from_format: str, to_format: str,
+            mode: str | None, index: str | None, jobs: int | None, overwrite: bool) -> None:
+    """Convert SOURCE into OUTPUT; re-running into the same OUTPUT resumes."""
+    from segconvert.api import convert as run_convert
+
+    try:
+        extra = _parse_format_options(ctx, from_format, to_format)
+        with _Bar() as bar:
+            summary = run_convert(
+                source, output, from_format=from_format, to_format=to_format, mode=mode, index=index,
+                jobs=jobs, overwrite=overwrite, progress=bar, **extra,
+            )
+    except SegconvertError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNUSABLE)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: run the same command again to resume", err=True)
+        sys.exit(130)
+    _print_summary(summary)
+    sys.exit(0 if summary.ok else EXIT_FAILED_ITEMS)
+
+
+def _parse_format_options(ctx: click.Context, from_format: str, to_format: str) -> dict[str, Any]:
+    params = _format_options(from_format, to_format)
+    sub = click.Command(f"{from_format} -> {to_format}", params=params, add_help_option=False)
+    try:
+        sub_ctx = sub.make_context(ctx.command_path, list(ctx.args), parent=ctx)
+    except click.UsageError as exc:
+        names = ", ".join(o.opts[0] for o in params) or "none"
+        raise click.UsageError(f"{exc.format_message()} (options of {sub.name}: {names})", ctx) from None
+    return {k: v for k, v in sub_ctx.params.items()}
+
+
+class _Bar:
+    """click's progress bar on a terminal, silence elsewhere (logs of unattended runs)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def start(self, total: int) -> None:
+        """Called by the pipeline once the reader knows how many items there are."""
+        if sys.stderr.isatty():
+            self._bar = click.progressbar(length=total or None, label="converting", file=sys.stderr,
+                                          show_pos=True, show_eta=bool(total))
+            self._bar.__enter__()
+
+    def __call__(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _print_summary(summary: Any) -> None:
+    echo = click.echo
+    rate = summary.converted / summary.seconds if summary.seconds else 0.0
+    echo(
+        f"converted {summary.converted}, skipped {summary.skipped} (done before), failed {summary.failed} "
+        f"of {summary.total} items in {summary.seconds:.1f} s ({rate:.0f} images/s)",
+        err=True,
+    )
+    for title, shown, count in (
+        ("failed", summary.failures, summary.failed),
+        ("warnings", summary.warnings, None),
+    ):
+        if not shown:
+            continue
+        echo(f"{title}:", err=True)
+        for message in shown:
+            echo(f"  {message}", err=True)
+        more = (count - len(shown)) if count is not None else None
+        if (more and more > 0) or (count is None and len(shown) >= 50):
+            echo(f"  ... all of them in {summary.report}", err=True)
+
+
+@main.command()
+@click.argument("name", required=False)
+def formats(name: str | None) -> None:
+    """List the converters (or show one converter's options)."""
+    if name is not None:
+        try:
+            fmt = registry.get(name)
+        except SegconvertError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_UNUSABLE)
+        click.echo(f"{fmt.name} ({fmt.abilities}): {fmt.description}")
+        for role, cls in (("reader", fmt.reader), ("writer", fmt.writer)):
+            if cls is None:
+                continue
+            if role == "reader":
+                click.echo(f"  default mode: {cls.default_mode}")
+            for opt in cls.options:
+                record = opt.get_help_record(click.Context(click.Command(name)))
+                if record:
+                    click.echo(f"  {record[0]:28} {record[1]}")
+        return
+    rows = []
+    for n in registry.names():
+        try:
+            fmt = registry.get(n)
+            rows.append((n, fmt.abilities, fmt.description))
+        except SegconvertError as exc:
+            rows.append((n, "-", f"unavailable: {exc}"))
+    width = max(len(r[0]) for r in rows)
+    for n, abilities, description in rows:
+        click.echo(f"{n:{width}}  {abilities:10}  {description}")
+    for refused in registry.refused_plugins():
+        click.echo(f"(plugin {refused} refused: a built-in has that name)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

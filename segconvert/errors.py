@@ -1,0 +1,79 @@
+"""Errors that segconvert reports to people.
+
+Three kinds are kept apart, as imageio and Datumaro do, because a batch treats them
+differently: a :class:`SourceError` stops the whole run (the JSON cannot be read, an
+option makes no sense), an :class:`ItemError` fails one image while the others go on,
+and :class:`FormatNotFound` / :class:`BackendMissing` are about the installation.
+Every message names the file and the item, so a line in a summary of 100,000 images is
+enough to find and fix the input.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class SegconvertError(Exception):
+    """Base of every error segconvert raises on purpose (never a bug)."""
+
+
+class SourceError(SegconvertError):
+    """The source or the options as a whole are unusable; nothing can be converted."""
+
+    def __init__(self, message: str, *, file: str | PathLike[str] | None = None):
+        self.file = str(file) if file is not None else None
+        self.message = message
+        super().__init__(f"{self.file}: {message}" if self.file else message)
+
+
+class ItemError(SegconvertError):
+    """One image cannot be converted; the batch goes on without it.
+
+    ``item`` is the reference_id (or whatever names the image in the source) and
+    ``file`` the file whose content is wrong, so the message reads
+    ``panoptic/0001.png [0001]: PNG is 640x427 but panoptic.json says 640x480``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        item: str | None = None,
+        file: str | PathLike[str] | None = None,
+    ):
+        self.message = message
+        self.item = item
+        self.file = str(file) if file is not None else None
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.item:
+            where.append(f"[{self.item}]")
+        return f"{' '.join(where)}: {self.message}" if where else self.message
+
+    def located(self, *, item: str | None = None, file: str | PathLike[str] | None = None) -> ItemError:
+        """Fill in where the error happened, when the code that raised it did not know."""
+        if self.item is None and item is not None:
+            self.item = item
+        if self.file is None and file is not None:
+            self.file = str(file)
+        self.args = (self._render(),)
+        return self
+
+    def __reduce__(self):  # survive the trip back from a worker process
+        return (_rebuild_item_error, (self.message, self.item, self.file))
+
+
+def _rebuild_item_error(message: str, item: str | None, file: str | None) -> ItemError:
+    return ItemError(message, item=item, file=file)
+
+
+class FormatNotFound(SegconvertError):
+    """No converter of that name; the message lists the ones there are."""
+
+
+class BackendMissing(SegconvertError):
+    """A converter needs a package that is not installed; the message says what to install."""

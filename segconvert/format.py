@@ -1,0 +1,107 @@
+"""What a converter module declares: a :class:`Format` with a reader and/or a writer.
+
+A converter is one module in ``converters/`` that defines ``FORMAT = Format(...)``.
+Options are ``click.Option`` objects on the reader/writer class, so the CLI can parse
+``--masks-dir`` for coco-panoptic without the core knowing about it, and the Python
+API takes the same names as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
+
+from segconvert.ir import Category, Item, Segmentation
+
+if TYPE_CHECKING:
+    from segconvert.modes import ModePlan
+
+
+class Reader:
+    """Opens a source and yields light :class:`Item` descriptions, in a stable order.
+
+    ``__init__`` may read an index file (a COCO JSON) but must not decode masks: that
+    happens in ``Item.load`` inside a worker process.
+    """
+
+    options: ClassVar[tuple[click.Option, ...]] = ()
+    #: dataset-wide category table, when the format has one (needed for stable
+    #: semantic indices); ``None`` when classes are only known per image.
+    categories: list[Category] | None = None
+    #: the mode a conversion uses when the user does not choose one.
+    default_mode: str = "panoptic"
+
+    def __init__(self, source: str | Path, **options: Any) -> None:
+        self.source = Path(source)
+
+    def __len__(self) -> int:
+        """How many items ``items`` will yield (for the progress bar); 0 when unknown."""
+        return 0
+
+    def items(self) -> Iterator[Item]:
+        raise NotImplementedError
+
+
+class Writer:
+    """Writes converted items; per-item files in workers, dataset-wide files at the end.
+
+    The pipeline calls ``write`` in a worker for each item; it writes that item's files
+    atomically and returns one line of text (the item's record, e.g. its Nucleus
+    payload). The pipeline journals those lines so that a killed run can resume, and
+    hands them to ``finish`` in source order once every item is through.
+    """
+
+    options: ClassVar[tuple[click.Option, ...]] = ()
+
+    def __init__(self, output: str | Path, plan: ModePlan, **options: Any) -> None:
+        self.output = Path(output)
+        self.plan = plan
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the pipeline keeps its journal for resuming."""
+        return self.output / ".segconvert"
+
+    def prepare(self) -> None:
+        """Create the output folders (main process, before any ``write``)."""
+        self.output.mkdir(parents=True, exist_ok=True)
+
+    def item_done(self, reference_id: str) -> bool:
+        """Whether the item's files from an earlier run are all there (for resuming)."""
+        return True
+
+    def write(self, seg: Segmentation) -> str:
+        raise NotImplementedError
+
+    def finish(self, records: Iterator[str]) -> None:
+        """Write dataset-wide files from the records of all converted items, in order."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A named format: a reader, a writer, or both, and how to recognise its files."""
+
+    name: str
+    description: str
+    reader: type[Reader] | None = None
+    writer: type[Writer] | None = None
+    #: cheap "is this mine?" check on a source path, for ``--from auto``
+    sniff: Callable[[Path], bool] | None = None
+
+    @property
+    def abilities(self) -> str:
+        return "/".join(x for x, c in (("read", self.reader), ("write", self.writer)) if c)
+
+
+def option_defaults(options: tuple[click.Option, ...]) -> dict[str, Any]:
+    """The default of each declared option, by its Python name."""
+    out: dict[str, Any] = {}
+    for opt in options:
+        assert opt.name is not None
+        default = opt.default
+        out[opt.name] = default() if callable(default) else default
+    return out

@@ -1,0 +1,147 @@
+"""The intermediate representation every reader produces and every writer consumes.
+
+A reader yields :class:`Item` objects: a few hundred bytes each (a reference_id, where
+the mask lives, the segment table), cheap to make and to send to a worker process.
+``Item.load()`` runs in the worker and returns a :class:`Segmentation`: the label map
+of raw segment ids as the source stores them plus the segment table.
+
+Mode transforms (``segconvert.modes``) do not touch pixels: they rewrite the segment
+table and say which raw ids each segment covers (``SegmentInfo.pixel_ids``) and which
+raw ids become void (``Segmentation.dropped_ids``). A writer then turns raw ids into
+its own values in one lookup-table pass (``segconvert.pack``), which is what keeps a
+conversion close to the cost of decoding and encoding the PNGs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segconvert.errors import ItemError
+
+MODES = ("panoptic", "instance", "semantic")
+
+
+@dataclass(frozen=True)
+class Category:
+    """One class of the dataset-wide category table (COCO's ``categories``)."""
+
+    id: int
+    name: str
+    isthing: bool = True
+    supercategory: str | None = None
+    color: tuple[int, int, int] | None = None
+
+
+@dataclass
+class SegmentInfo:
+    """One segment of one image: an instance, a stuff region, or (after ``semantic``) a class.
+
+    ``id`` is unique within the image and never 0 (0 is void). ``pixel_ids`` lists the
+    label-map values the segment covers; ``None`` means just ``(id,)``. ``metadata`` is
+    free: readers put source facts there (bbox, supercategory, annotation id, ...) and
+    writers carry it along.
+    """
+
+    id: int
+    label: str
+    category_id: int | None = None
+    isthing: bool = True
+    iscrowd: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pixel_ids: tuple[int, ...] | None = None
+
+    @property
+    def pixels(self) -> tuple[int, ...]:
+        return self.pixel_ids if self.pixel_ids is not None else (self.id,)
+
+
+@dataclass
+class Segmentation:
+    """One image's segmentation: raw label map + segment table (+ warnings found on the way)."""
+
+    reference_id: str
+    label_map: np.ndarray
+    segments: list[SegmentInfo]
+    source: str | None = None
+    dropped_ids: frozenset[int] = frozenset()
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.label_map.ndim != 2 or self.label_map.dtype.kind not in "ui":
+            raise ItemError(
+                f"label map must be a 2-D integer array, got {self.label_map.dtype} {self.label_map.shape}",
+                item=self.reference_id,
+                file=self.source,
+            )
+
+    @property
+    def height(self) -> int:
+        return int(self.label_map.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.label_map.shape[1])
+
+    def replace_segments(
+        self, segments: Iterable[SegmentInfo], dropped_ids: Iterable[int] = ()
+    ) -> Segmentation:
+        """A copy with another segment table over the same (shared, unchanged) pixels."""
+        return Segmentation(
+            reference_id=self.reference_id,
+            label_map=self.label_map,
+            segments=list(segments),
+            source=self.source,
+            dropped_ids=self.dropped_ids | frozenset(dropped_ids),
+            warnings=self.warnings,
+        )
+
+    def resolved_label_map(self, dtype: np.dtype | type = np.int32) -> np.ndarray:
+        """The label map with every pixel set to its segment's ``id`` (0 for void/dropped).
+
+        For writers that keep integer ids (a COCO panoptic writer, say); the Nucleus
+        writer packs straight from the raw ids instead.
+        """
+        from segconvert.lut import remap
+
+        mapping = {0: 0}
+        mapping.update({raw: 0 for raw in self.dropped_ids})
+        for seg in self.segments:
+            for raw in seg.pixels:
+                mapping[raw] = seg.id
+        return remap(self, mapping, np.dtype(dtype))
+
+
+class Item:
+    """A light description of one image to convert; ``load`` does the heavy work.
+
+    Subclasses are plain picklable objects defined at module level in a converter, so
+    they can cross into a worker process. ``reference_id`` names the image in
+    Nucleus; ``source`` is the file shown in messages.
+    """
+
+    # annotations only (no class defaults), so dataclass subclasses may order fields freely
+    reference_id: str
+    source: str | None
+
+    def load(self) -> Segmentation:
+        raise NotImplementedError
+
+
+@dataclass
+class FailedItem(Item):
+    """An item the reader already knows is broken (e.g. an unknown category in the JSON).
+
+    It goes through the pipeline like any other so that the failure is reported with
+    the rest, in order, and the batch carries on.
+    """
+
+    reference_id: str
+    error: ItemError
+    source: str | None = None
+
+    def load(self) -> Segmentation:
+        raise self.error

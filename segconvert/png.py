@@ -1,0 +1,128 @@
+"""PNG helpers: header checks, fast decode, the fastest uint8 encode, atomic writes.
+
+Decoding goes through OpenCV (the fastest general decoder installed with the core
+dependencies). Encoding the single-channel index mask uses a minimal PNG writer: one
+IDAT, filter type "None", deflate at level 1 — by ``isal`` when it is installed
+(≈3× faster than zlib here), else zlib. Masks are runs of a few values, so level 1 is
+within a few per cent of Pillow's level 6 in size at a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+try:  # optional accelerator: same bytes format, faster deflate
+    from isal import isal_zlib as _deflate_lib
+
+    DEFLATE_BACKEND = "isal"
+except ImportError:  # pragma: no cover - depends on the environment
+    _deflate_lib = zlib  # type: ignore[assignment]
+    DEFLATE_BACKEND = "zlib"
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+
+    @property
+    def description(self) -> str:
+        return f"{self.bit_depth}-bit {COLOR_TYPES.get(self.color_type, f'color type {self.color_type}')}"
+
+    @property
+    def channels(self) -> int:
+        return _CHANNELS.get(self.color_type, 0)
+
+
+def read_header(data: bytes) -> PngHeader:
+    """Parse the IHDR chunk; ValueError if ``data`` is not a PNG."""
+    if len(data) < 33 or data[:8] != SIGNATURE or data[12:16] != b"IHDR":
+        kind = "a JPEG" if data[:3] == b"\xff\xd8\xff" else "not a PNG"
+        raise ValueError(f"file is {kind} (no PNG signature)")
+    width, height, bit_depth, color_type = struct.unpack(">IIBB", data[16:26])
+    return PngHeader(width, height, bit_depth, color_type)
+
+
+def decode(data: bytes | np.ndarray) -> np.ndarray:
+    """Decode PNG (or any OpenCV-readable image) bytes as stored: BGR(A) order, any depth.
+
+    ValueError when OpenCV cannot decode it (truncated or corrupt file).
+    """
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError("the image data is corrupt or truncated and cannot be decoded")
+    return img
+
+
+_rgba_buffers: dict[tuple[int, int], np.ndarray] = {}
+
+
+def bgr_to_id24(bgr: np.ndarray) -> np.ndarray:
+    """COCO panoptic id per pixel, R + 256·G + 256²·B (panopticapi's ``rgb2id``), as uint32.
+
+    One cvtColor into a reused RGBA buffer, viewed as little-endian uint32 and masked
+    to 24 bits: ~0.1 ms for 640×480 instead of three widening multiplies (~2 ms).
+    """
+    h, w = bgr.shape[:2]
+    buf = _rgba_buffers.get((h, w))
+    if buf is None:
+        if len(_rgba_buffers) > 8:
+            _rgba_buffers.clear()
+        buf = _rgba_buffers[(h, w)] = np.empty((h, w, 4), np.uint8)
+    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA, dst=buf)
+    ids = buf.view("<u4").reshape(h, w).copy()
+    np.bitwise_and(ids, 0xFFFFFF, out=ids)
+    return ids
+
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
+
+
+def encode_gray8(mask: np.ndarray) -> bytes:
+    """Encode a 2-D uint8 array as an 8-bit grayscale PNG (Pillow mode ``L``)."""
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise ValueError(f"expected a 2-D uint8 mask, got {mask.dtype} {mask.shape}")
+    h, w = mask.shape
+    raw = np.empty((h, w + 1), np.uint8)
+    raw[:, 0] = 0  # filter type None on every row
+    raw[:, 1:] = mask
+    idat = _deflate_lib.compress(raw, 1)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never half.
+
+    The temp file sits in the same folder (so ``os.replace`` is a rename on one file
+    system) and has a name no other writer uses, so parallel workers never collide.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as umask allows, like open()
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
