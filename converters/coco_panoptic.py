@@ -50,7 +50,7 @@ class PanopticItem(Item):
                 f"PNG is {header.width}x{header.height} but the JSON says {self.width}x{self.height}", **where
             )
         try:
-            ids = png.bgr_to_id24(png.decode(data))
+            ids = png.rgb_to_id24(png.decode_rgb8(data))
         except ValueError as exc:
             raise ItemError(str(exc), **where) from None
         return Segmentation(self.reference_id, ids, self.segments, source=self.source)

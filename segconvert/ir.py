@@ -105,14 +105,16 @@ class Segmentation:
         For writers that keep integer ids (a COCO panoptic writer, say); the Nucleus
         writer packs straight from the raw ids instead.
         """
-        from segconvert.lut import remap
+        from segconvert.lut import to_codes
 
-        mapping = {0: 0}
-        mapping.update({raw: 0 for raw in self.dropped_ids})
+        codes = {0: 0, **{raw: 0 for raw in self.dropped_ids}}
+        values = [0]
         for seg in self.segments:
+            values.append(seg.id)
             for raw in seg.pixels:
-                mapping[raw] = seg.id
-        return remap(self, mapping, np.dtype(dtype))
+                codes[raw] = len(values) - 1
+        code_map = to_codes(self.label_map, codes, item=self.reference_id, file=self.source)
+        return np.asarray(values, dtype=dtype)[code_map]
 
 
 class Item:

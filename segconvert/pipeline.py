@@ -17,7 +17,6 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import sys
@@ -83,7 +82,7 @@ def _tune_malloc() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the running process' libc (find_library would spawn ldconfig)
         m_trim_threshold, m_mmap_threshold = -1, -3
         libc.mallopt(m_mmap_threshold, 256 << 20)
         libc.mallopt(m_trim_threshold, 512 << 20)

@@ -19,6 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+try:  # optional accelerator: libspng decodes 8-bit RGB ~1.5x faster than OpenCV here
+    import pyspng as _pyspng
+except ImportError:  # pragma: no cover - depends on the environment
+    _pyspng = None
+
 try:  # optional accelerator: same bytes format, faster deflate
     from isal import isal_zlib as _deflate_lib
 
@@ -69,23 +74,26 @@ def decode(data: bytes | np.ndarray) -> np.ndarray:
     return img
 
 
-_rgba_buffers: dict[tuple[int, int], np.ndarray] = {}
+def decode_rgb8(data: bytes) -> np.ndarray:
+    """Decode an 8-bit RGB PNG (check the header first) to an (H, W, 3) array in RGB order."""
+    if _pyspng is not None:
+        try:
+            return _pyspng.load(data)
+        except RuntimeError as exc:
+            raise ValueError(f"the PNG data is corrupt or truncated ({exc})") from None
+    return cv2.cvtColor(decode(data), cv2.COLOR_BGR2RGB)
 
 
-def bgr_to_id24(bgr: np.ndarray) -> np.ndarray:
+def rgb_to_id24(rgb: np.ndarray) -> np.ndarray:
     """COCO panoptic id per pixel, R + 256·G + 256²·B (panopticapi's ``rgb2id``), as uint32.
 
-    One cvtColor into a reused RGBA buffer, viewed as little-endian uint32 and masked
-    to 24 bits: ~0.1 ms for 640×480 instead of three widening multiplies (~2 ms).
+    One cvtColor into an RGBA buffer, viewed as little-endian uint32 and masked to 24
+    bits: ~0.1 ms for 640×480 instead of three widening multiplies (~2 ms). The result
+    is a view of a fresh buffer (strided, no copy): never shared with another image.
     """
-    h, w = bgr.shape[:2]
-    buf = _rgba_buffers.get((h, w))
-    if buf is None:
-        if len(_rgba_buffers) > 8:
-            _rgba_buffers.clear()
-        buf = _rgba_buffers[(h, w)] = np.empty((h, w, 4), np.uint8)
-    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA, dst=buf)
-    ids = buf.view("<u4").reshape(h, w).copy()
+    h, w = rgb.shape[:2]
+    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=np.empty((h, w, 4), np.uint8))
+    ids = rgba.view("<u4").reshape(h, w)
     np.bitwise_and(ids, 0xFFFFFF, out=ids)
     return ids
 

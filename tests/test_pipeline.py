@@ -1,0 +1,294 @@
+"""The batch behaviour every converter relies on: bad items fail alone, clearly; output is
+byte-identical for any --jobs; a killed run resumes to the same bytes; nothing is truncated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import CATEGORIES, id2rgb, read_mask, read_payloads, snapshot, write_panoptic
+from PIL import Image
+
+import segconvert
+from segconvert.cli import main
+
+
+def scene(seed: int, h: int = 24, w: int = 32, n: int = 6) -> tuple[np.ndarray, list[dict]]:
+    rng = np.random.default_rng(seed)
+    seg_ids = rng.choice(np.arange(1, 1 << 24), size=n, replace=False)
+    ids = rng.choice(np.concatenate([[0], seg_ids]), size=(h, w))
+    cats = [c["id"] for c in CATEGORIES]
+    infos = [{"id": int(s), "category_id": int(rng.choice(cats)), "iscrowd": 0} for s in seg_ids]
+    return ids, infos
+
+
+def good_dataset(root: Path, count: int, **kw) -> Path:
+    return write_panoptic(root, [(f"img{k:04d}", *scene(k, **kw)) for k in range(count)])
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes is not None else "")
+
+
+# ------------------------------------------------------------ bad input, one item at a time
+
+
+def broken_dataset(root: Path) -> Path:
+    """Seven images: one good, six each broken in one way the issue names."""
+    good_ids, good_infos = scene(1)
+    src = write_panoptic(root, [(f"case{k}", *scene(k)) for k in range(7)])
+    doc = json.loads(src.read_text())
+    anns = doc["annotations"]
+    (root / "panoptic" / "case1.png").unlink()  # missing PNG
+    Image.fromarray(id2rgb(good_ids[:10])).save(root / "panoptic" / "case2.png")  # wrong size
+    anns[3]["segments_info"].pop()  # a pixel id with no entry
+    anns[4]["segments_info"][0]["category_id"] = 999  # unknown category
+    anns[5]["segments_info"].append(dict(anns[5]["segments_info"][0]))  # duplicate id
+    Image.fromarray(good_ids.astype(np.uint8), mode="L").save(root / "panoptic" / "case6.png")  # not RGB
+    src.write_text(json.dumps(doc))
+    return src
+
+
+def test_each_bad_input_fails_alone_with_a_clear_message(tmp_path):
+    src = broken_dataset(tmp_path)
+    summary = segconvert.convert(src, tmp_path / "out", from_format="coco-panoptic", jobs=1)
+    assert (summary.converted, summary.failed) == (1, 6)
+    by_item = {m.split("[")[1].split("]")[0]: m for m in summary.failures}
+    expect = {
+        "case1": "PNG not found",
+        "case2": "PNG is 32x10 but the JSON says 32x24",
+        "case3": "have no segment in the annotation",
+        "case4": "category_id 999, which is not in categories",
+        "case5": "appears twice in segments_info",
+        "case6": "PNG is 8-bit grayscale; COCO panoptic PNGs are 8-bit RGB",
+    }
+    for item, text in expect.items():
+        assert text in by_item[item], by_item[item]
+        assert "case" in by_item[item] and ("png" in by_item[item] or "json" in by_item[item])
+    assert "case1.png" in by_item["case1"] and "case2.png" in by_item["case2"]
+    assert [p["reference_id"] for p in read_payloads(tmp_path / "out")] == ["case0"]
+    report = [json.loads(x) for x in summary.report.read_text().splitlines()]
+    assert sorted(r["reference_id"] for r in report if r["status"] == "failed") == sorted(expect)
+
+
+def test_cli_exit_status_and_summary(tmp_path):
+    src = broken_dataset(tmp_path)
+    code, out = run_cli("convert", str(src), str(tmp_path / "out"), "--from", "coco-panoptic", "--jobs", "2")
+    assert code == 1
+    assert "converted 1" in out and "failed 6" in out and "case4" in out
+    assert "Traceback" not in out
+    good = good_dataset(tmp_path / "good", 2)
+    code, out = run_cli("convert", str(good), str(tmp_path / "out2"), "--from", "coco-panoptic")
+    assert code == 0 and "converted 2" in out
+
+
+def test_absent_segment_is_a_warning_not_an_error(tmp_path):
+    ids = np.array([[0, 5], [5, 6]])
+    infos = [{"id": 5, "category_id": 1}, {"id": 77, "category_id": 3}, {"id": 6, "category_id": 1}]
+    src = write_panoptic(tmp_path, [("a", ids, infos)])
+    summary = segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", jobs=1)
+    assert summary.ok and summary.warned == 1
+    assert "segment id 77 (car) has no pixels" in summary.warnings[0] and "[a]" in summary.warnings[0]
+    (payload,) = read_payloads(tmp_path / "o")
+    assert [s["metadata"]["segment_id"] for s in payload["annotations"][1:]] == [5, 6]
+    assert read_mask(tmp_path / "o" / "masks" / "a.png").tolist() == [[0, 1], [1, 2]]
+
+
+def test_unreadable_json_is_a_clear_error(tmp_path):
+    bad = tmp_path / "panoptic.json"
+    bad.write_text("{not json")
+    code, out = run_cli("convert", str(bad), str(tmp_path / "o"), "--from", "coco-panoptic")
+    assert code == 2 and "not valid JSON" in out and "panoptic.json" in out and "Traceback" not in out
+    bad.write_text(json.dumps({"images": []}))
+    code, out = run_cli("convert", str(bad), str(tmp_path / "o"), "--from", "coco-panoptic")
+    assert code == 2 and "no 'annotations' list" in out
+
+
+# ------------------------------------------------------------ limits: never truncated
+
+
+def test_more_than_255_segments_fails_that_item_only(tmp_path):
+    many = np.arange(1, 301).reshape(15, 20)  # 300 segments
+    infos = [{"id": int(i), "category_id": 1} for i in range(1, 301)]
+    src = write_panoptic(tmp_path, [("many", many, infos), ("few", *scene(3))])
+    summary = segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", jobs=1)
+    assert (summary.converted, summary.failed) == (1, 1)
+    assert "300 segments do not fit" in summary.failures[0] and "[many]" in summary.failures[0]
+    assert not (tmp_path / "o" / "masks" / "many.png").exists()
+    # the same image as semantic is one class: fine
+    summary = segconvert.convert(src, tmp_path / "s", from_format="coco-panoptic", jobs=1, mode="semantic")
+    assert summary.ok
+    assert (read_mask(tmp_path / "s" / "masks" / "many.png") == 1).all()
+
+
+def test_exactly_255_segments_fit(tmp_path):
+    ids = np.arange(0, 256).reshape(16, 16)
+    infos = [{"id": int(i), "category_id": 1} for i in range(1, 256)]
+    src = write_panoptic(tmp_path, [("full", ids, infos)])
+    assert segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", jobs=1).ok
+    assert (read_mask(tmp_path / "o" / "masks" / "full.png") == ids).all()
+
+
+def test_stable_semantic_with_too_many_classes_suggests_compact(tmp_path):
+    cats = [{"id": i, "name": f"c{i}", "isthing": 0} for i in range(1, 301)]
+    ids = np.array([[0, 1], [1, 2]])
+    src = write_panoptic(tmp_path, [("a", ids, [{"id": 1, "category_id": 300}, {"id": 2, "category_id": 5}])],
+                         categories=cats)
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--mode", "semantic")
+    assert code == 2 and "300 classes" in out and "--index compact" in out
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic",
+                        "--mode", "semantic", "--index", "category-id")
+    assert code == 2 and "c256 (256)" in out
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic",
+                        "--mode", "semantic", "--index", "compact")
+    assert code == 0
+    assert read_mask(tmp_path / "o" / "masks" / "a.png").tolist() == [[0, 2], [2, 1]]
+
+
+# ------------------------------------------------------------ determinism and resume
+
+
+def test_jobs_1_and_2_are_byte_identical(tmp_path):
+    src = good_dataset(tmp_path, 40)
+    segconvert.convert(src, tmp_path / "j1", from_format="coco-panoptic", jobs=1, mask_url_prefix="s3://b/")
+    segconvert.convert(src, tmp_path / "j2", from_format="coco-panoptic", jobs=2, mask_url_prefix="s3://b/")
+    one, two = snapshot(tmp_path / "j1"), snapshot(tmp_path / "j2")
+    assert len(one) == 41 and one == two
+
+
+def test_rerun_skips_finished_items_and_overwrite_redoes_them(tmp_path):
+    src = good_dataset(tmp_path, 5)
+    out = tmp_path / "o"
+    first = segconvert.convert(src, out, from_format="coco-panoptic", jobs=1)
+    before = snapshot(out)
+    again = segconvert.convert(src, out, from_format="coco-panoptic", jobs=1)
+    assert (first.converted, again.converted, again.skipped) == (5, 0, 5)
+    assert snapshot(out) == before
+    redo = segconvert.convert(src, out, from_format="coco-panoptic", jobs=1, overwrite=True)
+    assert redo.converted == 5 and snapshot(out) == before
+    code, msg = run_cli("convert", str(src), str(out), "--from", "coco-panoptic", "--mode", "semantic")
+    assert code == 2 and "other settings (mode)" in msg and "--overwrite" in msg
+
+
+def test_resume_after_a_crash_at_any_point_gives_the_same_bytes(tmp_path):
+    src = good_dataset(tmp_path, 12)
+    clean = tmp_path / "clean"
+    opts = {"from_format": "coco-panoptic", "mask_url_prefix": "s3://b/"}  # mask_url independent of OUTPUT
+    segconvert.convert(src, clean, jobs=1, **opts)
+    want = snapshot(clean)
+    journal = (clean / ".segconvert" / "journal.tsv").read_bytes()
+    for cut in (0, 1, len(journal) // 3, len(journal) // 2 + 7, len(journal) - 1):
+        out = tmp_path / f"cut{cut}"
+        segconvert.convert(src, out, jobs=1, **opts)
+        # what a kill leaves: a journal cut anywhere, no annotations.jsonl, a mask or two missing
+        (out / ".segconvert" / "journal.tsv").write_bytes(journal[:cut])
+        (out / "annotations.jsonl").unlink()
+        (out / "masks" / "img0003.png").unlink()
+        (out / "masks" / ".img0004.png.123.tmp").write_bytes(b"half")
+        summary = segconvert.convert(src, out, jobs=2, **opts)
+        assert summary.ok and summary.converted + summary.skipped == 12
+        got = snapshot(out)
+        got.pop("masks/.img0004.png.123.tmp")
+        assert got == want, cut
+
+
+def test_resume_after_sigkill(tmp_path):
+    src = good_dataset(tmp_path, 300, h=120, w=160)
+    clean = tmp_path / "clean"
+    opts = {"from_format": "coco-panoptic", "mask_url_prefix": "s3://b/"}
+    segconvert.convert(src, clean, jobs=1, **opts)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "segconvert.cli", "convert", str(src), str(out), "--from", "coco-panoptic",
+           "--mask-url-prefix", "s3://b/", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = out / ".segconvert" / "journal.tsv"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.stat().st_size > 0:
+            break
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process and workers
+    proc.wait()
+    summary = segconvert.convert(src, out, jobs=2, **opts)
+    assert summary.ok and summary.converted + summary.skipped == 300
+    assert summary.skipped > 0  # it really was interrupted part-way
+    got = {k: v for k, v in snapshot(out).items() if not Path(k).name.startswith(".")}
+    assert got == snapshot(clean)
+
+
+def test_duplicate_reference_ids_fail_instead_of_overwriting(tmp_path):
+    src = write_panoptic(tmp_path, [("a", *scene(1)), ("b", *scene(2))])
+    doc = json.loads(src.read_text())
+    doc["images"][1]["file_name"] = "sub/a.jpg"  # same stem as image 1
+    src.write_text(json.dumps(doc))
+    summary = segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", jobs=1)
+    assert (summary.converted, summary.failed) == (1, 1)
+    assert "reference_id 'a' is also the name of" in summary.failures[0]
+
+
+# ------------------------------------------------------------ CLI surface, registry
+
+
+def test_formats_lists_converters_and_options():
+    code, out = run_cli("formats")
+    assert code == 0 and "coco-panoptic" in out and "nucleus" in out and "read" in out
+    code, out = run_cli("formats", "coco-panoptic")
+    assert code == 0 and "--masks-dir" in out and "default mode: panoptic" in out
+    code, out = run_cli("formats", "nope")
+    assert code == 2 and "unknown format 'nope'" in out and "coco-panoptic" in out
+
+
+def test_option_errors_are_usage_errors(tmp_path):
+    src = good_dataset(tmp_path, 1)
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--bogus", "1")
+    assert code == 2 and "--bogus" in out and "--masks-dir" in out
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--index", "compact")
+    assert code == 2 and "--index applies to --mode semantic only" in out
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "nope")
+    assert code == 2 and "unknown format 'nope'" in out
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--to", "coco-panoptic")
+    assert code == 2 and "cannot be written" in out and "nucleus" in out
+    with pytest.raises(segconvert.SourceError, match="has no option 'bogus'"):
+        segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", bogus=1)
+
+
+def test_plugins_register_through_entry_points_but_cannot_take_builtin_names(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from segconvert import registry
+
+    eps = [
+        EntryPoint("myfmt", "segconvert.converters.nucleus:FORMAT", registry.ENTRY_POINT_GROUP),
+        EntryPoint("rgb", "somewhere.evil:FORMAT", registry.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps if group == registry.ENTRY_POINT_GROUP else [])
+    assert "myfmt" in registry.names()
+    assert registry.BUILTIN["rgb"] != "somewhere.evil:FORMAT"
+    assert registry.refused_plugins() == ["rgb (somewhere.evil:FORMAT)"]
+    with pytest.raises(segconvert.SourceError, match="does not define a Format named 'myfmt'"):
+        registry.get("myfmt")
+
+
+def test_python_api_pieces_work_on_their_own(tmp_path):
+    from segconvert.api import open_reader
+    from segconvert.modes import ModePlan
+    from segconvert.pack import pack
+
+    src = write_panoptic(tmp_path, [("a", np.array([[0, 5], [6, 6]]),
+                                     [{"id": 5, "category_id": 1}, {"id": 6, "category_id": 9}])])
+    reader = open_reader(src, "coco-panoptic")
+    (item,) = list(reader.items())
+    seg = item.load()
+    assert seg.label_map.tolist() == [[0, 5], [6, 6]] and [s.label for s in seg.segments] == ["person", "road"]
+    inst = ModePlan("instance").apply(seg)
+    assert pack(inst, renumber=True).mask.tolist() == [[0, 1], [0, 0]]
+    assert seg.resolved_label_map().tolist() == [[0, 5], [6, 6]]
