@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CATEGORIES, rgb2id, read_mask, read_payloads, write_panoptic
+from conftest import CATEGORIES, read_mask, read_payloads, rgb2id, write_panoptic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
