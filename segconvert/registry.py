@@ -10,7 +10,6 @@ lists the names there are; a converter that fails to import says what to install
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError
 from segconvert.format import Format
@@ -29,6 +28,13 @@ BUILTIN: dict[str, str] = {
 }
 
 _loaded: dict[str, Format] = {}
+
+
+def entry_points(group: str):  # type: ignore[no-untyped-def]
+    """importlib.metadata.entry_points, imported on first use (it costs ~25 ms at start-up)."""
+    from importlib.metadata import entry_points as _entry_points
+
+    return _entry_points(group=group)
 
 
 def _plugin_targets() -> dict[str, str]:
