@@ -196,7 +196,7 @@ def main() -> None:
     out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-"))
     try:
         print(f"{a.images} images of {a.size}, best of {a.repeat}; cores: {os.cpu_count()}")
-        for case in a.cases.split(","):
+        for case in filter(None, a.cases.split(",")):
             source, fmt, extra, png_dir = CASES[case]
             try:
                 registry.reader_for(fmt)

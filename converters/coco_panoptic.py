@@ -9,13 +9,13 @@ in ``load`` in the worker. Either way a broken image fails alone, with its file 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import ijson
 
 from segconvert import png
 from segconvert.errors import ItemError, SourceError
@@ -56,20 +56,21 @@ class PanopticItem(Item):
         return Segmentation(self.reference_id, ids, self.segments, source=self.source)
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def _stream(path: Path, prefix: str) -> Iterator[Any]:
+    """The elements of one top-level array, parsed one at a time.
+
+    A COCO JSON of 100,000 images parses to several GB of dicts with ``json.load``;
+    streamed, only one annotation is alive at a time and memory does not grow with
+    the dataset.
+    """
     try:
         with open(path, "rb") as fh:
-            doc = json.load(fh)
+            yield from ijson.items(fh, prefix, use_float=True)
     except FileNotFoundError:
         raise SourceError("file not found", file=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SourceError(f"not valid JSON: {exc}", file=path) from None
-    if not isinstance(doc, dict):
-        raise SourceError("expected a JSON object with images, annotations and categories", file=path)
-    for key in ("annotations", "categories"):
-        if not isinstance(doc.get(key), list):
-            raise SourceError(f"no {key!r} list; is this a COCO panoptic JSON?", file=path)
-    return doc
+    except ijson.JSONError as exc:
+        reason = (str(exc).strip().splitlines() or ["?"])[0]
+        raise SourceError(f"not valid JSON ({reason}) while reading {prefix.split('.')[0]!r}", file=path) from None
 
 
 def parse_categories(raw: list[Any], file: Path) -> list[Category]:
@@ -108,18 +109,25 @@ class CocoPanopticReader(Reader):
 
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
-        doc = _load_json(self.source)
         self.masks_dir = Path(masks_dir) if masks_dir else self.source.with_suffix("")
-        self.categories = parse_categories(doc["categories"], self.source)
+        self.categories = parse_categories(list(_stream(self.source, "categories.item")), self.source)
+        if not self.categories:
+            raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
         self._by_cat = {c.id: c for c in self.categories}
-        self._images = {img.get("id"): img for img in doc.get("images", []) if isinstance(img, dict)}
-        self._annotations: list[Any] = doc["annotations"]
+        # image id -> (file_name, width, height): a small tuple per image, not the JSON's dict
+        self._images: dict[Any, tuple[Any, Any, Any]] = {}
+        for img in _stream(self.source, "images.item"):
+            if isinstance(img, dict):
+                self._images[img.get("id")] = (img.get("file_name"), img.get("width"), img.get("height"))
 
     def __len__(self) -> int:
-        return len(self._annotations)
+        return len(self._images)
 
     def items(self) -> Iterator[Item]:
-        for k, ann in enumerate(self._annotations):
+        for k, ann in enumerate(_stream(self.source, "annotations.item")):
+            if k == 0 and isinstance(ann, dict) and "segments_info" not in ann:
+                hint = " (COCO instances read with --from coco-instances)" if "segmentation" in ann else ""
+                raise SourceError(f"annotations have no 'segments_info': not COCO panoptic{hint}", file=self.source)
             yield self._item(k, ann)
 
     def _item(self, k: int, ann: Any) -> Item:
@@ -133,11 +141,10 @@ class CocoPanopticReader(Reader):
         if image is None:
             err = f"image_id {ann.get('image_id')!r} has no entry in 'images'"
             return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
-        ref = Path(str(image.get("file_name", ann["file_name"]))).stem
-        try:
-            width, height = int(image["width"]), int(image["height"])
-        except (KeyError, TypeError, ValueError):
-            err = f"image {image.get('id')!r} has no integer width/height"
+        file_name, width, height = image
+        ref = Path(str(file_name if file_name is not None else ann["file_name"])).stem
+        if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+            err = f"image {ann.get('image_id')!r} has no positive integer width/height"
             return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
         segments: list[SegmentInfo] = []
         seen: set[int] = set()

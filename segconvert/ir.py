@@ -113,7 +113,7 @@ class Segmentation:
             values.append(seg.id)
             for raw in seg.pixels:
                 codes[raw] = len(values) - 1
-        code_map = to_codes(self.label_map, codes, item=self.reference_id, file=self.source)
+        code_map, _ = to_codes(self.label_map, codes, item=self.reference_id, file=self.source)
         return np.asarray(values, dtype=dtype)[code_map]
 
 

@@ -36,7 +36,7 @@ def good_dataset(root: Path, count: int, **kw) -> Path:
 
 def run_cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output + (result.stderr if result.stderr_bytes is not None else "")
+    return result.exit_code, result.output  # stdout and stderr interleaved (click >= 8.2)
 
 
 # ------------------------------------------------------------ bad input, one item at a time
@@ -110,7 +110,17 @@ def test_unreadable_json_is_a_clear_error(tmp_path):
     assert code == 2 and "not valid JSON" in out and "panoptic.json" in out and "Traceback" not in out
     bad.write_text(json.dumps({"images": []}))
     code, out = run_cli("convert", str(bad), str(tmp_path / "o"), "--from", "coco-panoptic")
-    assert code == 2 and "no 'annotations' list" in out
+    assert code == 2 and "no 'categories'" in out
+    instances = {"images": [], "categories": CATEGORIES, "annotations": [{"id": 1, "segmentation": []}]}
+    bad.write_text(json.dumps(instances))
+    code, out = run_cli("convert", str(bad), str(tmp_path / "o"), "--from", "coco-panoptic")
+    assert code == 2 and "not COCO panoptic (COCO instances read with --from coco-instances)" in out
+    # cut off part-way (categories come last in this file): one clear line, no traceback
+    good = good_dataset(tmp_path / "g", 3).read_text()
+    bad.write_text(good[: good.index('"segments_info"', good.index('"img0001.png"'))])
+    code, out = run_cli("convert", str(bad), str(tmp_path / "o2"), "--from", "coco-panoptic")
+    assert code == 2 and "not valid JSON (parse error: premature EOF) while reading 'categories'" in out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------ limits: never truncated
