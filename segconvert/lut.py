@@ -68,7 +68,13 @@ def to_codes(
         raise ValueError(f"codes must be in 0..{MAX_CODE}")
     dtype = np.dtype(np.uint8 if top < 0xFF else np.uint16)
     sentinel = _SENTINEL[dtype]
-    if _fits_table(label_map):
+    if label_map.dtype == np.uint8 and dtype == np.uint8:  # 256 entries: cv2.LUT, no index widening
+        small = np.full(256, sentinel, np.uint8)
+        for raw, code in codes.items():
+            if 0 <= raw < 256:
+                small[raw] = code
+        out = cv2.LUT(label_map, small)
+    elif _fits_table(label_map):
         table = _big_table(dtype)
         keys = np.fromiter((k for k in codes if 0 <= k < (1 << _TABLE_BITS)), dtype=np.int64)
         values = np.fromiter((codes[int(k)] for k in keys), dtype=dtype, count=len(keys))

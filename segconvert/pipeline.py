@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer
 from segconvert.ir import FailedItem, Item
@@ -90,10 +92,17 @@ def _tune_malloc() -> None:
         pass
 
 
+def _tune_process() -> None:
+    """Per-process settings for converting one image after another."""
+    _tune_malloc()
+    # parallelism is across images (processes); OpenCV's own threads only oversubscribe the cores
+    cv2.setNumThreads(1)
+
+
 def _init_worker(plan: ModePlan, writer: Writer) -> None:
     global _worker
     _worker = (plan, writer)
-    _tune_malloc()
+    _tune_process()
 
 
 def convert_item(item: Item, plan: ModePlan, writer: Writer) -> Outcome:
@@ -194,7 +203,7 @@ def _ordered_outcomes(
 ) -> Iterator[Outcome | _Skip]:
     """Outcomes in task order; with jobs > 1 a bounded window of batches runs in workers."""
     if jobs <= 1:
-        _tune_malloc()
+        _tune_process()
         for task in tasks:
             yield task if isinstance(task, _Skip) else convert_item(task, plan, writer)
         return

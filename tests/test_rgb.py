@@ -1,0 +1,671 @@
+"""The ``rgb`` reader: colour, palette, id and ADE20K masks, built-in tables, bad input.
+
+Inputs are written with Pillow (not with the OpenCV path the reader decodes with) from
+a known label array, and the reader must give that array back.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from segconvert.converters import rgb
+from segconvert.converters import rgb_palettes as P
+
+from segconvert.errors import ItemError, SourceError
+from segconvert.ir import FailedItem
+from segconvert.modes import ModePlan
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rgb"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def save_rgb(path: Path, colors: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(colors.astype(np.uint8), "RGB").save(path)
+    return path
+
+
+def paint(labels: np.ndarray, palette: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    out = np.zeros((*labels.shape, 3), np.uint8)
+    for v, c in palette.items():
+        out[labels == v] = c
+    return out
+
+
+def load_one(source: Path, **opts):
+    items = list(rgb.RgbReader(source, **opts).items())
+    assert len(items) == 1
+    return items[0].load()
+
+
+def names_of(seg) -> dict[int, str]:
+    return {s.id: s.label for s in seg.segments}
+
+
+def labels_of(seg) -> np.ndarray:
+    """Label map as an array of class names ('' = void), comparable across encodings."""
+    lut = names_of(seg)
+    out = np.full(seg.label_map.shape, "", object)
+    for raw, name in lut.items():
+        out[seg.label_map == raw] = name
+    return out
+
+
+@pytest.fixture
+def cmap(tmp_path: Path) -> Path:
+    p = tmp_path / "cmap.json"
+    doc = {"void": [0, 0, 0], "road": [128, 64, 128], "car": "#00008e", "sky": [70, 130, 180]}
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def scene() -> np.ndarray:
+    lab = np.zeros((24, 32), np.uint8)
+    lab[:8] = 3  # sky
+    lab[8:, :] = 1  # road
+    lab[12:20, 4:16] = 2  # car
+    lab[20:, 28:] = 0  # void
+    return lab
+
+
+SCENE_COLORS = {0: (0, 0, 0), 1: (128, 64, 128), 2: (0, 0, 142), 3: (70, 130, 180)}
+SCENE_NAMES = {0: "", 1: "road", 2: "car", 3: "sky"}
+
+
+def expected_names(lab: np.ndarray, names: dict[int, str] = SCENE_NAMES) -> np.ndarray:
+    out = np.full(lab.shape, "", object)
+    for v, n in names.items():
+        out[lab == v] = n
+    return out
+
+
+# --------------------------------------------------------------------------- built-in tables
+
+
+def _bitshift_palette(n: int) -> list[tuple[int, int, int]]:
+    """VOC devkit's VOClabelcolormap: bits of the index spread over R, G, B from the top bit."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= (c & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return out
+
+
+def test_voc_table_is_the_bitshift_palette():
+    pal = _bitshift_palette(256)
+    assert [c for _, _, c in P.VOC] == pal[:21]
+    assert [i for i, _, _ in P.VOC] == list(range(21))
+    assert P.VOC_BOUNDARY == (255, "boundary", pal[255])
+    assert [n for _, n, _ in P.VOC][:3] == ["background", "aeroplane", "bicycle"]
+    assert P.VOC[-1][1] == "tvmonitor"
+
+
+# cityscapesScripts helpers/labels.py, the 19 evaluated classes (trainId 0..18): name, id, colour
+CITYSCAPES_TRAIN = [
+    ("road", 7, (128, 64, 128)), ("sidewalk", 8, (244, 35, 232)), ("building", 11, (70, 70, 70)),
+    ("wall", 12, (102, 102, 156)), ("fence", 13, (190, 153, 153)), ("pole", 17, (153, 153, 153)),
+    ("traffic light", 19, (250, 170, 30)), ("traffic sign", 20, (220, 220, 0)),
+    ("vegetation", 21, (107, 142, 35)), ("terrain", 22, (152, 251, 152)), ("sky", 23, (70, 130, 180)),
+    ("person", 24, (220, 20, 60)), ("rider", 25, (255, 0, 0)), ("car", 26, (0, 0, 142)),
+    ("truck", 27, (0, 0, 70)), ("bus", 28, (0, 60, 100)), ("train", 31, (0, 80, 100)),
+    ("motorcycle", 32, (0, 0, 230)), ("bicycle", 33, (119, 11, 32)),
+]
+
+
+def test_cityscapes_table_has_the_published_colours():
+    by_name = {n: (i, c) for n, i, _, c in P.CITYSCAPES}
+    for name, i, color in CITYSCAPES_TRAIN:
+        assert by_name[name] == (i, color)
+    assert [i for _, i, _, _ in P.CITYSCAPES] == [*range(34), -1]
+    assert {c for n, i, _, c in P.CITYSCAPES if i <= 4 and i >= 0} == {(0, 0, 0)}
+    assert by_name["dynamic"][1] == (111, 74, 0) and by_name["ground"][1] == (81, 0, 81)
+
+
+def test_cityscapes_table_matches_cityscapesscripts():
+    labels_py = pytest.importorskip("cityscapesscripts.helpers.labels")
+    ref = [(lab.name, lab.id, lab.hasInstances, tuple(lab.color)) for lab in labels_py.labels]
+    assert list(P.CITYSCAPES) == ref
+
+
+def test_camvid_table_is_label_colors_txt():
+    lines = (FIXTURES / "label_colors.txt").read_text().splitlines()
+    published = [(tuple(int(v) for v in ln.split()[:3]), ln.split()[3]) for ln in lines]
+    assert len(published) == 32
+    assert list(P.CAMVID) == published
+
+
+def test_camvid_matches_by_colour_not_name(tmp_path: Path):
+    # a label_colors.txt that spells classes differently still gives the same classes by colour
+    variant = tmp_path / "label_colors.txt"
+    variant.write_text((FIXTURES / "label_colors.txt").read_text().replace("Column_Pole", "ColumnPole"))
+    lab = np.zeros((4, 6), np.uint8)
+    colors = {i: c for i, (c, _) in enumerate(P.CAMVID)}
+    lab[:, :3] = 8  # Column_Pole
+    lab[:, 3:] = 17  # Road
+    save_rgb(tmp_path / "m" / "0001_L.png", paint(lab, colors))
+    a = load_one(tmp_path / "m", colormap="camvid", strip_suffix="_L")
+    b = load_one(tmp_path / "m", colormap=str(variant), strip_suffix="_L")
+    assert a.reference_id == "0001"
+    np.testing.assert_array_equal(a.label_map, b.label_map)
+    assert names_of(a) == {9: "Column_Pole", 18: "Road"}
+    assert names_of(b) == {9: "ColumnPole", 18: "Road"}
+
+
+def test_ade20k_table():
+    assert [i for i, _, _ in P.ADE20K] == list(range(1, 151))
+    assert len({n for _, n, _ in P.ADE20K}) == 150
+    assert P.ADE20K[0] == (1, "wall", (120, 120, 120))
+    assert P.ADE20K[2] == (3, "sky", (6, 230, 230))
+    assert P.ADE20K[149] == (150, "flag", (92, 0, 255))
+
+
+def test_coco_panoptic_table_matches_panopticapi_json():
+    path = SHARED / "data" / "panoptic_coco_categories.json"
+    if not path.is_file():
+        pytest.skip("../shared is not there")
+    ref = json.loads(path.read_text())
+    got = [
+        {"id": i, "name": n, "isthing": int(t), "supercategory": s, "color": list(c)}
+        for i, n, t, s, c in P.COCO_PANOPTIC
+    ]
+    assert got == [{k: c[k] for k in ("id", "name", "isthing", "supercategory", "color")} for c in ref]
+
+
+@pytest.mark.parametrize("name", rgb.BUILTINS)
+def test_every_builtin_decodes_its_own_colours(tmp_path: Path, name: str):
+    table = rgb.build_table(rgb.Spec(colormap=name))
+    assert table.categories
+    # one pixel per class colour, in table order
+    colors = np.array([c.color for c in table.categories], np.uint8)[None]
+    save_rgb(tmp_path / "m" / "x.png", colors)
+    seg = load_one(tmp_path / "m", colormap=name)
+    first_with_colour: dict[tuple, int] = {}
+    for pos, c in enumerate(table.categories, start=1):
+        first_with_colour.setdefault(c.color, pos)
+    expected = [first_with_colour[c.color] for c in table.categories]
+    assert seg.label_map[0].tolist() == expected
+
+
+# --------------------------------------------------------------------------- colormap encoding
+
+
+def test_colormap_json(tmp_path: Path, cmap: Path):
+    lab = scene()
+    save_rgb(tmp_path / "m" / "a.png", paint(lab, SCENE_COLORS))
+    reader = rgb.RgbReader(tmp_path / "m", colormap=cmap)
+    assert reader.default_mode == "semantic"
+    assert [c.name for c in reader.categories] == ["road", "car", "sky"]
+    seg = next(reader.items()).load()
+    assert seg.label_map.dtype == np.uint8
+    np.testing.assert_array_equal(labels_of(seg), expected_names(lab))
+    got = [(s.id, s.label, s.category_id) for s in seg.segments]
+    assert got == [(1, "road", 1), (2, "car", 2), (3, "sky", 3)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(*[st.integers(0, 255)] * 3), min_size=1, max_size=12, unique=True),
+    st.integers(0, 2**32 - 1),
+)
+def test_colormap_roundtrip_property(tmp_path_factory, colors, seed):
+    tmp = tmp_path_factory.mktemp("prop")
+    (tmp / "c.json").write_text(json.dumps({f"class{i}": list(c) for i, c in enumerate(colors)}))
+    lab = np.random.default_rng(seed).integers(0, len(colors), (9, 13))
+    save_rgb(tmp / "m" / "x.png", paint(lab, dict(enumerate(colors))))
+    seg = load_one(tmp / "m", colormap=tmp / "c.json")
+    np.testing.assert_array_equal(seg.label_map, lab + 1)
+    assert [s.id for s in seg.segments] == sorted({int(v) + 1 for v in lab.ravel()})
+
+
+def test_label_colors_txt_file_and_void(tmp_path: Path):
+    lab = np.array([[30, 30, 4], [21, 4, 30]])  # Void, Building, Sky
+    save_rgb(tmp_path / "m" / "x.png", paint(lab, {i: c for i, (c, _) in enumerate(P.CAMVID)}))
+    seg = load_one(tmp_path / "m", colormap=FIXTURES / "label_colors.txt")
+    assert seg.label_map.tolist() == [[0, 0, 5], [22, 5, 0]]
+    assert names_of(seg) == {5: "Building", 22: "Sky"}
+
+
+def test_voc_colour_png_and_boundary(tmp_path: Path):
+    seg = load_one(FIXTURES / "voc" / "2007_000001_color.png", colormap="voc")
+    names = labels_of(seg)
+    assert names[3, 2] == "person" and names[5, 10] == "dog" and names[3, 7] == "" and names[11, 0] == ""
+    seg = load_one(FIXTURES / "voc" / "2007_000001_color.png", colormap="voc", void="ignore")
+    names = labels_of(seg)
+    assert names[3, 7] == "ignore" and names[11, 3] == "ignore" and names[0, 0] == ""
+
+
+def test_grayscale_png_in_colormap_mode(tmp_path: Path, cmap: Path):
+    cm = tmp_path / "bw.json"
+    cm.write_text(json.dumps({"background": [0, 0, 0], "fg": [255, 255, 255]}))
+    p = tmp_path / "m" / "x.png"
+    p.parent.mkdir()
+    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8), "L").save(p)
+    assert load_one(p, colormap=cm).label_map.tolist() == [[0, 1], [1, 0]]
+
+
+def test_unknown_colour_fails_that_item_only(tmp_path: Path, cmap: Path):
+    lab = scene()
+    save_rgb(tmp_path / "m" / "good.png", paint(lab, SCENE_COLORS))
+    bad = paint(lab, SCENE_COLORS)
+    bad[0, :5] = (130, 60, 125)  # near road
+    bad[1, :2] = (1, 2, 250)
+    save_rgb(tmp_path / "m" / "bad.png", bad)
+    items = {i.reference_id: i for i in rgb.RgbReader(tmp_path / "m", colormap=cmap).items()}
+    items["good"].load()
+    with pytest.raises(ItemError) as exc:
+        items["bad"].load()
+    msg = str(exc.value)
+    assert "bad.png" in msg and "[bad]" in msg
+    assert "(130, 60, 125) in 5 px, nearest 'road' (128, 64, 128)" in msg
+    assert "(1, 2, 250) in 2 px, nearest 'car' (0, 0, 142)" in msg
+    assert msg.index("(130, 60, 125)") < msg.index("(1, 2, 250)")  # most pixels first
+    assert "--unknown background|ignore" in msg and "--tolerance" in msg
+
+
+def test_unknown_background_and_ignore(tmp_path: Path, cmap: Path):
+    lab = scene()
+    img = paint(lab, SCENE_COLORS)
+    img[0, :5] = (9, 9, 9)
+    save_rgb(tmp_path / "m" / "x.png", img)
+    seg = load_one(tmp_path / "m", colormap=cmap, unknown="background")
+    exp = expected_names(lab)
+    exp[0, :5] = ""
+    np.testing.assert_array_equal(labels_of(seg), exp)
+    reader = rgb.RgbReader(tmp_path / "m", colormap=cmap, unknown="ignore")
+    assert [c.name for c in reader.categories] == ["road", "car", "sky", "ignore"]
+    seg = next(reader.items()).load()
+    exp[0, :5] = "ignore"
+    np.testing.assert_array_equal(labels_of(seg), exp)
+    assert seg.segments[-1].label == "ignore"
+
+
+def test_tolerance_maps_near_colours_and_rejects_ties(tmp_path: Path, cmap: Path):
+    lab = scene()
+    img = paint(lab, SCENE_COLORS).astype(np.int16)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(img + rng.integers(-3, 4, img.shape), 0, 255)
+    save_rgb(tmp_path / "m" / "x.png", noisy)
+    with pytest.raises(ItemError, match="not in the colormap"):
+        load_one(tmp_path / "m", colormap=cmap)
+    seg = load_one(tmp_path / "m", colormap=cmap, tolerance=3)
+    np.testing.assert_array_equal(labels_of(seg), expected_names(lab))
+    with pytest.raises(ItemError, match="within --tolerance 2"):
+        load_one(tmp_path / "m", colormap=cmap, tolerance=2)
+    # (0, 0, 71) is 71 from both void (0, 0, 0) and car (0, 0, 142)
+    tie = np.zeros((2, 2, 3), np.uint8)
+    tie[0, 0] = (0, 0, 71)
+    save_rgb(tmp_path / "t" / "x.png", tie)
+    with pytest.raises(ItemError, match=r"\(0, 0, 71\) in 1 px is equally near 'void' .* and 'car'"):
+        load_one(tmp_path / "t", colormap=cmap, tolerance=100)
+
+
+def _jpeg_copy(tmp_path: Path, lab: np.ndarray, **kw) -> Path:
+    """A JPEG-compressed copy of the scene (Pillow's encoder)."""
+    p = tmp_path / "j" / "x.jpg"
+    p.parent.mkdir(exist_ok=True)
+    Image.fromarray(paint(lab, SCENE_COLORS)).save(p, **kw)
+    return p
+
+
+def test_jpeg_needs_tolerance(tmp_path: Path, cmap: Path):
+    lab = np.kron(scene(), np.ones((2, 2), np.uint8))  # blocks aligned to JPEG's 8x8 grid
+    lab[:] = np.repeat(np.repeat(lab[::8, ::8], 8, 0), 8, 1)
+    p = _jpeg_copy(tmp_path, lab, quality=95, subsampling=0)
+    with pytest.raises(ItemError, match="JPEG.*--tolerance"):
+        load_one(p, colormap=cmap)
+    seg = load_one(p, colormap=cmap, tolerance=10)
+    np.testing.assert_array_equal(labels_of(seg), expected_names(lab))
+
+
+def test_jpeg_default_settings_with_tolerance(tmp_path: Path, cmap: Path):
+    """Chroma subsampling smears edges: interior pixels are exact, edge colours too far become background."""
+    lab = np.kron(scene(), np.ones((4, 4), np.uint8))
+    p = _jpeg_copy(tmp_path, lab, quality=90)
+    seg = load_one(p, colormap=cmap, tolerance=40, unknown="background")
+    got, exp = labels_of(seg), expected_names(lab)
+    interior = cv2.erode((cv2.Laplacian(lab.astype(np.float32), -1) == 0).astype(np.uint8), np.ones((9, 9)))
+    assert (got[interior > 0] == exp[interior > 0]).all()
+    assert (got == exp).mean() > 0.95
+
+
+def test_rgba_transparent_is_void_partial_alpha_fails(tmp_path: Path, cmap: Path):
+    lab = scene()
+    rgba = np.dstack([paint(lab, SCENE_COLORS), np.full(lab.shape, 255, np.uint8)])
+    rgba[0, :4, 3] = 0
+    rgba[0, :4, :3] = (250, 1, 1)  # colour under alpha 0 does not matter
+    p = tmp_path / "m" / "x.png"
+    p.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(p)
+    seg = load_one(p, colormap=cmap)
+    exp = expected_names(lab)
+    exp[0, :4] = ""
+    np.testing.assert_array_equal(labels_of(seg), exp)
+    rgba[1, 1, 3] = 128
+    Image.fromarray(rgba, "RGBA").save(p)
+    with pytest.raises(ItemError, match=r"1 pixels are partly transparent \(alpha 128\)"):
+        load_one(p, colormap=cmap)
+
+
+def test_16bit_rgb_colours(tmp_path: Path, cmap: Path):
+    lab = scene()
+    img16 = paint(lab, SCENE_COLORS).astype(np.uint16) * 257
+    p = tmp_path / "m" / "x.png"
+    p.parent.mkdir()
+    cv2.imwrite(str(p), img16[..., ::-1])
+    np.testing.assert_array_equal(labels_of(load_one(p, colormap=cmap)), expected_names(lab))
+    img16[0, 0, 0] += 1
+    cv2.imwrite(str(p), img16[..., ::-1])
+    with pytest.raises(ItemError, match="not 8-bit colours"):
+        load_one(p, colormap=cmap)
+
+
+# --------------------------------------------------------------------------- palette encoding
+
+
+def test_palette_voc_png(tmp_path: Path):
+    reader = rgb.RgbReader(FIXTURES / "voc" / "2007_000001.png", encoding="palette", colormap="voc")
+    assert len(reader.categories) == 20 and reader.categories[14].name == "person"
+    seg = next(reader.items()).load()
+    idx = np.asarray(Image.open(FIXTURES / "voc" / "2007_000001.png"))
+    exp = np.where(idx == 255, 0, idx)
+    np.testing.assert_array_equal(seg.label_map, exp)  # VOC index = position in the table
+    assert names_of(seg) == {12: "dog", 15: "person"}
+    seg = load_one(FIXTURES / "voc" / "2007_000001.png", encoding="palette", colormap="voc", void="ignore")
+    assert names_of(seg) == {12: "dog", 15: "person", 21: "ignore"}
+    np.testing.assert_array_equal(seg.label_map == 21, idx == 255)
+    # the colour PNG of the same mask gives the same classes
+    col = load_one(FIXTURES / "voc" / "2007_000001_color.png", colormap="voc", void="ignore")
+    np.testing.assert_array_equal(col.label_map, seg.label_map)
+
+
+def test_palette_labels_grayscale_and_unknown_value(tmp_path: Path):
+    (tmp_path / "l.json").write_text(json.dumps({"0": "background", "3": "cat", "7": "dog"}))
+    lab = np.array([[0, 3, 3], [7, 7, 0]], np.uint8)
+    p = tmp_path / "m" / "x.png"
+    p.parent.mkdir()
+    Image.fromarray(lab, "L").save(p)
+    reader = rgb.RgbReader(p, encoding="palette", labels=tmp_path / "l.json")
+    assert [c.name for c in reader.categories] == ["cat", "dog"]
+    seg = next(reader.items()).load()
+    assert seg.label_map.tolist() == [[0, 1, 1], [2, 2, 0]]
+    lab[0, 0] = 9
+    Image.fromarray(lab, "L").save(p)
+    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in --labels: 9 \(1 px\)"):
+        load_one(p, encoding="palette", labels=tmp_path / "l.json")
+    seg = load_one(p, encoding="palette", labels=tmp_path / "l.json", unknown="ignore")
+    assert names_of(seg)[3] == "ignore" and seg.label_map[0, 0] == 3
+
+
+def test_palette_16bit_grayscale(tmp_path: Path):
+    (tmp_path / "l.json").write_text(json.dumps({"300": "a", "1000": "b", "5": "c"}))
+    lab = np.array([[0, 300, 1000], [5, 5, 300]], np.uint16)
+    p = tmp_path / "x.png"
+    cv2.imwrite(str(p), lab)
+    assert Image.open(p).mode == "I;16"
+    seg = load_one(p, encoding="palette", labels=tmp_path / "l.json")
+    assert labels_of(seg).tolist() == [["", "a", "b"], ["c", "c", "a"]]
+    # no names: the value is the class id
+    seg = load_one(p, encoding="palette")
+    assert seg.label_map.dtype == np.uint16
+    assert names_of(seg) == {5: "class-5", 300: "class-300", 1000: "class-1000"}
+
+
+def test_palette_plain_index_mask_no_labels(tmp_path: Path):
+    lab = np.array([[0, 1, 2], [255, 2, 0]], np.uint8)
+    p = tmp_path / "x.png"
+    Image.fromarray(lab, "L").save(p)
+    reader = rgb.RgbReader(p, encoding="palette")
+    assert len(reader.categories) == 255
+    seg = next(reader.items()).load()
+    np.testing.assert_array_equal(seg.label_map, lab)
+    plan = ModePlan("semantic", "stable", reader.categories)
+    assert [s.id for s in plan.apply(seg).segments] == [1, 2, 255]
+
+
+def test_palette_rejects_rgb_png(tmp_path: Path):
+    save_rgb(tmp_path / "x.png", np.zeros((2, 2, 3)))
+    with pytest.raises(ItemError, match="8-bit RGB.*--encoding colormap"):
+        load_one(tmp_path / "x.png", encoding="palette")
+
+
+# --------------------------------------------------------------------------- id and ade20k
+
+
+def test_id_encoding(tmp_path: Path):
+    ids = np.array([[0, 5, 5, 70000], [123456, 70000, 0, 0]], np.uint32)
+    img = np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], -1)
+    save_rgb(tmp_path / "m" / "x.png", img)
+    reader = rgb.RgbReader(tmp_path / "m", encoding="id")
+    assert reader.default_mode == "panoptic" and reader.categories is None
+    seg = next(reader.items()).load()
+    np.testing.assert_array_equal(seg.label_map, ids)
+    assert [(s.id, s.label) for s in seg.segments] == [(5, "segment-5"), (70000, "segment-70000"),
+                                                       (123456, "segment-123456")]
+    (tmp_path / "l.json").write_text(json.dumps({"5": "person", "70000": "person", "123456": "sky"}))
+    reader = rgb.RgbReader(tmp_path / "m", encoding="id", labels=tmp_path / "l.json")
+    assert [c.name for c in reader.categories] == ["person", "sky"]
+    seg = next(reader.items()).load()
+    sem = ModePlan("semantic", "stable", reader.categories).apply(seg)
+    got = [(s.id, s.label, s.pixels) for s in sem.segments]
+    assert got == [(1, "person", (5, 70000)), (2, "sky", (123456,))]
+
+
+def test_id_small_ids_use_small_dtype(tmp_path: Path):
+    save_rgb(tmp_path / "x.png", np.array([[[1, 0, 0], [2, 0, 0]]]))
+    seg = load_one(tmp_path / "x.png", encoding="id")
+    assert seg.label_map.dtype == np.uint8 and seg.label_map.tolist() == [[1, 2]]
+
+
+def test_ade20k_encoding(tmp_path: Path):
+    cls = np.array([[0, 2978, 2978], [165, 165, 2978]])  # ADE20K class ids (0 = unlabelled)
+    inst = np.array([[0, 1, 1], [2, 3, 4]])
+    r, g = (cls // 256) * 10 + 3, cls % 256  # R/10 truncates, so R carries any last digit
+    r[cls == 0] = 0
+    save_rgb(tmp_path / "ADE" / "sub" / "ADE_train_00000001_seg.png", np.stack([r, g, inst], -1))
+    save_rgb(tmp_path / "ADE" / "sub" / "ADE_train_00000001.png", np.zeros((2, 3, 3)))  # not a _seg file
+    (tmp_path / "l.json").write_text(json.dumps({"2978": "wall", "165": "ceiling"}))
+    reader = rgb.RgbReader(tmp_path / "ADE", encoding="ade20k", labels=tmp_path / "l.json")
+    assert len(reader) == 1 and reader.default_mode == "panoptic"
+    seg = next(reader.items()).load()
+    assert seg.reference_id == "ADE_train_00000001"
+    got = [(s.label, s.category_id, s.metadata["instance"]) for s in seg.segments]
+    assert got == [("wall", 2978, 1), ("ceiling", 165, 2), ("ceiling", 165, 3), ("wall", 2978, 4)]
+    # each (class, instance) is one segment; unlabelled is void
+    assert seg.label_map[0, 0] == 0 and seg.label_map[0, 1] == seg.label_map[0, 2] != seg.label_map[1, 2]
+    assert [c.name for c in reader.categories] == ["ceiling", "wall"]
+
+
+# --------------------------------------------------------------------------- source listing
+
+
+def test_nested_folders_suffix_and_duplicates(tmp_path: Path, cmap: Path):
+    img = paint(scene(), SCENE_COLORS)
+    save_rgb(tmp_path / "gt" / "train" / "aachen" / "aachen_1_gtFine_color.png", img)
+    save_rgb(tmp_path / "gt" / "train" / "bonn" / "bonn_1_gtFine_color.png", img)
+    save_rgb(tmp_path / "gt" / "train" / "bonn" / "bonn_1_gtFine_labelIds.png", img)  # skipped by suffix
+    save_rgb(tmp_path / "gt" / "val" / "bonn" / "bonn_1_gtFine_color.png", img)  # duplicate stem
+    save_rgb(tmp_path / "gt" / ".segconvert" / "x_gtFine_color.png", img)  # hidden: skipped
+    save_rgb(tmp_path / "gt" / "out" / "masks" / "y_gtFine_color.png", img)  # an earlier OUTPUT: skipped
+    (tmp_path / "gt" / "out" / ".segconvert").mkdir()
+    reader = rgb.RgbReader(tmp_path / "gt", colormap=cmap, strip_suffix="_gtFine_color")
+    items = list(reader.items())
+    assert len(reader) == 3
+    assert [i.reference_id for i in items] == ["aachen_1", "bonn_1", "bonn_1"]
+    items[0].load()
+    for dup in items[1:]:
+        assert isinstance(dup, FailedItem)
+        with pytest.raises(ItemError, match="reference_id 'bonn_1' comes from 2 files"):
+            dup.load()
+    # a glob
+    reader = rgb.RgbReader(str(tmp_path / "gt" / "train" / "*" / "*_color.png"), colormap=cmap,
+                           strip_suffix="_gtFine_color")
+    assert [i.reference_id for i in reader.items()] == ["aachen_1", "bonn_1"]
+
+
+def test_items_are_small_and_picklable(tmp_path: Path):
+    save_rgb(tmp_path / "m" / "x.png", np.zeros((2, 2, 3)))
+    item = next(rgb.RgbReader(tmp_path / "m", colormap="coco-panoptic").items())
+    blob = pickle.dumps(item)
+    assert len(blob) < 600
+    assert pickle.loads(blob).load().segments == []
+
+
+def test_source_errors(tmp_path: Path, cmap: Path):
+    save_rgb(tmp_path / "m" / "x.png", np.zeros((2, 2, 3)))
+    with pytest.raises(SourceError, match="needs --colormap"):
+        rgb.RgbReader(tmp_path / "m")
+    with pytest.raises(SourceError, match="not found"):
+        rgb.RgbReader(tmp_path / "m", colormap=tmp_path / "nope.json")
+    with pytest.raises(SourceError, match="no such folder"):
+        rgb.RgbReader(tmp_path / "does-not-exist", colormap=cmap)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no mask images"):
+        rgb.RgbReader(tmp_path / "empty", colormap=cmap)
+    with pytest.raises(SourceError, match="--tolerance only applies"):
+        rgb.RgbReader(tmp_path / "m", encoding="id", tolerance=3)
+    with pytest.raises(SourceError, match="camvid|CamVid"):
+        rgb.RgbReader(tmp_path / "m", encoding="palette", colormap="camvid")
+    dup = tmp_path / "dup.json"
+    dup.write_text(json.dumps({"a": [1, 2, 3], "b": "#010203"}))
+    with pytest.raises(SourceError, match="same colour"):
+        rgb.RgbReader(tmp_path / "m", colormap=dup)
+    (tmp_path / "m" / "x.png").write_bytes(b"not a png at all, really not one")
+    with pytest.raises(ItemError, match="not a PNG"):
+        load_one(tmp_path / "m", colormap=cmap)
+
+
+def test_stable_semantic_indices_across_images(tmp_path: Path, cmap: Path):
+    a = np.array([[3, 3], [1, 1]])
+    b = np.array([[2, 2], [3, 3]])
+    save_rgb(tmp_path / "m" / "a.png", paint(a, SCENE_COLORS))
+    save_rgb(tmp_path / "m" / "b.png", paint(b, SCENE_COLORS))
+    reader = rgb.RgbReader(tmp_path / "m", colormap=cmap)
+    plan = ModePlan(reader.default_mode, "stable", reader.categories)
+    index = {}
+    for item in reader.items():
+        for s in plan.apply(item.load()).segments:
+            assert index.setdefault(s.label, s.id) == s.id
+    assert index == {"road": 1, "car": 2, "sky": 3}
+
+
+def test_benchmark_dataset_matches_panoptic(tmp_path: Path):
+    """make_dataset.py's rgb/ masks are its panoptic PNGs painted with category colours."""
+    script = SHARED / "bench" / "make_dataset.py"
+    if not script.is_file():
+        pytest.skip("../shared is not there")
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(script), str(tmp_path), "--images", "2", "--size", "96x64"],
+                   check=True, capture_output=True)
+    pan = json.loads((tmp_path / "annotations" / "panoptic.json").read_text())
+    name_of = {c["id"]: c["name"] for c in pan["categories"]}
+    reader = rgb.RgbReader(tmp_path / "rgb", colormap=tmp_path / "rgb" / "colormap.json")
+    for item, ann in zip(reader.items(), pan["annotations"], strict=True):
+        seg = item.load()
+        png_path = tmp_path / "annotations" / "panoptic" / ann["file_name"]
+        rgbid = np.asarray(Image.open(png_path)).astype(np.uint32)
+        ids = rgbid[..., 0] + 256 * rgbid[..., 1] + 65536 * rgbid[..., 2]
+        exp = np.full(ids.shape, "", object)
+        for s in ann["segments_info"]:
+            exp[ids == s["id"]] = name_of[s["category_id"]]
+        np.testing.assert_array_equal(labels_of(seg), exp)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_convert_colormap_to_nucleus(tmp_path: Path, cmap: Path):
+    import segconvert
+
+    a, b = scene(), scene()[::-1].copy()
+    save_rgb(tmp_path / "m" / "x" / "a.png", paint(a, SCENE_COLORS))
+    save_rgb(tmp_path / "m" / "y" / "b.png", paint(b, SCENE_COLORS))
+    bad = paint(a, SCENE_COLORS)
+    bad[0, 0] = (1, 1, 1)
+    save_rgb(tmp_path / "m" / "y" / "c.png", bad)
+    summary = segconvert.convert(tmp_path / "m", tmp_path / "out", from_format="rgb", colormap=cmap, jobs=1)
+    assert summary.converted == 2 and summary.failed == 1 and not summary.ok
+    assert "(1, 1, 1) in 1 px, nearest 'void' (0, 0, 0)" in summary.failures[0]
+    payloads = {p["reference_id"]: p for p in
+                [json.loads(x) for x in (tmp_path / "out" / "annotations.jsonl").read_text().splitlines()]}
+    for ref, lab in (("a", a), ("b", b)):
+        mask = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{ref}.png"))
+        np.testing.assert_array_equal(mask, lab)  # stable index = colormap position
+        assert [(s["label"], s["index"]) for s in payloads[ref]["annotations"]] == [
+            ("background", 0), ("road", 1), ("car", 2), ("sky", 3)]
+
+
+def test_cli_palette_voc(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "convert", str(FIXTURES / "voc" / "2007_000001.png"), str(out), "--from", "rgb",
+        "--encoding", "palette", "--colormap", "voc", "--void", "ignore", "--jobs", "1",
+    ])
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(Image.open(out / "masks" / "2007_000001.png"))
+    idx = np.asarray(Image.open(FIXTURES / "voc" / "2007_000001.png"))
+    np.testing.assert_array_equal(mask, np.where(idx == 255, 21, idx))
+    (payload,) = [json.loads(x) for x in (out / "annotations.jsonl").read_text().splitlines()]
+    assert [s["label"] for s in payload["annotations"]] == ["background", "dog", "person", "ignore"]
+
+
+def test_cli_unknown_colour_exits_nonzero(tmp_path: Path, cmap: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    img = paint(scene(), SCENE_COLORS)
+    save_rgb(tmp_path / "m" / "ok.png", img)
+    img[3, 3] = (200, 0, 0)
+    save_rgb(tmp_path / "m" / "bad.png", img)
+    result = CliRunner().invoke(main, [
+        "convert", str(tmp_path / "m"), str(tmp_path / "out"), "--from", "rgb", "--colormap", str(cmap),
+        "--jobs", "1",
+    ])
+    assert result.exit_code != 0
+    assert "(200, 0, 0) in 1 px" in result.output
+    assert (tmp_path / "out" / "masks" / "ok.png").is_file()
+
+
+def test_palette_transparency_is_void(tmp_path: Path):
+    idx = np.array([[15, 15, 12], [3, 12, 15]], np.uint8)
+    p = tmp_path / "x.png"
+    im = Image.fromarray(idx, "P")
+    im.putpalette(sum(_bitshift_palette(256), ()))
+    im.save(p, transparency=3)  # index 3 fully transparent
+    seg = load_one(p, encoding="palette", colormap="voc")
+    assert seg.label_map.tolist() == [[15, 15, 12], [0, 12, 15]]
+    im.save(p, transparency=bytes([255, 255, 255, 128]))  # index 3 half transparent
+    with pytest.raises(ItemError, match="partly transparent"):
+        load_one(p, encoding="palette", colormap="voc")
+    la = np.dstack([idx, np.where(idx == 3, 0, 255).astype(np.uint8)])
+    Image.fromarray(la, "LA").save(p)  # grayscale + alpha
+    assert load_one(p, encoding="palette", colormap="voc").label_map.tolist() == [[15, 15, 12], [0, 12, 15]]
+
+
+def test_edited_colormap_is_reread(tmp_path: Path):
+    save_rgb(tmp_path / "m" / "x.png", np.array([[[1, 2, 3]]]))
+    cm = tmp_path / "c.json"
+    cm.write_text(json.dumps({"a": [1, 2, 3]}))
+    assert names_of(load_one(tmp_path / "m", colormap=cm)) == {1: "a"}
+    cm.write_text(json.dumps({"zz": [9, 9, 9], "bb": [1, 2, 3]}))
+    assert names_of(load_one(tmp_path / "m", colormap=cm)) == {2: "bb"}
