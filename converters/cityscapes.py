@@ -38,6 +38,7 @@ from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
+from segconvert.shapes import check_overlap
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -374,10 +375,7 @@ class CityscapesReader(Reader):
         images: str | Path | None = None,
     ) -> None:
         super().__init__(source)
-        if overlap not in raster.OVERLAP_POLICIES:
-            choices = ", ".join(raster.OVERLAP_POLICIES)
-            raise SourceError(f"unknown overlap policy {overlap!r}; choose one of {choices}")
-        self.overlap = overlap
+        self.overlap = check_overlap(overlap)
         self.mapping = _load_mapping(Path(labels)) if labels is not None else {}
         self.images_dir = str(images) if images is not None else None
         self.categories = list(CATEGORIES)

@@ -45,6 +45,7 @@ from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.shapes import check_overlap
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -332,10 +333,7 @@ class CocoInstancesReader(Reader):
         images: str | Path | None = None,
     ) -> None:
         super().__init__(source)
-        if overlap not in raster.OVERLAP_POLICIES:
-            choices = ", ".join(raster.OVERLAP_POLICIES)
-            raise SourceError(f"unknown overlap policy {overlap!r}; choose one of {choices}")
-        self.overlap = overlap
+        self.overlap = check_overlap(overlap)
         self.images_dir = Path(images) if images is not None else None
         doc = _load_json(self.source)
         self.categories = _parse_categories(doc["categories"], self.source)

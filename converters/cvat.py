@@ -50,8 +50,14 @@ from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from segconvert.converters.labelme import (
+
+from segconvert import raster
+from segconvert.errors import ItemError, SourceError
+from segconvert.format import Format, Reader
+from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.shapes import (
     LabelSpec,
+    check_overlap,
     far_outside,
     find_image,
     image_size,
@@ -63,11 +69,6 @@ from segconvert.converters.labelme import (
     patch_rle,
     resolve_label,
 )
-
-from segconvert import raster
-from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 AREA_SHAPES = ("polygon", "box", "mask", "ellipse")
 NO_AREA_SHAPES = ("polyline", "points", "cuboid", "skeleton")
@@ -311,12 +312,9 @@ class CvatReader(Reader):
         super().__init__(source)
         if not self.source.is_file():
             raise SourceError("file not found (a CVAT source is one XML file)", file=self.source)
-        if overlap not in raster.OVERLAP_POLICIES:
-            choices = ", ".join(raster.OVERLAP_POLICIES)
-            raise SourceError(f"unknown overlap policy {overlap!r}; choose one of {choices}")
         if images is not None and not Path(images).is_dir():
             raise SourceError("--images must be a folder", file=images)
-        self.overlap = overlap
+        self.overlap = check_overlap(overlap)
         self.images_dir = str(images) if images is not None else None
         meta_cats = self._read_meta()
         self.labels: dict[str, LabelSpec] | None
