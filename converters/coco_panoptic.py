@@ -9,6 +9,7 @@ in ``load`` in the worker. Either way a broken image fails alone, with its file 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,16 +110,18 @@ class CocoPanopticReader(Reader):
 
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
-        self.masks_dir = Path(masks_dir) if masks_dir else self.source.with_suffix("")
+        self.masks_dir = str(masks_dir) if masks_dir else str(self.source.with_suffix(""))
         self.categories = parse_categories(list(_stream(self.source, "categories.item")), self.source)
         if not self.categories:
             raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
         self._by_cat = {c.id: c for c in self.categories}
-        # image id -> (file_name, width, height): a small tuple per image, not the JSON's dict
-        self._images: dict[Any, tuple[Any, Any, Any]] = {}
+        # image id -> (reference_id, width, height): a small tuple per image, not the JSON's dict
+        self._images: dict[Any, tuple[str | None, Any, Any]] = {}
         for img in _stream(self.source, "images.item"):
             if isinstance(img, dict):
-                self._images[img.get("id")] = (img.get("file_name"), img.get("width"), img.get("height"))
+                name = img.get("file_name")
+                ref = os.path.splitext(os.path.basename(name))[0] if isinstance(name, str) else None
+                self._images[img.get("id")] = (ref, img.get("width"), img.get("height"))
 
     def __len__(self) -> int:
         return len(self._images)
@@ -131,40 +134,40 @@ class CocoPanopticReader(Reader):
             yield self._item(k, ann)
 
     def _item(self, k: int, ann: Any) -> Item:
-        name = f"annotations[{k}]"
         if not isinstance(ann, dict) or not isinstance(ann.get("file_name"), str):
-            err = ItemError("annotation without a 'file_name'", item=name, file=self.source)
-            return FailedItem(name, err)
-        png_path = str(self.masks_dir / ann["file_name"])
-        image = self._images.get(ann.get("image_id"))
-        ref = Path(ann["file_name"]).stem
-        if image is None:
-            err = f"image_id {ann.get('image_id')!r} has no entry in 'images'"
-            return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
-        file_name, width, height = image
-        ref = Path(str(file_name if file_name is not None else ann["file_name"])).stem
-        if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
-            err = f"image {ann.get('image_id')!r} has no positive integer width/height"
-            return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+            name = f"annotations[{k}]"
+            return FailedItem(name, ItemError("annotation without a 'file_name'", item=name, file=self.source))
+        png_path = os.path.join(self.masks_dir, ann["file_name"])
+        ref = os.path.splitext(os.path.basename(ann["file_name"]))[0]
+        try:
+            image = self._images.get(ann.get("image_id"))
+            if image is None:
+                raise ItemError(f"image_id {ann.get('image_id')!r} has no entry in 'images'")
+            ref = image[0] or ref
+            width, height = image[1], image[2]
+            if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+                raise ItemError(f"image {ann.get('image_id')!r} has no positive integer width/height")
+            segments = self._segments(ann.get("segments_info") or [])
+        except ItemError as exc:
+            return FailedItem(ref, exc.located(item=ref, file=self.source), source=png_path)
+        return PanopticItem(ref, png_path, width, height, segments)
+
+    def _segments(self, infos: list[Any]) -> list[SegmentInfo]:
         segments: list[SegmentInfo] = []
         seen: set[int] = set()
-        for j, info in enumerate(ann.get("segments_info") or []):
+        for j, info in enumerate(infos):
             try:
                 sid, cat_id = int(info["id"]), int(info["category_id"])
             except (KeyError, TypeError, ValueError):
-                err = f"segments_info[{j}] needs integer 'id' and 'category_id'"
-                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+                raise ItemError(f"segments_info[{j}] needs integer 'id' and 'category_id'") from None
             if sid in seen:
-                err = f"segment id {sid} appears twice in segments_info"
-                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+                raise ItemError(f"segment id {sid} appears twice in segments_info")
             if sid <= 0 or sid >= 1 << 24:
-                err = f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)"
-                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+                raise ItemError(f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)")
             seen.add(sid)
             cat = self._by_cat.get(cat_id)
             if cat is None:
-                err = f"segment {sid} has category_id {cat_id}, which is not in categories"
-                return FailedItem(ref, ItemError(err, item=ref, file=self.source), source=png_path)
+                raise ItemError(f"segment {sid} has category_id {cat_id}, which is not in categories")
             meta: dict[str, Any] = {}
             if cat.supercategory is not None:
                 meta["supercategory"] = cat.supercategory
@@ -176,7 +179,7 @@ class CocoPanopticReader(Reader):
                     iscrowd=bool(info.get("iscrowd", 0)), metadata=meta,
                 )
             )
-        return PanopticItem(ref, png_path, width, height, segments)
+        return segments
 
 
 def sniff(path: Path) -> bool:

@@ -73,9 +73,9 @@ class ModePlan:
 
     def apply(self, seg: Segmentation) -> Segmentation:
         if self.mode == "panoptic":
-            return seg.replace_segments(_with_source_id(s) for s in seg.segments)
+            return seg
         if self.mode == "instance":
-            things = [_with_source_id(s) for s in seg.segments if s.isthing]
+            things = [s for s in seg.segments if s.isthing]
             stuff = [raw for s in seg.segments if not s.isthing for raw in s.pixels]
             return seg.replace_segments(things, dropped_ids=stuff)
         return self._semantic(seg)
@@ -127,11 +127,3 @@ class ModePlan:
                 c.id = i
         return seg.replace_segments(ordered)
 
-
-def _with_source_id(s: SegmentInfo) -> SegmentInfo:
-    meta = dict(s.metadata)
-    meta.setdefault("segment_id", s.id)
-    return SegmentInfo(
-        id=s.id, label=s.label, category_id=s.category_id, isthing=s.isthing, iscrowd=s.iscrowd,
-        metadata=meta, pixel_ids=s.pixel_ids,
-    )

@@ -32,7 +32,7 @@ class PackedMask:
     warnings: list[str] = field(default_factory=list)
 
 
-def _segment_metadata(s: SegmentInfo, area: int) -> dict[str, Any]:
+def _segment_metadata(s: SegmentInfo, area: int, renumbered: bool) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if s.category_id is not None:
         meta["category_id"] = s.category_id
@@ -40,7 +40,12 @@ def _segment_metadata(s: SegmentInfo, area: int) -> dict[str, Any]:
     if "instances" not in s.metadata:  # classes (semantic) have no crowd flag
         meta["iscrowd"] = bool(s.iscrowd)
     meta.update(s.metadata)
-    meta["area"] = area
+    if renumbered:  # the index is new: keep the id the source knows the segment by
+        meta.setdefault("segment_id", s.id)
+    source_area = meta.pop("area", None)
+    meta["area"] = area  # pixels of this index in the mask (visible area, after overlaps)
+    if source_area is not None and source_area != area:
+        meta["source_area"] = source_area  # e.g. COCO's polygon area, occluded parts included
     return meta
 
 
@@ -100,6 +105,6 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
     for pos in kept:
         s = segments[pos]
         payloads.append(
-            {"label": s.label, "index": index_of_pos[pos], "metadata": _segment_metadata(s, areas[pos])}
+            {"label": s.label, "index": index_of_pos[pos], "metadata": _segment_metadata(s, areas[pos], renumber)}
         )
     return PackedMask(seg.reference_id, np.ascontiguousarray(mask), payloads, warnings)

@@ -24,11 +24,9 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
@@ -36,6 +34,9 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 BATCH = 8  # items per task: amortises pickling without holding much back
 SHOWN = 50  # failures / warnings kept in memory for the summary; all go to the report
@@ -207,12 +208,21 @@ def _ordered_outcomes(
         for task in tasks:
             yield task if isinstance(task, _Skip) else convert_item(task, plan, writer)
         return
+    from concurrent.futures import ProcessPoolExecutor  # only now: 15 ms of start-up that jobs=1 skips
+    from concurrent.futures.process import BrokenProcessPool
+
     window = jobs * 3
     pending: deque[tuple[list[Item | _Skip], Future[list[Outcome]] | None]] = deque()
 
     def drain_one() -> Iterator[Outcome | _Skip]:
         batch, future = pending.popleft()
-        results = iter(future.result() if future is not None else [])
+        try:
+            results = iter(future.result() if future is not None else [])
+        except BrokenProcessPool:
+            raise SourceError(
+                "a worker process died (killed, or out of memory); run the same command again to "
+                "resume where it stopped, with fewer --jobs if memory is short"
+            ) from None
         for task in batch:
             yield task if isinstance(task, _Skip) else next(results)
 
@@ -274,31 +284,25 @@ def run(
 
     try:
         with open(summary.report, "w", encoding="utf-8") as report:
-            try:
-                for outcome in _ordered_outcomes(tasks(), plan, writer, jobs):
-                    summary.total += 1
-                    if isinstance(outcome, _Skip):
-                        summary.skipped += 1
-                        order.append(outcome.offset)
-                    elif outcome.error is not None:
-                        summary.failed += 1
-                        _note(summary.failures, report, "failed", outcome.reference_id, outcome.error)
-                    else:
-                        assert outcome.record is not None
-                        summary.converted += 1
-                        order.append(journal.append(outcome.reference_id, outcome.record))
-                    if isinstance(outcome, Outcome) and outcome.warnings:
-                        summary.warned += 1
-                        where = f"{outcome.source} [{outcome.reference_id}]"
-                        for w in outcome.warnings:
-                            _note(summary.warnings, report, "warning", outcome.reference_id, f"{where}: {w}")
-                    if progress is not None:
-                        progress(1)
-            except BrokenProcessPool:
-                raise SourceError(
-                    "a worker process died (killed, or out of memory); run the same command again to "
-                    "resume where it stopped, with fewer --jobs if memory is short"
-                ) from None
+            for outcome in _ordered_outcomes(tasks(), plan, writer, jobs):
+                summary.total += 1
+                if isinstance(outcome, _Skip):
+                    summary.skipped += 1
+                    order.append(outcome.offset)
+                elif outcome.error is not None:
+                    summary.failed += 1
+                    _note(summary.failures, report, "failed", outcome.reference_id, outcome.error)
+                else:
+                    assert outcome.record is not None
+                    summary.converted += 1
+                    order.append(journal.append(outcome.reference_id, outcome.record))
+                if isinstance(outcome, Outcome) and outcome.warnings:
+                    summary.warned += 1
+                    where = f"{outcome.source} [{outcome.reference_id}]"
+                    for w in outcome.warnings:
+                        _note(summary.warnings, report, "warning", outcome.reference_id, f"{where}: {w}")
+                if progress is not None:
+                    progress(1)
         writer.finish(journal.records(order))
     finally:
         journal.close()

@@ -302,3 +302,29 @@ def test_python_api_pieces_work_on_their_own(tmp_path):
     inst = ModePlan("instance").apply(seg)
     assert pack(inst, renumber=True).mask.tolist() == [[0, 1], [0, 0]]
     assert seg.resolved_label_map().tolist() == [[0, 5], [6, 6]]
+
+
+class _DyingItem(segconvert.Item):
+    """An item whose worker process dies (as if killed by the OOM killer) while loading it."""
+
+    def __init__(self, ref: str) -> None:
+        self.reference_id, self.source = ref, f"{ref}.png"
+
+    def load(self):
+        os._exit(9)
+
+
+def test_a_worker_that_dies_stops_the_run_with_a_resume_hint(tmp_path):
+    from segconvert.format import Reader
+    from segconvert.modes import ModePlan
+    from segconvert.pipeline import run
+    from segconvert.registry import get
+
+    class DyingReader(Reader):
+        def items(self):
+            yield from (_DyingItem(f"x{k}") for k in range(4))
+
+    plan = ModePlan("panoptic")
+    writer = get("nucleus").writer(tmp_path / "o", plan)
+    with pytest.raises(segconvert.SourceError, match="a worker process died .* run the same command again"):
+        run(DyingReader(tmp_path), writer, plan, jobs=2)
