@@ -144,16 +144,20 @@ def formats(name: str | None) -> None:
         except SegconvertError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_UNUSABLE)
-        click.echo(f"{fmt.name} ({fmt.abilities}): {fmt.description}")
+        formatter = click.HelpFormatter()
+        formatter.write_text(f"{fmt.name} ({fmt.abilities}): {fmt.description}")
         for role, cls in (("reader", fmt.reader), ("writer", fmt.writer)):
             if cls is None:
                 continue
-            if role == "reader":
-                click.echo(f"  default mode: {cls.default_mode}")
-            for opt in cls.options:
-                record = opt.get_help_record(click.Context(click.Command(name)))
-                if record:
-                    click.echo(f"  {record[0]:28} {record[1]}")
+            ctx = click.Context(click.Command(name))
+            records = [r for r in (opt.get_help_record(ctx) for opt in cls.options) if r]
+            title = f"{role} options" + (f" (default mode: {cls.default_mode})" if role == "reader" else "")
+            with formatter.section(title):
+                if records:
+                    formatter.write_dl(records)
+                else:
+                    formatter.write_text("none")
+        click.echo(formatter.getvalue(), nl=False)
         return
     rows = []
     for n in registry.names():
