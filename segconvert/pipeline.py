@@ -256,8 +256,11 @@ def run(
 ) -> Summary:
     """Convert every item of ``reader`` into ``writer``; return counts and messages."""
     start = time.perf_counter()
-    writer.prepare()
-    journal = Journal(writer.state_dir, settings or {}, fresh=overwrite)
+    try:
+        writer.prepare()
+        journal = Journal(writer.state_dir, settings or {}, fresh=overwrite)
+    except OSError as exc:
+        raise SourceError(f"cannot write the output there: {exc.strerror or exc}", file=writer.output) from None
     summary = Summary(report=writer.state_dir / "report.jsonl")
     start_progress = getattr(progress, "start", None)
     if start_progress is not None:
@@ -303,7 +306,13 @@ def run(
                         _note(summary.warnings, report, "warning", outcome.reference_id, f"{where}: {w}")
                 if progress is not None:
                     progress(1)
-        writer.finish(journal.records(order))
+        try:
+            writer.finish(journal.records(order))
+        except OSError as exc:
+            raise SourceError(
+                f"cannot write the dataset files: {exc.strerror or exc}; the converted items are kept, "
+                "run the same command again to finish", file=writer.output,
+            ) from None
     finally:
         journal.close()
     summary.seconds = time.perf_counter() - start

@@ -103,6 +103,21 @@ def test_absent_segment_is_a_warning_not_an_error(tmp_path):
     assert read_mask(tmp_path / "o" / "masks" / "a.png").tolist() == [[0, 1], [1, 2]]
 
 
+def test_output_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
+    src = good_dataset(tmp_path, 1)
+    (tmp_path / "taken").write_text("a file")
+    code, out = run_cli("convert", str(src), str(tmp_path / "taken"), "--from", "coco-panoptic")
+    assert code == 2 and "taken: cannot write the output there: Not a directory" in out
+    assert "Traceback" not in out
+
+
+def test_empty_dataset_gives_an_empty_annotations_file(tmp_path):
+    src = write_panoptic(tmp_path, [])
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic")
+    assert code == 0 and "converted 0" in out
+    assert (tmp_path / "o" / "annotations.jsonl").read_text() == ""
+
+
 def test_unreadable_json_is_a_clear_error(tmp_path):
     bad = tmp_path / "panoptic.json"
     bad.write_text("{not json")
