@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
@@ -38,7 +37,7 @@ from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.shapes import check_overlap
+from segconvert.shapes import check_overlap, images_option, labels_option
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -352,18 +351,10 @@ class CityscapesReader(Reader):
 
     options = (
         raster.overlap_option(),
-        click.Option(
-            ["--labels"],
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help='JSON object mapping labels outside the Cityscapes table to table labels, e.g. {"van": "car"}.',
+        labels_option(
+            'JSON object mapping labels outside the Cityscapes table to table labels, e.g. {"van": "car"}.'
         ),
-        click.Option(
-            ["--images"],
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder of the leftImg8bit images, to read sizes from when a JSON has no imgHeight/imgWidth.",
-        ),
+        images_option("Folder of the leftImg8bit images, to read sizes from when a JSON has no imgHeight/imgWidth."),
     )
     default_mode = "instance"
 

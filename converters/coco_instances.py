@@ -36,7 +36,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
@@ -45,7 +44,7 @@ from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.shapes import check_overlap
+from segconvert.shapes import check_overlap, images_option, labels_option
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -309,19 +308,11 @@ class CocoInstancesReader(Reader):
 
     options = (
         raster.overlap_option(),
-        click.Option(
-            ["--labels"],
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help='JSON object mapping category ids to classes, e.g. {"91": "person"} or '
-            '{"91": {"id": 200, "name": "other"}}; an unmapped unknown category_id fails its image.',
+        labels_option(
+            'JSON object mapping category ids to classes, e.g. {"91": "person"} or '
+            '{"91": {"id": 200, "name": "other"}}; an unmapped unknown category_id fails its image.'
         ),
-        click.Option(
-            ["--images"],
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder of the images, to read sizes from when 'images' has no width/height.",
-        ),
+        images_option("Folder of the images, to read sizes from when 'images' has no width/height."),
     )
     default_mode = "instance"
 

@@ -108,23 +108,18 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
     return table, categories
 
 
-def labels_option() -> click.Option:
-    return click.Option(
-        ["--labels"],
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Class table: JSON list of labels, JSON {label: id}, or a text file with one label "
-        "per line. A label not in it fails its image.",
-    )
+def labels_option(
+    help: str = "Class table: JSON list of labels, JSON {label: id}, or a text file with one label "
+    "per line. A label not in it fails its image.",
+) -> click.Option:
+    """``--labels FILE``: every shape reader has one; what the file maps is the format's own."""
+    return click.Option(["--labels"], type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
 
 
-def images_option() -> click.Option:
-    return click.Option(
-        ["--images"],
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Folder of the images, to read sizes from when the annotations do not give them.",
-    )
+def images_option(
+    help: str = "Folder of the images, to read sizes from when the annotations do not give them.",
+) -> click.Option:
+    return click.Option(["--images"], type=click.Path(file_okay=False, path_type=Path), default=None, help=help)
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
