@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 
@@ -34,9 +34,6 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 BATCH = 8  # items per task: amortises pickling without holding much back
 SHOWN = 50  # failures / warnings kept in memory for the summary; all go to the report
@@ -202,46 +199,35 @@ class _Skip:
 def _ordered_outcomes(
     tasks: Iterable[Item | _Skip], plan: ModePlan, writer: Writer, jobs: int
 ) -> Iterator[Outcome | _Skip]:
-    """Outcomes in task order; with jobs > 1 a bounded window of batches runs in workers."""
+    """Outcomes in task order; with jobs > 1 batches run in worker processes, a few at a time."""
     if jobs <= 1:
         _tune_process()
         for task in tasks:
             yield task if isinstance(task, _Skip) else convert_item(task, plan, writer)
         return
-    from concurrent.futures import ProcessPoolExecutor  # only now: 15 ms of start-up that jobs=1 skips
-    from concurrent.futures.process import BrokenProcessPool
+    from segconvert.workers import WorkerPool
 
-    window = jobs * 3
-    pending: deque[tuple[list[Item | _Skip], Future[list[Outcome]] | None]] = deque()
-
-    def drain_one() -> Iterator[Outcome | _Skip]:
-        batch, future = pending.popleft()
-        try:
-            results = iter(future.result() if future is not None else [])
-        except BrokenProcessPool:
-            raise SourceError(
-                "a worker process died (killed, or out of memory); run the same command again to "
-                "resume where it stopped, with fewer --jobs if memory is short"
-            ) from None
-        for task in batch:
-            yield task if isinstance(task, _Skip) else next(results)
-
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(plan, writer)) as pool:
+    def batches() -> Iterator[list[Item | _Skip]]:
         batch: list[Item | _Skip] = []
         for task in tasks:
             batch.append(task)
-            if len(batch) < BATCH:
-                continue
-            runnable = [t for t in batch if not isinstance(t, _Skip)]
-            pending.append((batch, pool.submit(_convert_batch, runnable) if runnable else None))
-            batch = []
-            while len(pending) > window:
-                yield from drain_one()
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
         if batch:
-            runnable = [t for t in batch if not isinstance(t, _Skip)]
-            pending.append((batch, pool.submit(_convert_batch, runnable) if runnable else None))
-        while pending:
-            yield from drain_one()
+            yield batch
+
+    def with_runnable(all_batches: Iterator[list[Item | _Skip]]) -> Iterator[list[Item]]:
+        for batch in all_batches:
+            held.append(batch)
+            yield [t for t in batch if not isinstance(t, _Skip)]
+
+    held: deque[list[Item | _Skip]] = deque()  # batches sent, in order, for merging skips back in
+    with WorkerPool(jobs, _init_worker, (plan, writer), _convert_batch) as pool:
+        for results in pool.imap(with_runnable(batches())):
+            done = iter(results)
+            for task in held.popleft():
+                yield task if isinstance(task, _Skip) else next(done)
 
 
 def run(
