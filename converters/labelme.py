@@ -64,7 +64,6 @@ from segconvert.shapes import (
     LabelSpec,
     bad_number,
     check_overlap,
-    crop_rle,
     far_outside,
     find_image,
     image_size,
@@ -80,56 +79,36 @@ from segconvert.shapes import (
 # --------------------------------------------------------------------------- rasterising
 
 
-def _canvas_box(lo_x: float, lo_y: float, hi_x: float, hi_y: float, margin: float, height: int, width: int):
-    """Integer crop [x0, x1) x [y0, y1) of the image that holds everything PIL may draw."""
-    x0 = max(math.floor(lo_x - margin) - 1, 0)
-    y0 = max(math.floor(lo_y - margin) - 1, 0)
-    x1 = min(math.ceil(hi_x + margin) + 2, width)
-    y1 = min(math.ceil(hi_y + margin) + 2, height)
-    return x0, y0, x1, y1
+def _draw(draw: PIL.ImageDraw.ImageDraw, shape_type: str, xy: np.ndarray, value: int, line_width: int) -> None:
+    """Draw one shape with ``value`` as labelme's ``shape_to_mask`` draws it (same PIL calls).
 
-
-def draw_crop(shape_type: str, xy: np.ndarray, height: int, width: int, line_width: int) -> tuple[np.ndarray, int, int]:
-    """One labelme shape drawn as ``shape_to_mask`` draws it: (bool crop, its left, its top).
-
-    PIL rasterises on a canvas cropped to the shape's box (clipped to the image);
-    shifting every coordinate by the same integer gives the same pixels as labelme's
-    full-size canvas, and the cost follows the shape's size, not the image's.
+    Always on a full-size canvas at the shape's own coordinates: PIL's rasteriser is not
+    exactly translation-invariant for arbitrary float coordinates (a canvas cropped to
+    the shape, tried first, differed from labelme in one pixel for ~0.15 % of shapes).
     """
-    if shape_type == "circle":
-        (cx, cy), (px, py) = xy
-        r = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
-        lo_x, lo_y, hi_x, hi_y = cx - r, cy - r, cx + r, cy + r
-    else:
-        lo_x, lo_y = xy.min(axis=0)
-        hi_x, hi_y = xy.max(axis=0)
-    margin = line_width if shape_type in ("line", "linestrip") else 0
-    x0, y0, x1, y1 = _canvas_box(lo_x, lo_y, hi_x, hi_y, margin, height, width)
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    canvas = PIL.Image.new("L", (x1 - x0, y1 - y0))
-    draw = PIL.ImageDraw.Draw(canvas)
-    pts = [(float(x) - x0, float(y) - y0) for x, y in xy]
+    pts = [(float(x), float(y)) for x, y in xy]
     if shape_type == "circle":
         (cx, cy), (px, py) = pts
         r = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
-        draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), outline=1, fill=1)
+        draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), outline=value, fill=value)
     elif shape_type == "rectangle":
         (ax, ay), (bx, by) = pts
-        draw.rectangle(((min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by))), outline=1, fill=1)
+        draw.rectangle(((min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by))), outline=value, fill=value)
     elif shape_type in ("line", "linestrip"):
-        draw.line(xy=pts, fill=1, width=line_width)
+        draw.line(xy=pts, fill=value, width=line_width)
     else:  # polygon, oriented_rectangle
-        draw.polygon(xy=pts, outline=1, fill=1)
-    return np.asarray(canvas, dtype=bool), x0, y0
+        draw.polygon(xy=pts, outline=value, fill=value)
 
 
 def draw_shape(shape_type: str, xy: np.ndarray, height: int, width: int, line_width: int) -> np.ndarray:
-    """The full (height, width) bool mask of one labelme shape (see :func:`draw_crop`)."""
-    crop, x0, y0 = draw_crop(shape_type, xy, height, width, line_width)
-    out = np.zeros((height, width), dtype=bool)
-    out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
-    return out
+    """The full (height, width) bool mask of one labelme shape, as ``shape_to_mask`` gives it."""
+    canvas = PIL.Image.new("L", (width, height))
+    _draw(PIL.ImageDraw.Draw(canvas), shape_type, xy, 1, line_width)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _mask_image(patch: np.ndarray) -> PIL.Image.Image:
+    return PIL.Image.fromarray(patch.astype(np.uint8) * 255, mode="L")
 
 
 # --------------------------------------------------------------------------- the item
@@ -199,7 +178,7 @@ class LabelmeItem(Item):
         warnings: list[str] = []
         instances: dict[tuple[str, object], int] = {}
         segments: list[SegmentInfo] = []
-        shapes: list[raster.Shape] = []
+        drawables: list[tuple[int, tuple[Any, ...]]] = []
         for k, shape in enumerate(doc["shapes"]):
             where = f"shapes[{k}]"
             if not isinstance(shape, dict):
@@ -241,11 +220,12 @@ class LabelmeItem(Item):
                     f"{width}x{height} image; is the image size right?"
                 )
             if shape_type == "mask":
-                mask, clipped = self._mask(shape, xy, where, height, width)
+                patch, left, top = self._mask(shape, xy, where)
+                clipped = left < 0 or top < 0 or left + patch.shape[1] > width or top + patch.shape[0] > height
+                drawable: tuple[Any, ...] = ("mask", patch, left, top)
             else:
-                crop, x0, y0 = draw_crop(shape_type, xy, height, width, self.line_width)
-                mask = crop_rle(crop, x0, y0, height, width)
                 clipped = outside_count(xy, height, width) > 0
+                drawable = (shape_type, xy)
             if clipped:
                 n = outside_count(xy, height, width)
                 what = f"{n} of {len(xy)} points" if n else "its mask"
@@ -256,15 +236,37 @@ class LabelmeItem(Item):
             if sid is None:
                 sid = instances[key] = len(instances) + 1
                 segments.append(self._segment(sid, spec, shape, shape_type, group_id))
-            shapes.append((sid, mask))
-        if self.overlap != "paint":
+            drawables.append((sid, drawable))
+        if self.overlap == "paint":
+            label_map = self._paint_in_order(drawables, height, width, len(instances))
+        else:
+            shapes = [(sid, self._shape_mask(d, height, width)) for sid, d in drawables]
             shapes = merge_by_segment(shapes, height, width)
-        label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
+            label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
         return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
 
-    def _mask(
-        self, shape: dict[str, Any], xy: np.ndarray, where: str, height: int, width: int
-    ) -> tuple[dict[str, Any], bool]:
+    def _paint_in_order(self, drawables: list[tuple[int, tuple[Any, ...]]], height: int, width: int,
+                        count: int) -> np.ndarray:
+        """File order, later on top, on one canvas: what shapes_to_label's ``cls[mask] = id`` loop gives."""
+        canvas = PIL.Image.new("I", (width, height), 0)
+        draw = PIL.ImageDraw.Draw(canvas)
+        for sid, (kind, *args) in drawables:
+            if kind == "mask":
+                patch, left, top = args
+                canvas.paste(sid, (left, top, left + patch.shape[1], top + patch.shape[0]), _mask_image(patch))
+            else:
+                _draw(draw, kind, args[0], sid, self.line_width)
+        return np.asarray(canvas).astype(np.uint16 if count < 1 << 16 else np.uint32)
+
+    def _shape_mask(self, drawable: tuple[Any, ...], height: int, width: int) -> np.ndarray | dict[str, Any]:
+        kind, *args = drawable
+        if kind == "mask":
+            patch, left, top = args
+            return patch_rle(patch, left, top, height, width)[0]
+        return draw_shape(kind, args[0], height, width, self.line_width)
+
+    def _mask(self, shape: dict[str, Any], xy: np.ndarray, where: str) -> tuple[np.ndarray, int, int]:
+        """The mask shape's bool patch and where its top-left corner goes."""
         data = shape.get("mask")
         if not isinstance(data, str) or not data:
             raise self._fail(f"{where}: a mask shape needs 'mask', a base64 PNG")
@@ -281,7 +283,7 @@ class LabelmeItem(Item):
                 f"{where}: the mask image is {patch.shape[1]}x{patch.shape[0]} but its points span "
                 f"{x2 - x1 + 1}x{y2 - y1 + 1}"
             )
-        return patch_rle(patch.astype(bool), int(x1), int(y1), height, width)
+        return patch.astype(bool), int(x1), int(y1)
 
     @staticmethod
     def _segment(sid: int, spec: LabelSpec, shape: dict[str, Any], shape_type: str, group_id: object) -> SegmentInfo:

@@ -27,7 +27,6 @@ from segconvert.converters.labelme import (
     FORMAT,
     LabelmeItem,
     LabelmeReader,
-    crop_rle,
     draw_shape,
     load_label_table,
     sniff,
@@ -36,6 +35,7 @@ from segconvert.converters.labelme import (
 from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.ir import Category
+from segconvert.shapes import crop_rle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "labelme"
 
@@ -218,6 +218,32 @@ def test_draw_shape_matches_labelme_far_from_origin():
         ours = draw_shape(kind, np.asarray(p), h, w, 10)
         theirs = LABELME.shape_to_mask((h, w), [list(q) for q in p], kind)
         np.testing.assert_array_equal(ours, theirs, err_msg=kind)
+
+
+@needs_labelme
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(
+        st.tuples(st.sampled_from(["polygon", "rectangle", "circle", "line", "linestrip"]),
+                  st.lists(point, min_size=3, max_size=6), st.sampled_from(["a", "b", "c"])),
+        min_size=1, max_size=6,
+    ),
+)
+def test_whole_image_matches_labelme_shapes_to_label(tmp_path_factory, shapes):
+    """Painter's order over many float shapes, on the reader's own path (load), against labelme."""
+    h, w = 37, 45
+    doc_shapes = []
+    for kind, pts, label in shapes:
+        need = {"rectangle": 2, "circle": 2, "line": 2}.get(kind)
+        doc_shapes.append({"label": label, "points": [list(p) for p in (pts[:need] if need else pts)],
+                           "shape_type": kind, "group_id": None})
+    root = tmp_path_factory.mktemp("lm")
+    (root / "x.json").write_text(json.dumps({"shapes": doc_shapes, "imageHeight": h, "imageWidth": w}))
+    (item,) = LabelmeReader(root).items()
+    ours = item.load().label_map
+    # labelme: instance ids by (label, group_id) -- every shape its own instance here, in file order
+    _, theirs = LABELME.shapes_to_label((h, w), doc_shapes, {s["label"]: 1 for s in doc_shapes})
+    np.testing.assert_array_equal(ours, theirs)
 
 
 @settings(max_examples=200, deadline=None)
