@@ -42,7 +42,7 @@ from pycocotools import mask as mask_utils
 
 from segconvert import raster
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader
+from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.shapes import check_overlap, images_option, labels_option
 
@@ -434,13 +434,7 @@ def sniff(path: Path) -> bool:
     list, so look at the head and the tail (where annotations end before 'categories')."""
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
-    window = 1 << 20
-    with open(path, "rb") as fh:
-        text = fh.read(window)
-        size = fh.seek(0, 2)
-        if size > window:
-            fh.seek(max(window, size - window))
-            text += fh.read()
+    text = read_ends(path)
     return b'"segmentation"' in text and b'"segments_info"' not in text and b'"images"' in text
 
 

@@ -20,7 +20,7 @@ import ijson
 
 from segconvert import png
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader
+from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 
@@ -183,11 +183,7 @@ class CocoPanopticReader(Reader):
 
 
 def sniff(path: Path) -> bool:
-    if path.suffix.lower() != ".json" or not path.is_file():
-        return False
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    return b'"segments_info"' in head
+    return path.suffix.lower() == ".json" and path.is_file() and b'"segments_info"' in read_ends(path)
 
 
 FORMAT = Format(

@@ -45,7 +45,7 @@ def convert(
     source: str | Path,
     output: str | Path,
     *,
-    from_format: str,
+    from_format: str = "auto",
     to_format: str = "nucleus",
     mode: str | None = None,
     index: str | None = None,
@@ -54,13 +54,15 @@ def convert(
     progress: Callable[[int], None] | None = None,
     **options: Any,
 ) -> Summary:
-    """Convert ``source`` (in ``from_format``) into ``output`` (in ``to_format``).
+    """Convert ``source`` (in ``from_format``; ``auto`` recognises it) into ``output`` (in ``to_format``).
 
     ``mode`` defaults to the reader's natural one (panoptic for COCO panoptic, semantic
     for colour masks, instance for polygons). ``index`` (stable | compact |
     category-id) applies to semantic mode only. Returns a :class:`Summary`; it raises
     only for problems with the whole run (unreadable source, bad options).
     """
+    if from_format == "auto":
+        from_format = registry.detect(Path(source))
     reader_fmt, writer_fmt = registry.reader_for(from_format), registry.writer_for(to_format)
     assert reader_fmt.reader is not None and writer_fmt.writer is not None
     names = f"{from_format} -> {to_format}"

@@ -9,6 +9,7 @@ known, so a plugin's options work on the command line without touching the core.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,7 +43,9 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 )
 @click.argument("source", type=click.Path(exists=True))
 @click.argument("output", type=click.Path())
-@click.option("--from", "from_format", required=True, help="Source format (see `segconvert formats`).")
+@click.option("--from", "from_format", default="auto", show_default=True,
+              help="Source format (see `segconvert formats`); auto recognises COCO JSONs, CVAT XML and "
+              "folders of LabelMe, Cityscapes or colour masks with a colormap.")
 @click.option("--to", "to_format", default="nucleus", show_default=True, help="Output format.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="panoptic | instance | semantic [default: the source format's natural mode].")
@@ -59,6 +62,9 @@ def convert(ctx: click.Context, source: str, output: str, from_format: str, to_f
     from segconvert.api import convert as run_convert
 
     try:
+        if from_format == "auto":
+            from_format = registry.detect(Path(source))
+            click.echo(f"reading {source} as {from_format}", err=True)
         extra = _parse_format_options(ctx, from_format, to_format)
         with _Bar() as bar:
             summary = run_convert(

@@ -97,6 +97,18 @@ class Format:
         return "/".join(x for x, c in (("read", self.reader), ("write", self.writer)) if c)
 
 
+def read_ends(path: Path, window: int = 1 << 20) -> bytes:
+    """The first and last ``window`` bytes of a file, for sniffing formats whose telling
+    keys sit after a long list (COCO puts 'annotations' after every image)."""
+    with open(path, "rb") as fh:
+        text = fh.read(window)
+        size = fh.seek(0, 2)
+        if size > window:
+            fh.seek(max(window, size - window))
+            text += fh.read()
+    return text
+
+
 def option_defaults(options: tuple[click.Option, ...]) -> dict[str, Any]:
     """The default of each declared option, by its Python name."""
     out: dict[str, Any] = {}

@@ -10,6 +10,7 @@ lists the names there are; a converter that fails to import says what to install
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError
 from segconvert.format import Format
@@ -105,6 +106,24 @@ def writer_for(name: str) -> Format:
         writable = [n for n in names() if _safe(n) and _safe(n).writer]  # type: ignore[union-attr]
         raise FormatNotFound(f"format {name!r} cannot be written; writable formats: {', '.join(writable)}")
     return fmt
+
+
+def detect(source: Path) -> str:
+    """The one readable format whose ``sniff`` recognises ``source`` (``--from auto``)."""
+    matches = []
+    for name in names():
+        fmt = _safe(name)
+        if fmt is not None and fmt.reader is not None and fmt.sniff is not None:
+            try:
+                if fmt.sniff(source):
+                    matches.append(name)
+            except OSError:
+                continue
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise SourceError("cannot tell its format; name it with --from (see `segconvert formats`)", file=source)
+    raise SourceError(f"could be {' or '.join(matches)}; choose one with --from", file=source)
 
 
 def _safe(name: str) -> Format | None:
