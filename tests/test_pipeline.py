@@ -343,3 +343,16 @@ def test_a_worker_that_dies_stops_the_run_with_a_resume_hint(tmp_path):
     writer = get("nucleus").writer(tmp_path / "o", plan)
     with pytest.raises(segconvert.SourceError, match="a worker process died .* run the same command again"):
         run(DyingReader(tmp_path), writer, plan, jobs=2)
+
+
+@pytest.mark.parametrize("ref", ["../escape", "a/b", "", "..", "nul\0"])
+def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
+    from segconvert.modes import ModePlan
+    from segconvert.registry import get
+
+    writer = get("nucleus").writer(tmp_path / "o", ModePlan("panoptic"))
+    writer.prepare()
+    seg = segconvert.Segmentation(ref, np.zeros((2, 2), np.uint8), [])
+    with pytest.raises(segconvert.ItemError, match="cannot be used as a file name"):
+        writer.write(seg)
+    assert not any((tmp_path / "o" / "masks").iterdir())
