@@ -51,10 +51,10 @@ class PanopticItem(Item):
                 f"PNG is {header.width}x{header.height} but the JSON says {self.width}x{self.height}", **where
             )
         try:
-            ids = png.rgb_to_id24(png.decode_rgb8(data))
+            rgb = png.decode_rgb8(data)  # RGB-packed ids: the IR takes them as they are
         except ValueError as exc:
             raise ItemError(str(exc), **where) from None
-        return Segmentation(self.reference_id, ids, self.segments, source=self.source)
+        return Segmentation(self.reference_id, rgb, self.segments, source=self.source)
 
 
 def _stream(path: Path, prefix: str) -> Iterator[Any]:

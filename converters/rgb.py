@@ -37,6 +37,7 @@ import click
 import cv2
 import numpy as np
 
+from segconvert import lut as lookups
 from segconvert import png
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
@@ -619,14 +620,20 @@ class RgbItem(Item):
     def _colormap(
         self, data: bytes, header: png.PngHeader | None, table: Table, where: dict[str, str]
     ) -> Segmentation:
-        if header is not None and header.color_type == 2 and header.bit_depth == 8:
-            try:  # the common case, on the fastest decoder
-                keys, void = png.rgb_to_id24(png.decode_rgb8(data)), None
+        lut = _color_lut(self.spec, table)
+        if header is not None and header.color_type == 2 and header.bit_depth == 8 and lut.dtype == np.uint8:
+            try:  # the common case: fastest decoder, then one fused lookup + histogram pass
+                rgb = png.decode_rgb8(data)
             except ValueError as exc:
                 raise ItemError(str(exc), **where) from None
+            label_map, counts = lookups.lookup_rgb(rgb, lut)
+            if not counts[255]:  # 255 is the table's sentinel: every colour known
+                present = np.flatnonzero(counts[1:255]) + 1
+                segments = _class_segments(table, present)
+                return Segmentation(self.reference_id, label_map, segments, source=self.source)
+            keys, void = png.rgb_to_id24(rgb), None
         else:
             keys, void = _pack_rgb(_decode(data, where), where)
-        lut = _color_lut(self.spec, table)
         label_map = np.take(lut, keys, mode="clip")  # keys < 2^24: skip the bounds check
         if void is not None:
             label_map[void] = 0

@@ -61,7 +61,13 @@ class SegmentInfo:
 
 @dataclass
 class Segmentation:
-    """One image's segmentation: raw label map + segment table (+ warnings found on the way)."""
+    """One image's segmentation: raw label map + segment table (+ warnings found on the way).
+
+    ``label_map`` is (H, W) of integers, or (H, W, 3) uint8 holding 24-bit ids as their
+    little-endian bytes R, G, B (id = R + 256·G + 256²·B, COCO panoptic's encoding), so
+    a reader of RGB id PNGs can hand over the decoded image as it is and packing reads
+    it in one fused pass. ``ids()`` always gives the 2-D integer form.
+    """
 
     reference_id: str
     label_map: np.ndarray
@@ -71,9 +77,11 @@ class Segmentation:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.label_map.ndim != 2 or self.label_map.dtype.kind not in "ui":
+        lm = self.label_map
+        rgb_packed = lm.ndim == 3 and lm.shape[2] == 3 and lm.dtype == np.uint8
+        if not rgb_packed and (lm.ndim != 2 or lm.dtype.kind not in "ui"):
             raise ItemError(
-                f"label map must be a 2-D integer array, got {self.label_map.dtype} {self.label_map.shape}",
+                f"label map must be a 2-D integer array or (H, W, 3) uint8 RGB-packed ids, got {lm.dtype} {lm.shape}",
                 item=self.reference_id,
                 file=self.source,
             )
@@ -85,6 +93,14 @@ class Segmentation:
     @property
     def width(self) -> int:
         return int(self.label_map.shape[1])
+
+    def ids(self) -> np.ndarray:
+        """The label map as a 2-D integer array (RGB-packed ids unpacked to uint32)."""
+        if self.label_map.ndim == 3:
+            from segconvert.png import rgb_to_id24
+
+            return rgb_to_id24(self.label_map)
+        return self.label_map
 
     def replace_segments(
         self, segments: Iterable[SegmentInfo], dropped_ids: Iterable[int] = ()

@@ -20,6 +20,11 @@ import numpy as np
 
 from segconvert.errors import ItemError
 
+try:  # the fused C kernel (setup.py builds it where a compiler is available)
+    from segconvert._kernels import rgb_lookup as _rgb_lookup_c
+except ImportError:  # pragma: no cover - depends on the build
+    _rgb_lookup_c = None
+
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
 _TABLE_BITS = 24
@@ -41,6 +46,25 @@ def _fits_table(label_map: np.ndarray) -> bool:
     if label_map.dtype.kind == "i" and int(label_map.min()) < 0:
         return False
     return int(label_map.max()) < (1 << _TABLE_BITS)
+
+
+def lookup_rgb(rgb: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``table[R | G << 8 | B << 16]`` for every pixel of an (H, W, 3) uint8 image, and the
+    histogram of the result; ``table`` has 2^24 uint8 entries.
+
+    One fused pass in C (~0.3 ms for 640×480) where the extension is built; else numpy's
+    RGBA view + mask + take + calcHist (~1 ms), with the same result.
+    """
+    h, w = rgb.shape[:2]
+    if _rgb_lookup_c is not None and rgb.flags.c_contiguous and table.flags.c_contiguous:
+        out = np.empty((h, w), np.uint8)
+        counts = np.zeros(256, np.int64)
+        _rgb_lookup_c(rgb, table, out, counts)
+        return out, counts
+    from segconvert.png import rgb_to_id24
+
+    out = np.take(table, rgb_to_id24(rgb))
+    return out, histogram(out, 256)
 
 
 def histogram(code_map: np.ndarray, length: int) -> np.ndarray:
@@ -68,6 +92,24 @@ def to_codes(
         raise ValueError(f"codes must be in 0..{MAX_CODE}")
     dtype = np.dtype(np.uint8 if top < 0xFF else np.uint16)
     sentinel = _SENTINEL[dtype]
+    if label_map.ndim == 3:  # RGB-packed 24-bit ids (see Segmentation)
+        if dtype == np.uint8:
+            table = _big_table(dtype)
+            keys = np.fromiter((k for k in codes if 0 <= k < (1 << _TABLE_BITS)), dtype=np.int64)
+            try:
+                table[keys] = np.fromiter((codes[int(k)] for k in keys), dtype=dtype, count=len(keys))
+                out, counts = lookup_rgb(label_map, table)
+            finally:
+                table[keys] = sentinel
+            if counts[sentinel]:
+                from segconvert.png import rgb_to_id24
+
+                ids = rgb_to_id24(label_map)
+                _raise_unknown(ids, out == sentinel, item, file)
+            return out, counts[: top + 1]
+        from segconvert.png import rgb_to_id24
+
+        label_map = rgb_to_id24(label_map)
     if label_map.dtype == np.uint8 and dtype == np.uint8:  # 256 entries: cv2.LUT, no index widening
         small = np.full(256, sentinel, np.uint8)
         for raw, code in codes.items():

@@ -1,0 +1,67 @@
+"""The lookup kernels: the C kernel and the numpy path must agree to the pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segconvert import lut
+from segconvert.errors import ItemError
+from segconvert.png import rgb_to_id24
+
+
+@st.composite
+def images(draw):
+    h, w = draw(st.integers(1, 13)), draw(st.integers(1, 13))  # sizes that are not multiples of 4
+    palette = draw(st.lists(st.integers(0, (1 << 24) - 1), min_size=1, max_size=12, unique=True))
+    pick = np.array(draw(st.lists(st.integers(0, len(palette) - 1), min_size=h * w, max_size=h * w)))
+    ids = np.array(palette, np.int64)[pick].reshape(h, w)
+    rgb = np.stack([ids & 255, ids >> 8 & 255, ids >> 16], -1).astype(np.uint8)
+    return rgb, palette
+
+
+@settings(max_examples=60, deadline=None)
+@given(images(), st.randoms(use_true_random=False))
+def test_lookup_rgb_kernel_equals_numpy(image, data):
+    rgb, palette = image
+    table = np.full(1 << 24, 255, np.uint8)
+    for k, key in enumerate(palette):
+        if data.random() < 0.8:
+            table[key] = k
+    fast = lut.lookup_rgb(rgb, table)
+    saved, lut._rgb_lookup_c = lut._rgb_lookup_c, None
+    try:
+        slow = lut.lookup_rgb(rgb, table)
+    finally:
+        lut._rgb_lookup_c = saved
+    expect = table[rgb_to_id24(rgb)]
+    for out, counts in (fast, slow):
+        np.testing.assert_array_equal(out, expect)
+        np.testing.assert_array_equal(counts, np.bincount(expect.ravel(), minlength=256))
+
+
+def test_the_c_kernel_is_built():
+    """Not a requirement of the package (numpy is the fallback), but of this project's CI."""
+    assert lut._rgb_lookup_c is not None
+
+
+def test_to_codes_on_rgb_packed_ids_reports_unknown_ids():
+    ids = np.array([[0, 70000], [5, 5]])
+    rgb = np.stack([ids & 255, ids >> 8 & 255, ids >> 16], -1).astype(np.uint8)
+    codes, counts = lut.to_codes(rgb, {0: 0, 5: 1, 70000: 2})
+    assert codes.tolist() == [[0, 2], [1, 1]] and counts.tolist() == [1, 2, 1]
+    with pytest.raises(ItemError, match=r"1 pixel value\(s\) have no segment in the annotation: 70000 \(1 px\)"):
+        lut.to_codes(rgb, {0: 0, 5: 1})
+
+
+def test_kernel_rejects_wrong_buffer_sizes():
+    if lut._rgb_lookup_c is None:
+        pytest.skip("C kernel not built")
+    with pytest.raises(ValueError, match="3 bytes per output pixel"):
+        lut._rgb_lookup_c(np.zeros((2, 2, 3), np.uint8), np.zeros(1 << 24, np.uint8),
+                          np.zeros(5, np.uint8), np.zeros(256, np.int64))
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        lut._rgb_lookup_c(np.zeros((2, 2, 3), np.uint8), np.zeros(10, np.uint8),
+                          np.zeros(4, np.uint8), np.zeros(256, np.int64))
