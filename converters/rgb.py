@@ -630,7 +630,7 @@ class RgbItem(Item):
             if not counts[255]:  # 255 is the table's sentinel: every colour known
                 present = np.flatnonzero(counts[1:255]) + 1
                 segments = _class_segments(table, present)
-                return Segmentation(self.reference_id, label_map, segments, source=self.source)
+                return Segmentation(self.reference_id, label_map, segments, source=self.source, pixel_counts=counts)
             keys, void = png.rgb_to_id24(rgb), None
         else:
             keys, void = _pack_rgb(_decode(data, where), where)

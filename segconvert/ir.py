@@ -75,6 +75,9 @@ class Segmentation:
     source: str | None = None
     dropped_ids: frozenset[int] = frozenset()
     warnings: list[str] = field(default_factory=list)
+    #: pixels per label-map value (256 counts, uint8 label maps only), when the reader
+    #: already has them from its own pass: packing then skips a histogram of its own
+    pixel_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lm = self.label_map
@@ -113,6 +116,7 @@ class Segmentation:
             source=self.source,
             dropped_ids=self.dropped_ids | frozenset(dropped_ids),
             warnings=self.warnings,
+            pixel_counts=self.pixel_counts,
         )
 
     def resolved_label_map(self, dtype: np.dtype | type = np.int32) -> np.ndarray:

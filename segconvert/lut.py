@@ -135,6 +135,34 @@ def to_codes(
     return out, counts[: top + 1]
 
 
+def count_codes_uint8(
+    label_map: np.ndarray,
+    codes: dict[int, int],
+    raw_counts: np.ndarray | None = None,
+    *,
+    item: str | None = None,
+    file: str | None = None,
+) -> np.ndarray:
+    """Pixel count of every code of a uint8 label map, from the histogram of its values.
+
+    No code map is made: with the counts known first, the caller maps values straight
+    to their final indices with one 256-entry LUT. ``raw_counts`` is the histogram when
+    the reader already has it.
+    """
+    if raw_counts is None:
+        raw_counts = histogram(label_map, 256)
+    top = max(codes.values(), default=0)
+    counts = np.zeros(top + 1, np.int64)
+    known = np.zeros(256, bool)
+    for raw, code in codes.items():
+        if 0 <= raw < 256:
+            counts[code] += raw_counts[raw]
+            known[raw] = True
+    if raw_counts[~known].any():
+        _raise_unknown(label_map, ~known[label_map], item, file)
+    return counts
+
+
 def _raise_unknown(label_map: np.ndarray, unknown: np.ndarray, item: str | None, file: str | None) -> None:
     ids, counts = np.unique(label_map[unknown], return_counts=True)
     order = np.argsort(-counts, kind="stable")

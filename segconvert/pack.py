@@ -20,7 +20,7 @@ import numpy as np
 
 from segconvert.errors import ItemError
 from segconvert.ir import Segmentation, SegmentInfo
-from segconvert.lut import MAX_CODE, to_codes
+from segconvert.lut import MAX_CODE, count_codes_uint8, to_codes
 from segconvert.modes import MAX_INDEX
 
 
@@ -70,7 +70,12 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
     if len(owner) - 1 > MAX_CODE:
         raise ItemError(f"{len(owner) - 1} segment ids in one image is more than segconvert handles", **where)
 
-    code_map, counts = to_codes(seg.label_map, codes, **where)
+    small = seg.label_map.ndim == 2 and seg.label_map.dtype == np.uint8
+    if small:  # counts from the values' histogram; one LUT to final indices below
+        code_map = None
+        counts = count_codes_uint8(seg.label_map, codes, seg.pixel_counts, **where)
+    else:
+        code_map, counts = to_codes(seg.label_map, codes, **where)
 
     warnings = seg.warnings  # the IR carries its warnings to the pipeline's summary
     areas = [0] * len(segments)
@@ -95,7 +100,13 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
     for code in range(1, len(owner)):
         lut[code] = index_of_pos.get(owner[code], 0)
 
-    if code_map.dtype == np.uint8:
+    if code_map is None:
+        final = np.zeros(256, np.uint8)
+        for raw, code in codes.items():
+            final[raw] = lut[code]
+        identity = all(int(final[raw]) == raw for raw in codes if 0 <= raw < 256)  # other values are absent
+        mask = seg.label_map if identity else cv2.LUT(seg.label_map, final)
+    elif code_map.dtype == np.uint8:
         identity = bool((lut == np.arange(len(owner), dtype=np.uint8)).all())
         mask = code_map if identity else cv2.LUT(code_map, np.pad(lut, (0, 256 - len(owner))))
     else:

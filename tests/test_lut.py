@@ -65,3 +65,33 @@ def test_kernel_rejects_wrong_buffer_sizes():
     with pytest.raises(ValueError, match="2\\*\\*24"):
         lut._rgb_lookup_c(np.zeros((2, 2, 3), np.uint8), np.zeros(10, np.uint8),
                           np.zeros(4, np.uint8), np.zeros(256, np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 9), min_size=1, max_size=40),
+    listed=st.sets(st.integers(1, 9)),
+    give_counts=st.booleans(),
+    renumber=st.booleans(),
+)
+def test_pack_of_uint8_label_maps_agrees_with_uint16(values, listed, give_counts, renumber):
+    """The uint8 path (histogram first, one LUT) must give what the generic path gives."""
+    from segconvert.ir import Segmentation, SegmentInfo
+    from segconvert.pack import pack
+
+    small = np.array(values, np.uint8).reshape(1, -1)
+    segs = [SegmentInfo(id=v, label=f"c{v}") for v in sorted(listed)]
+    counts = np.bincount(small.ravel(), minlength=256) if give_counts else None
+    outcomes = []
+    for label_map, pixel_counts in ((small, counts), (small.astype(np.uint16), None)):
+        seg = Segmentation("x", label_map, list(segs), pixel_counts=pixel_counts)
+        try:
+            packed = pack(seg, renumber=renumber)
+            outcomes.append((packed.mask.tolist(), packed.segments, seg.warnings))
+        except ItemError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    if set(values) - {0} <= listed:
+        assert not isinstance(outcomes[0], str)
+    else:
+        assert "have no segment in the annotation" in outcomes[0]
