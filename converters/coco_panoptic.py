@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import ijson
 
-from segconvert import png
+from segconvert import cocojson, png
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -55,23 +54,6 @@ class PanopticItem(Item):
         except ValueError as exc:
             raise ItemError(str(exc), **where) from None
         return Segmentation(self.reference_id, rgb, self.segments, source=self.source)
-
-
-def _stream(path: Path, prefix: str) -> Iterator[Any]:
-    """The elements of one top-level array, parsed one at a time.
-
-    A COCO JSON of 100,000 images parses to several GB of dicts with ``json.load``;
-    streamed, only one annotation is alive at a time and memory does not grow with
-    the dataset.
-    """
-    try:
-        with open(path, "rb") as fh:
-            yield from ijson.items(fh, prefix, use_float=True)
-    except FileNotFoundError:
-        raise SourceError("file not found", file=path) from None
-    except ijson.JSONError as exc:
-        reason = (str(exc).strip().splitlines() or ["?"])[0]
-        raise SourceError(f"not valid JSON ({reason}) while reading {prefix.split('.')[0]!r}", file=path) from None
 
 
 def parse_categories(raw: list[Any], file: Path) -> list[Category]:
@@ -111,13 +93,13 @@ class CocoPanopticReader(Reader):
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
         self.masks_dir = str(masks_dir) if masks_dir else str(self.source.with_suffix(""))
-        self.categories = parse_categories(list(_stream(self.source, "categories.item")), self.source)
+        self.categories = parse_categories(cocojson.table(self.source, "categories"), self.source)
         if not self.categories:
             raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
         self._by_cat = {c.id: c for c in self.categories}
         # image id -> (reference_id, width, height): a small tuple per image, not the JSON's dict
         self._images: dict[Any, tuple[str | None, Any, Any]] = {}
-        for img in _stream(self.source, "images.item"):
+        for img in cocojson.table(self.source, "images"):
             if isinstance(img, dict):
                 name = img.get("file_name")
                 ref = os.path.splitext(os.path.basename(name))[0] if isinstance(name, str) else None
@@ -127,7 +109,7 @@ class CocoPanopticReader(Reader):
         return len(self._images)
 
     def items(self) -> Iterator[Item]:
-        for k, ann in enumerate(_stream(self.source, "annotations.item")):
+        for k, ann in enumerate(cocojson.stream(self.source, "annotations.item")):
             if k == 0 and isinstance(ann, dict) and "segments_info" not in ann:
                 hint = " (COCO instances read with --from coco-instances)" if "segmentation" in ann else ""
                 raise SourceError(f"annotations have no 'segments_info': not COCO panoptic{hint}", file=self.source)
