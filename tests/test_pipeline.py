@@ -313,7 +313,7 @@ def test_python_api_pieces_work_on_their_own(tmp_path):
     reader = open_reader(src, "coco-panoptic")
     (item,) = list(reader.items())
     seg = item.load()
-    assert seg.label_map.tolist() == [[0, 5], [6, 6]] and [s.label for s in seg.segments] == ["person", "road"]
+    assert seg.ids().tolist() == [[0, 5], [6, 6]] and [s.label for s in seg.segments] == ["person", "road"]
     inst = ModePlan("instance").apply(seg)
     assert pack(inst, renumber=True).mask.tolist() == [[0, 1], [0, 0]]
     assert seg.resolved_label_map().tolist() == [[0, 5], [6, 6]]
