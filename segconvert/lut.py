@@ -15,10 +15,10 @@ directly; more codes use a uint16 table.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from segconvert.errors import ItemError
+from segconvert.opencv import cv2
 
 try:  # the fused C kernel (setup.py builds it where a compiler is available)
     from segconvert._kernels import rgb_lookup as _rgb_lookup_c
@@ -70,7 +70,7 @@ def lookup_rgb(rgb: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def histogram(code_map: np.ndarray, length: int) -> np.ndarray:
     """Pixel count of every code 0..length-1 (int64)."""
     if code_map.dtype == np.uint8:  # cv2.calcHist is ~10x faster than np.bincount on uint8
-        counts = cv2.calcHist([code_map], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+        counts = cv2().calcHist([code_map], [0], None, [256], [0, 256]).ravel().astype(np.int64)
         return counts[:length] if length <= 256 else np.pad(counts, (0, length - 256))
     return np.bincount(code_map.ravel(), minlength=length)[:length]
 
@@ -115,7 +115,7 @@ def to_codes(
         for raw, code in codes.items():
             if 0 <= raw < 256:
                 small[raw] = code
-        out = cv2.LUT(label_map, small)
+        out = cv2().LUT(label_map, small)
     elif _fits_table(label_map):
         table = _big_table(dtype)
         keys = np.fromiter((k for k in codes if 0 <= k < (1 << _TABLE_BITS)), dtype=np.int64)

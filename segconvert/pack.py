@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from segconvert.errors import ItemError
 from segconvert.ir import Segmentation, SegmentInfo
 from segconvert.lut import MAX_CODE, count_codes_uint8, to_codes
 from segconvert.modes import MAX_INDEX
+from segconvert.opencv import cv2
 
 
 @dataclass
@@ -105,10 +105,10 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
         for raw, code in codes.items():
             final[raw] = lut[code]
         identity = all(int(final[raw]) == raw for raw in codes if 0 <= raw < 256)  # other values are absent
-        mask = seg.label_map if identity else cv2.LUT(seg.label_map, final)
+        mask = seg.label_map if identity else cv2().LUT(seg.label_map, final)
     elif code_map.dtype == np.uint8:
         identity = bool((lut == np.arange(len(owner), dtype=np.uint8)).all())
-        mask = code_map if identity else cv2.LUT(code_map, np.pad(lut, (0, 256 - len(owner))))
+        mask = code_map if identity else cv2().LUT(code_map, np.pad(lut, (0, 256 - len(owner))))
     else:
         mask = lut[code_map]
 

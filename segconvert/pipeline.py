@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer
 from segconvert.ir import FailedItem, Item
@@ -93,8 +91,10 @@ def _tune_malloc() -> None:
 def _tune_process() -> None:
     """Per-process settings for converting one image after another."""
     _tune_malloc()
-    # parallelism is across images (processes); OpenCV's own threads only oversubscribe the cores
-    cv2.setNumThreads(1)
+    if "cv2" in sys.modules:  # a converter imported OpenCV itself: one thread, as segconvert.opencv sets
+        from segconvert.opencv import cv2
+
+        cv2()
 
 
 def _init_worker(plan: ModePlan, writer: Writer) -> None:

@@ -16,8 +16,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from segconvert.opencv import cv2
 
 try:  # optional accelerator: libspng decodes 8-bit RGB ~1.5x faster than OpenCV here
     import pyspng as _pyspng
@@ -68,7 +69,7 @@ def decode(data: bytes | np.ndarray) -> np.ndarray:
     ValueError when OpenCV cannot decode it (truncated or corrupt file).
     """
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    img = cv2().imdecode(buf, cv2().IMREAD_UNCHANGED)
     if img is None:
         raise ValueError("the image data is corrupt or truncated and cannot be decoded")
     return img
@@ -81,7 +82,7 @@ def decode_rgb8(data: bytes) -> np.ndarray:
             return _pyspng.load(data)
         except RuntimeError as exc:
             raise ValueError(f"the PNG data is corrupt or truncated ({exc})") from None
-    return cv2.cvtColor(decode(data), cv2.COLOR_BGR2RGB)
+    return cv2().cvtColor(decode(data), cv2().COLOR_BGR2RGB)
 
 
 def rgb_to_id24(rgb: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ def rgb_to_id24(rgb: np.ndarray) -> np.ndarray:
     is a view of a fresh buffer (strided, no copy): never shared with another image.
     """
     h, w = rgb.shape[:2]
-    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=np.empty((h, w, 4), np.uint8))
+    rgba = cv2().cvtColor(rgb, cv2().COLOR_RGB2RGBA, dst=np.empty((h, w, 4), np.uint8))
     ids = rgba.view("<u4").reshape(h, w)
     np.bitwise_and(ids, 0xFFFFFF, out=ids)
     return ids
