@@ -10,8 +10,9 @@ encode a uint8 PNG of the same size, each with the fastest codec installed (all 
 tried; the fastest counts). It runs as a process of its own, so it is measured two
 ways: the whole process (Python start-up and imports included, to compare with a whole
 CLI run) and its loop alone (to compare with the time spent on items). Machines are
-noisy, so every figure is a ratio to a baseline measured in the same run, and each
-timing is the best of --repeat runs.
+noisy, so every figure is a ratio to a baseline measured in the same round: each
+round runs the floor and then every --jobs value back to back, and the median ratio
+over --repeat rounds is reported.
 
 Rows: for each case and jobs value, the whole CLI run (a fresh process, as a user runs
 it: start-up, reading the JSON, converting, writing annotations.jsonl) and the ratio
@@ -25,12 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -104,8 +107,8 @@ print(time.perf_counter() - t)
 """
 
 
-def floor(png_dir: Path, repeat: int) -> tuple[float, float, str]:
-    """The codec floor: (whole process, in-process loop) seconds, with the fastest codecs installed."""
+def pick_codecs(png_dir: Path, repeat: int) -> tuple[str, str]:
+    """The fastest installed decoder and encoder, each timed alone (best of ``repeat``)."""
     best: dict[str, tuple[float, str]] = {}
     for role, table in (("decode", DECODERS), ("encode", ENCODERS)):
         for name, (imp, expr) in table.items():
@@ -123,17 +126,22 @@ def floor(png_dir: Path, repeat: int) -> tuple[float, float, str]:
                 inner.append(float(proc.stdout))
             if inner and (role not in best or min(inner) < best[role][0]):
                 best[role] = (min(inner), name)
-    dec, enc = best["decode"][1], best["encode"][1]
+    return best["decode"][1], best["encode"][1]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_floor(png_dir: Path, dec: str, enc: str) -> tuple[float, float, float]:
+    """One run of the codec floor: (whole process, its loop alone, CPU time of the process) in seconds."""
     code = _FLOOR.format(dec_import=DECODERS[dec][0], dec=DECODERS[dec][1],
                          enc_import=ENCODERS[enc][0], enc=ENCODERS[enc][1])
-    walls, inner = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code, str(png_dir)], capture_output=True, text=True,
-                              check=True)
-        walls.append(time.perf_counter() - t)
-        inner.append(float(proc.stdout))
-    return min(walls), min(inner), f"decode {dec} + encode {enc}"
+    cpu = _children_cpu()
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, str(png_dir)], capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, float(proc.stdout), _children_cpu() - cpu
 
 
 _RUNNER = r"""
@@ -162,27 +170,24 @@ print(json.dumps({"rss_kb": own, "child_rss_kb": kids, "pipeline_s": inner.get("
 """
 
 
-def run_cli(args: list[str], repeat: int) -> tuple[float, float, int]:
-    """Best wall time of the whole command (a fresh process each time), best time inside the
-    pipeline (items only: no start-up, no reading of the index file), and peak RSS in kB.
+def run_cli(args: list[str]) -> tuple[float, float, int, float]:
+    """One run of the whole command in a fresh process: wall time, time inside the pipeline
+    (items only: no start-up, no reading of the index file), and peak RSS in kB.
 
-    Every run writes into a new, empty OUTPUT (args[2]), as a user's conversion does:
-    replacing last run's files costs the file system more (ext4 flushes data renamed
-    over an existing file) and is not what is being measured.
+    Every run writes into a new, empty OUTPUT, as a user's conversion does: replacing or
+    deleting last run's files right before a run costs the file system more (ext4 with
+    discard) and is not what is being measured.
     """
-    times, inner, rss = [], [], 0
-    for k in range(repeat):  # deleting files right before a run slows it (ext4 discard): new folders
-        run_args = [*args[:2], f"{args[2]}-{k}", *args[3:]]
-        t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _RUNNER, *run_args], capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "{}"
-        if proc.returncode != 0 or not last.startswith("{") or " failed 0 " not in proc.stderr:
-            sys.exit(f"conversion failed:\n{proc.stderr}")
-        usage = json.loads(last)
-        inner.append(usage["pipeline_s"])
-        rss = max(rss, usage["rss_kb"], usage["child_rss_kb"])
-    return min(times), min(inner), rss
+    cpu = _children_cpu()
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    cpu = _children_cpu() - cpu
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "{}"
+    if proc.returncode != 0 or not last.startswith("{") or " failed 0 " not in proc.stderr:
+        sys.exit(f"conversion failed:\n{proc.stderr}")
+    usage = json.loads(last)
+    return wall, usage["pipeline_s"], max(usage["rss_kb"], usage["child_rss_kb"]), cpu
 
 
 def main() -> None:
@@ -190,7 +195,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--data", type=Path, default=ROOT / "bench-data")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7, help="rounds (floor + each --jobs run)")
     ap.add_argument("--jobs", default="1,2")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--memory-scale", type=int, default=10, help="0 to skip the memory row")
@@ -201,7 +206,7 @@ def main() -> None:
     data = make_data(a.data, a.images, a.size)
     out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-"))
     try:
-        print(f"{a.images} images of {a.size}, best of {a.repeat}; cores: {os.cpu_count()}")
+        print(f"{a.images} images of {a.size}; cores: {os.cpu_count()}")
         for case in filter(None, a.cases.split(",")):
             source, fmt, extra, png_dir = CASES[case]
             try:
@@ -209,24 +214,41 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - a converter not there yet is a skipped row
                 print(f"{case}: skipped ({exc})")
                 continue
-            floor_wall, floor_inner, codecs = floor(data / png_dir, a.repeat)
-            print(f"\n{case} -> nucleus; codec floor {floor_inner / a.images * 1e3:.2f} ms/image in the loop, "
-                  f"{floor_wall:.2f} s as a process ({codecs})")
-            base = None
-            for jobs in [int(j) for j in a.jobs.split(",")]:
-                args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}"), "--from", fmt,
-                        "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
-                wall, inner, rss = run_cli(args, a.repeat)
-                base = base or wall
-                print(f"  jobs {jobs}: {a.images / wall:5.0f} images/s; whole run / floor process "
-                      f"{wall / floor_wall:4.2f}; items only / floor loop {inner / floor_inner:4.2f}; "
-                      f"speed-up {base / wall:4.2f}x; peak RSS {rss / 1024:.0f} MB")
+            dec, enc = pick_codecs(data / png_dir, 3)
+            jobs_list = [int(j) for j in a.jobs.split(",")]
+            # rounds: the floor and every --jobs run back to back, so each ratio compares runs made
+            # under the same conditions; the median over rounds is reported
+            rows: dict[int, list[tuple[float, float, float, float, int, float]]] = {j: [] for j in jobs_list}
+            floors = []
+            for r in range(a.repeat):
+                floor_wall, floor_inner, floor_cpu = run_floor(data / png_dir, dec, enc)
+                floors.append(floor_inner)
+                for jobs in jobs_list:
+                    args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}-{r}"), "--from", fmt,
+                            "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
+                    wall, inner, rss, cpu = run_cli(args)
+                    rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu))
+            print(f"\n{case} -> nucleus; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
+                  f"(decode {dec} + encode {enc}); medians of {a.repeat} rounds")
+            base = rows[jobs_list[0]]
+            for jobs in jobs_list:
+                runs = rows[jobs]
+                speed_whole = median(b[0] / x[0] for b, x in zip(base, runs))
+                speed_items = median(b[1] / x[1] for b, x in zip(base, runs))
+                whole = [x[2] for x in runs]
+                items = [x[3] for x in runs]
+                print(f"  jobs {jobs}: {a.images / median(x[0] for x in runs):5.0f} images/s; "
+                      f"whole run / floor process {median(whole):4.2f} (best {min(whole):4.2f}); "
+                      f"items only / floor loop {median(items):4.2f} (best {min(items):4.2f}); "
+                      f"CPU time / floor's {median(x[5] for x in runs):4.2f}; "
+                      f"speed-up whole {speed_whole:4.2f}x, items {speed_items:4.2f}x; "
+                      f"peak RSS {max(x[4] for x in runs) / 1024:.0f} MB")
         if a.memory_scale:
             big = replicate(data, a.memory_scale)
             args = lambda d, o: ["convert", str(d / "annotations/panoptic.json"), str(out_root / o),  # noqa: E731
                                  "--from", "coco-panoptic", "--jobs", "1"]
-            *_, small_rss = run_cli(args(data, "mem-small"), 1)
-            *_, big_rss = run_cli(args(big, "mem-big"), 1)
+            small_rss = run_cli(args(data, "mem-small"))[2]
+            big_rss = run_cli(args(big, "mem-big"))[2]
             print(f"\nmemory (coco-panoptic, jobs 1): {a.images} images {small_rss / 1024:.0f} MB, "
                   f"{a.images * a.memory_scale} images {big_rss / 1024:.0f} MB "
                   f"(+{(big_rss / small_rss - 1) * 100:.1f}%)")
