@@ -30,13 +30,14 @@ def test_lookup_rgb_kernel_equals_numpy(image, data):
     for k, key in enumerate(palette):
         if data.random() < 0.8:
             table[key] = k
-    fast = lut.lookup_rgb(rgb, table)
+    offset = data.choice([0, 1, 255])
+    fast = lut.lookup_rgb(rgb, table, offset)
     saved, lut._rgb_lookup_c = lut._rgb_lookup_c, None
     try:
-        slow = lut.lookup_rgb(rgb, table)
+        slow = lut.lookup_rgb(rgb, table, offset)
     finally:
         lut._rgb_lookup_c = saved
-    expect = table[rgb_to_id24(rgb)]
+    expect = ((table[rgb_to_id24(rgb)].astype(np.int64) + offset) % 256).astype(np.uint8)
     for out, counts in (fast, slow):
         np.testing.assert_array_equal(out, expect)
         np.testing.assert_array_equal(counts, np.bincount(expect.ravel(), minlength=256))
