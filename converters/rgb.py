@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
 
 from segconvert import lut as lookups
@@ -42,6 +41,7 @@ from segconvert import png
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.opencv import cv2
 
 ENCODINGS = ("colormap", "palette", "id", "ade20k")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
@@ -401,14 +401,19 @@ def _rgba_buffer(h: int, w: int) -> np.ndarray:
 
 
 def _color_lut(spec: Spec, table: Table) -> np.ndarray:
-    """The 2^24-entry colour → raw id table of ``spec``, sentinel where not (yet) known."""
+    """The 2^24-entry colour → raw id + 1 table of ``spec``; 0 where not (yet) known.
+
+    Zero-filled (free pages instead of a 16-32 MB fill, ~40 ms per process), so a
+    lookup reads ``lut[key] - 1``: an unknown colour wraps to the dtype's maximum, the
+    sentinel (``_take_colors``).
+    """
     lut = _color_luts.get((spec, table))
     if lut is None:
         _color_luts.clear()  # one run uses one spec; do not keep 16-32 MB per old one
         dtype = table.dtype
-        lut = np.full(1 << 24, np.iinfo(dtype).max, dtype)
+        lut = np.zeros(1 << 24, dtype)
         assert table.color_keys is not None and table.color_raws is not None
-        lut[table.color_keys] = table.color_raws.astype(dtype)
+        lut[table.color_keys] = table.color_raws.astype(dtype) + 1
         _color_luts[(spec, table)] = lut
     return lut
 
@@ -469,11 +474,11 @@ def _pack_rgb(img: np.ndarray, where: dict[str, str]) -> tuple[np.ndarray, np.nd
     buf = _rgba_buffer(h, w)
     void = None
     if img.ndim == 2:
-        cv2.cvtColor(img, cv2.COLOR_GRAY2RGBA, dst=buf)
+        cv2().cvtColor(img, cv2().COLOR_GRAY2RGBA, dst=buf)
     elif img.shape[2] == 3:
-        cv2.cvtColor(img, cv2.COLOR_BGR2RGBA, dst=buf)
+        cv2().cvtColor(img, cv2().COLOR_BGR2RGBA, dst=buf)
     elif img.shape[2] == 4:
-        cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA, dst=buf)
+        cv2().cvtColor(img, cv2().COLOR_BGRA2RGBA, dst=buf)
         void = _alpha_void(buf[..., 3], where)
     else:
         raise ItemError(f"image has {img.shape[2]} channels", **where)
@@ -485,7 +490,7 @@ def _pack_rgb(img: np.ndarray, where: dict[str, str]) -> tuple[np.ndarray, np.nd
 def _present(label_map: np.ndarray) -> np.ndarray:
     """Sorted distinct non-zero values of a small-valued label map, without sorting pixels."""
     if label_map.dtype == np.uint8:
-        hist = cv2.calcHist([label_map], [0], None, [256], [0, 256]).ravel()
+        hist = cv2().calcHist([label_map], [0], None, [256], [0, 256]).ravel()
         return np.flatnonzero(hist[1:]) + 1
     return _distinct(label_map)
 
@@ -543,10 +548,10 @@ def _resolve_colors(
         tie = np.where(at_min, raws, -1).max(1) != np.where(at_min, raws, 1 << 40).min(1)
         near = np.zeros(len(cs), bool) if spec.tolerance is None else dmin <= spec.tolerance
         ok = near & ~tie
-        lut[cs[ok]] = raw_best[ok].astype(lut.dtype)
+        lut[cs[ok]] = raw_best[ok].astype(lut.dtype) + 1  # stored + 1, see _color_lut
         far = ~near
         if fallback is not None:
-            lut[cs[far]] = fallback
+            lut[cs[far]] = fallback + 1
         else:
             for i in np.flatnonzero(far).tolist():
                 unknown.append((int(cs[i]), int(ns[i]), int(best[i]), int(dmin[i])))
@@ -626,8 +631,8 @@ class RgbItem(Item):
                 rgb = png.decode_rgb8(data)
             except ValueError as exc:
                 raise ItemError(str(exc), **where) from None
-            label_map, counts = lookups.lookup_rgb(rgb, lut)
-            if not counts[255]:  # 255 is the table's sentinel: every colour known
+            label_map, counts = lookups.lookup_rgb(rgb, lut, offset=0xFF)  # lut holds raw + 1
+            if not counts[255]:  # 255 is the sentinel (an unknown colour): every colour known
                 present = np.flatnonzero(counts[1:255]) + 1
                 segments = _class_segments(table, present)
                 return Segmentation(self.reference_id, label_map, segments, source=self.source, pixel_counts=counts)
@@ -635,6 +640,7 @@ class RgbItem(Item):
         else:
             keys, void = _pack_rgb(_decode(data, where), where)
         label_map = np.take(lut, keys, mode="clip")  # keys < 2^24: skip the bounds check
+        label_map -= label_map.dtype.type(1)  # raw + 1 - 1; unknown 0 - 1 wraps to the sentinel
         if void is not None:
             label_map[void] = 0
         sentinel = np.iinfo(label_map.dtype).max
@@ -643,7 +649,7 @@ class RgbItem(Item):
             missing = keys[miss]
             colors, counts = np.unique(missing, return_counts=True)
             _resolve_colors(self.spec, table, lut, colors, counts, where)
-            label_map[miss] = lut[missing]
+            label_map[miss] = lut[missing] - 1
         segments = _class_segments(table, _present(label_map))
         return Segmentation(self.reference_id, label_map, segments, source=self.source)
 
@@ -674,7 +680,7 @@ class RgbItem(Item):
                     alpha[: len(trns)] = np.frombuffer(trns, np.uint8)[:256]
                 else:
                     alpha[int(trns)] = 0
-                void = _alpha_void(cv2.LUT(values, alpha), where)
+                void = _alpha_void(cv2().LUT(values, alpha), where)
         else:
             img = _decode(data, where)
             if img.ndim == 3:  # grayscale + alpha arrives as BGRA
@@ -694,7 +700,7 @@ class RgbItem(Item):
             return Segmentation(self.reference_id, label_map, segments, source=self.source)
         lut = table.value_lut
         if values.dtype == np.uint8 and lut.dtype == np.uint8:
-            label_map = cv2.LUT(values, lut[:256])
+            label_map = cv2().LUT(values, lut[:256])
         else:
             label_map = np.take(lut, values)
         if void is not None:
@@ -729,7 +735,7 @@ class RgbItem(Item):
             void = _alpha_void(img[..., 3], where) if img.shape[2] == 4 else None
             h, w = img.shape[:2]
             buf = _rgba_buffer(h, w)
-            cv2.cvtColor(img, cv2.COLOR_BGR2BGRA if img.shape[2] == 3 else cv2.COLOR_BGRA2BGRA, dst=buf)
+            cv2().cvtColor(img, cv2().COLOR_BGR2BGRA if img.shape[2] == 3 else cv2().COLOR_BGRA2BGRA, dst=buf)
             packed = buf.view("<u4").reshape(h, w)  # B + 256 G + 65536 R (+ alpha << 24)
             np.bitwise_and(packed, 0xFFFFFF, out=packed)
             label_map = np.take(_ADE_R_CORRECTION, packed >> 16)
