@@ -388,7 +388,7 @@ def _palette_table(spec: Spec, labels: dict[int, str] | None) -> Table:
 # --------------------------------------------------------------------------- per-process buffers
 
 _rgba: dict[tuple[int, int], np.ndarray] = {}
-_color_luts: dict[tuple[Spec, Table], np.ndarray] = {}
+_color_luts: dict[Spec, tuple[Table, np.ndarray]] = {}
 
 
 def _rgba_buffer(h: int, w: int) -> np.ndarray:
@@ -405,16 +405,17 @@ def _color_lut(spec: Spec, table: Table) -> np.ndarray:
 
     Zero-filled (free pages instead of a 16-32 MB fill, ~40 ms per process), so a
     lookup reads ``lut[key] - 1``: an unknown colour wraps to the dtype's maximum, the
-    sentinel (``_take_colors``).
+    sentinel.
     """
-    lut = _color_luts.get((spec, table))
-    if lut is None:
-        _color_luts.clear()  # one run uses one spec; do not keep 16-32 MB per old one
-        dtype = table.dtype
-        lut = np.zeros(1 << 24, dtype)
-        assert table.color_keys is not None and table.color_raws is not None
-        lut[table.color_keys] = table.color_raws.astype(dtype) + 1
-        _color_luts[(spec, table)] = lut
+    cached = _color_luts.get(spec)
+    if cached is not None and cached[0] is table:  # identity, not equality: hashing a Table is slow
+        return cached[1]
+    _color_luts.clear()  # one run uses one spec; do not keep 16-32 MB per old one
+    dtype = table.dtype
+    lut = np.zeros(1 << 24, dtype)
+    assert table.color_keys is not None and table.color_raws is not None
+    lut[table.color_keys] = table.color_raws.astype(dtype) + 1
+    _color_luts[spec] = (table, lut)
     return lut
 
 
