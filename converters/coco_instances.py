@@ -40,7 +40,7 @@ import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import raster
+from segconvert import cocojson, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -218,23 +218,6 @@ def _load_json(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _parse_categories(raw: list[Any], file: Path) -> list[Category]:
-    cats: list[Category] = []
-    seen: set[int] = set()
-    for k, c in enumerate(raw):
-        try:
-            cat = Category(
-                id=int(c["id"]), name=str(c["name"]), isthing=True, supercategory=c.get("supercategory")
-            )
-        except (KeyError, TypeError, ValueError):
-            raise SourceError(f"categories[{k}] needs an integer 'id' and a 'name'", file=file) from None
-        if cat.id in seen:
-            raise SourceError(f"category id {cat.id} appears twice in categories", file=file)
-        seen.add(cat.id)
-        cats.append(cat)
-    return cats
-
-
 def _load_label_map(path: Path, categories: list[Category]) -> dict[int, Category]:
     """``--labels FILE``: JSON object {source category id: target}.
 
@@ -327,7 +310,7 @@ class CocoInstancesReader(Reader):
         self.overlap = check_overlap(overlap)
         self.images_dir = Path(images) if images is not None else None
         doc = _load_json(self.source)
-        self.categories = _parse_categories(doc["categories"], self.source)
+        self.categories = cocojson.parse_categories(doc["categories"], self.source)
         self._cats: dict[int, Category] = {c.id: c for c in self.categories}
         if labels is not None:
             self._cats.update(_load_label_map(Path(labels), self.categories))

@@ -20,7 +20,7 @@ import click
 from segconvert import cocojson, png
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 
 @dataclass
@@ -56,27 +56,6 @@ class PanopticItem(Item):
         return Segmentation(self.reference_id, rgb, self.segments, source=self.source)
 
 
-def parse_categories(raw: list[Any], file: Path) -> list[Category]:
-    cats: list[Category] = []
-    seen: set[int] = set()
-    for k, c in enumerate(raw):
-        try:
-            cat = Category(
-                id=int(c["id"]),
-                name=str(c["name"]),
-                isthing=bool(c.get("isthing", 1)),
-                supercategory=c.get("supercategory"),
-                color=tuple(c["color"]) if isinstance(c.get("color"), list) else None,  # type: ignore[arg-type]
-            )
-        except (KeyError, TypeError, ValueError):
-            raise SourceError(f"categories[{k}] needs an integer 'id' and a 'name'", file=file) from None
-        if cat.id in seen:
-            raise SourceError(f"category id {cat.id} appears twice in categories", file=file)
-        seen.add(cat.id)
-        cats.append(cat)
-    return cats
-
-
 class CocoPanopticReader(Reader):
     """Reads COCO panoptic JSON + PNG folder."""
 
@@ -93,7 +72,7 @@ class CocoPanopticReader(Reader):
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
         self.masks_dir = str(masks_dir) if masks_dir else str(self.source.with_suffix(""))
-        self.categories = parse_categories(cocojson.table(self.source, "categories"), self.source)
+        self.categories = cocojson.parse_categories(cocojson.table(self.source, "categories"), self.source)
         if not self.categories:
             raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
         self._by_cat = {c.id: c for c in self.categories}

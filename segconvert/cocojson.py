@@ -19,6 +19,7 @@ from typing import Any
 import ijson
 
 from segconvert.errors import SourceError
+from segconvert.ir import Category
 
 TAIL_WINDOW = 4 << 20
 
@@ -114,3 +115,25 @@ def table(path: Path, key: str, *, before: str = "annotations") -> list[Any]:
     if value is not None:
         return value
     return list(stream(path, f"{key}.item"))
+
+
+def parse_categories(raw: list[Any], file: Path) -> list[Category]:
+    """COCO's ``categories`` (panoptic or instances: ``isthing`` defaults to 1) as Category objects."""
+    cats: list[Category] = []
+    seen: set[int] = set()
+    for k, c in enumerate(raw):
+        try:
+            cat = Category(
+                id=int(c["id"]),
+                name=str(c["name"]),
+                isthing=bool(c.get("isthing", 1)),
+                supercategory=c.get("supercategory"),
+                color=tuple(c["color"]) if isinstance(c.get("color"), list) else None,  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError):
+            raise SourceError(f"categories[{k}] needs an integer 'id' and a 'name'", file=file) from None
+        if cat.id in seen:
+            raise SourceError(f"category id {cat.id} appears twice in categories", file=file)
+        seen.add(cat.id)
+        cats.append(cat)
+    return cats
