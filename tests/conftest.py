@@ -8,7 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
+
+# Property tests must not fail because the machine is busy (CI shares two cores): no
+# deadlines, no "too slow" health checks. Loaded before the test modules, so their own
+# @settings inherit it.
+settings.register_profile(
+    "segconvert", deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.load_profile("segconvert")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

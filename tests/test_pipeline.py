@@ -241,11 +241,14 @@ def test_resume_after_sigkill(tmp_path):
         if journal.exists() and journal.stat().st_size > 0:
             break
         time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process and workers
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process and workers
+    except ProcessLookupError:  # it finished first (a very fast machine): resuming is then a no-op
+        pass
     proc.wait()
     summary = segconvert.convert(src, out, jobs=2, **opts)
     assert summary.ok and summary.converted + summary.skipped == 300
-    assert summary.skipped > 0  # it really was interrupted part-way
+    assert summary.skipped > 0  # the first run got at least one item done before the kill
     got = {k: v for k, v in snapshot(out).items() if not Path(k).name.startswith(".")}
     assert got == snapshot(clean)
 
