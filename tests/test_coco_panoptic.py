@@ -45,7 +45,8 @@ def scenes(draw):
     return ids, infos
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(scene=scenes(), mode=st.sampled_from(["panoptic", "instance", "semantic"]))
 def test_every_mode_matches_independent_decode(tmp_path_factory, scene, mode):
     ids, infos = scene

@@ -216,7 +216,8 @@ def test_colormap_json(tmp_path: Path, cmap: Path):
     assert got == [(1, "road", 1), (2, "car", 2), (3, "sky", 3)]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(
     st.lists(st.tuples(*[st.integers(0, 255)] * 3), min_size=1, max_size=12, unique=True),
     st.integers(0, 2**32 - 1),
