@@ -27,15 +27,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 try:  # optional accelerator: same bytes format, faster deflate
     from isal import isal_zlib as _deflate_lib
-
-    DEFLATE_BACKEND = "isal"
 except ImportError:  # pragma: no cover - depends on the environment
     _deflate_lib = zlib  # type: ignore[assignment]
-    DEFLATE_BACKEND = "zlib"
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
-_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 
 @dataclass(frozen=True)
@@ -48,10 +44,6 @@ class PngHeader:
     @property
     def description(self) -> str:
         return f"{self.bit_depth}-bit {COLOR_TYPES.get(self.color_type, f'color type {self.color_type}')}"
-
-    @property
-    def channels(self) -> int:
-        return _CHANNELS.get(self.color_type, 0)
 
 
 def read_header(data: bytes) -> PngHeader:
