@@ -4,7 +4,7 @@
  * panoptic's id, or a colour), out = table[key] + offset (mod 256; offset 255 lets a
  * zero-filled table mean "unknown" = 255), hist[out] += 1 -- one pass over the
  * pixels instead of numpy's four (RGB -> RGBA, mask to 24 bits, take, histogram):
- * ~0.25 ms instead of ~1.0 ms for 640x480 (little-endian machines: the 32-bit loads
+ * ~0.17 ms instead of ~1.0 ms for 640x480 (little-endian machines: the 64-bit loads
  * below read R, G, B as the low bytes).
  */
 #define PY_SSIZE_T_CLEAN
@@ -33,24 +33,43 @@ static PyObject *rgb_lookup(PyObject *self, PyObject *args) {
         uint8_t *o = (uint8_t *)out.buf;
         int64_t *h = (int64_t *)hist.buf;
         Py_BEGIN_ALLOW_THREADS
-        /* four sub-histograms break the store-to-load chain when neighbours share a value */
+        /* Label maps are runs: a group of 8 pixels (24 bytes) equal to the previous group
+         * has the previous group's codes, so it costs three compares and one 8-byte store;
+         * the histogram gets a group's codes once per run, times the run's length. Measured
+         * on make_dataset's panoptic PNGs: 0.17 ms instead of 0.30 per 640x480 image; on
+         * noise (no runs at all) 0.37 instead of 0.25. Four sub-histograms break the
+         * store-to-load chain when neighbouring codes are equal. */
         uint32_t part[4][256];
         memset(part, 0, sizeof(part));
         Py_ssize_t i = 0;
 #if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-        for (; i + 4 <= n; i += 4, p += 12) {
-            /* 4 pixels = 12 bytes = three unaligned 32-bit loads (memcpy: no aliasing or alignment UB) */
-            uint32_t w0, w1, w2;
-            memcpy(&w0, p, 4);
-            memcpy(&w1, p + 4, 4);
-            memcpy(&w2, p + 8, 4);
-            uint8_t c0 = (uint8_t)(t[w0 & 0xFFFFFF] + offset);
-            uint8_t c1 = (uint8_t)(t[(w0 >> 24) | ((w1 & 0xFFFF) << 8)] + offset);
-            uint8_t c2 = (uint8_t)(t[(w1 >> 16) | ((w2 & 0xFF) << 16)] + offset);
-            uint8_t c3 = (uint8_t)(t[w2 >> 8] + offset);
-            o[i] = c0; o[i + 1] = c1; o[i + 2] = c2; o[i + 3] = c3;
-            part[0][c0]++; part[1][c1]++; part[2][c2]++; part[3][c3]++;
+        uint64_t pq0 = 0, pq1 = 0, pq2 = 0;
+        uint32_t run = 0;
+        uint8_t c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (; i + 8 <= n; i += 8, p += 24) {
+            uint64_t q0, q1, q2;
+            memcpy(&q0, p, 8);
+            memcpy(&q1, p + 8, 8);
+            memcpy(&q2, p + 16, 8);
+            if (run && q0 == pq0 && q1 == pq1 && q2 == pq2) {
+                memcpy(o + i, c, 8);
+                run++;
+                continue;
+            }
+            for (int k = 0; k < 8; k++) part[k & 3][c[k]] += run;
+            c[0] = (uint8_t)(t[q0 & 0xFFFFFF] + offset);
+            c[1] = (uint8_t)(t[(q0 >> 24) & 0xFFFFFF] + offset);
+            c[2] = (uint8_t)(t[(q0 >> 48) | ((q1 & 0xFF) << 16)] + offset);
+            c[3] = (uint8_t)(t[(q1 >> 8) & 0xFFFFFF] + offset);
+            c[4] = (uint8_t)(t[(q1 >> 32) & 0xFFFFFF] + offset);
+            c[5] = (uint8_t)(t[(q1 >> 56) | ((q2 & 0xFFFF) << 8)] + offset);
+            c[6] = (uint8_t)(t[(q2 >> 16) & 0xFFFFFF] + offset);
+            c[7] = (uint8_t)(t[q2 >> 40] + offset);
+            memcpy(o + i, c, 8);
+            pq0 = q0; pq1 = q1; pq2 = q2;
+            run = 1;
         }
+        for (int k = 0; k < 8; k++) part[k & 3][c[k]] += run;
 #endif
         for (; i < n; i++, p += 3) {
             uint8_t c = (uint8_t)(t[p[0] | p[1] << 8 | (uint32_t)p[2] << 16] + offset);
