@@ -56,6 +56,7 @@ class NucleusWriter(Writer):
         self.mask_url_prefix = mask_url_prefix
         self.background_label = background_label
         self.masks = self.output.resolve() / MASKS_DIR
+        self._masks_prefix = os.path.join(str(self.masks), "")  # str joins: this runs once per image
 
     def prepare(self) -> None:
         self.masks.mkdir(parents=True, exist_ok=True)
@@ -71,9 +72,9 @@ class NucleusWriter(Writer):
         if not ref or ref in (".", "..") or _BAD_NAME_CHARS & set(ref):
             raise ItemError(f"reference_id {ref!r} cannot be used as a file name", item=ref, file=seg.source)
         packed = pack(seg, renumber=self.plan.renumbers, background_label=self.background_label)
-        path = self.mask_path(ref)
+        path = f"{self._masks_prefix}{ref}.png"  # = str(self.mask_path(ref))
         png.write_atomic(path, png.encode_gray8(packed.mask))
-        mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else str(path)
+        mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else path
         payload: dict[str, Any] = {  # key order of SegmentationAnnotation.to_payload()
             "type": "mask",
             "mask_url": mask_url,
