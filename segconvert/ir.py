@@ -36,7 +36,7 @@ class Category:
     color: tuple[int, int, int] | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # slots: readers make one per segment, tens per image
 class SegmentInfo:
     """One segment of one image: an instance, a stuff region, or (after ``semantic``) a class.
 

@@ -54,6 +54,17 @@ def _fits_table(label_map: np.ndarray) -> bool:
     return int(label_map.max()) < (1 << _TABLE_BITS)
 
 
+def _table_entries(codes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and stored values (code + 1, see ``_big_table``) of the raw ids a 2^24 table can hold;
+    ids outside it cannot occur in a label map that fits the table."""
+    keys = np.fromiter(codes, np.int64, len(codes))
+    values = np.fromiter(codes.values(), np.int64, len(codes)) + 1
+    inside = (keys >= 0) & (keys < (1 << _TABLE_BITS))
+    if not inside.all():
+        keys, values = keys[inside], values[inside]
+    return keys, values
+
+
 def lookup_rgb(rgb: np.ndarray, table: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``table[R | G << 8 | B << 16] + offset`` (mod 256) for every pixel of an (H, W, 3) uint8
     image, and the histogram of the result; ``table`` has 2^24 uint8 entries.
@@ -103,9 +114,9 @@ def to_codes(
     if label_map.ndim == 3:  # RGB-packed 24-bit ids (see Segmentation)
         if dtype == np.uint8:
             table = _big_table(dtype)
-            keys = np.fromiter((k for k in codes if 0 <= k < (1 << _TABLE_BITS)), dtype=np.int64)
+            keys, values = _table_entries(codes)
             try:
-                table[keys] = np.fromiter((codes[int(k)] + 1 for k in keys), dtype=dtype, count=len(keys))
+                table[keys] = values
                 out, counts = lookup_rgb(label_map, table, offset=0xFF)  # code + 1 - 1; unset 0 - 1 = 255
             finally:
                 table[keys] = 0
@@ -126,8 +137,8 @@ def to_codes(
         out = cv2().LUT(label_map, small)
     elif _fits_table(label_map):
         table = _big_table(dtype)
-        keys = np.fromiter((k for k in codes if 0 <= k < (1 << _TABLE_BITS)), dtype=np.int64)
-        values = np.fromiter((codes[int(k)] + 1 for k in keys), dtype=dtype, count=len(keys))
+        keys, values = _table_entries(codes)
+        values = values.astype(dtype)
         try:
             table[keys] = values
             out = np.take(table, label_map)

@@ -79,8 +79,9 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
 
     warnings = seg.warnings  # the IR carries its warnings to the pipeline's summary
     areas = [0] * len(segments)
+    count_list = counts.tolist()  # Python ints: the loops below run once per segment
     for code in range(1, len(owner)):
-        n = int(counts[code])
+        n = count_list[code]
         if n == 0:
             s = segments[owner[code]]
             warnings.append(f"segment id {raw_of_code[code]} ({s.label}) has no pixels in the mask")
@@ -96,9 +97,7 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
     index_of_pos: dict[int, int] = {}
     for rank, pos in enumerate(kept, start=1):
         index_of_pos[pos] = rank if renumber else segments[pos].id
-    lut = np.zeros(len(owner), np.uint8)
-    for code in range(1, len(owner)):
-        lut[code] = index_of_pos.get(owner[code], 0)
+    lut = np.array([0, *(index_of_pos.get(owner[code], 0) for code in range(1, len(owner)))], np.uint8)
 
     if code_map is None:
         final = np.zeros(256, np.uint8)
