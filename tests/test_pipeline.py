@@ -359,3 +359,22 @@ def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
     with pytest.raises(segconvert.ItemError, match="cannot be used as a file name"):
         writer.write(seg)
     assert not any((tmp_path / "o" / "masks").iterdir())
+
+
+def test_import_is_light_and_the_command_turns_blas_threads_off():
+    """`import segconvert` must not import numpy, so the command can set OpenBLAS' thread
+    count before numpy starts its pool (its start-up spin costs ~0.1 s of CPU per process)."""
+    code = (
+        "import os, sys; os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "import segconvert; assert 'numpy' not in sys.modules\n"
+        "assert segconvert.Segmentation.__name__ == 'Segmentation'\n"  # lazy names still work
+        "import segconvert.cli; print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"  # numpy came in with segconvert.Segmentation: left alone
+    code = (
+        "import os; os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "import segconvert.cli; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
