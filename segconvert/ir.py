@@ -58,6 +58,13 @@ class SegmentInfo:
     def pixels(self) -> tuple[int, ...]:
         return self.pixel_ids if self.pixel_ids is not None else (self.id,)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Items cross to worker processes by the tens per image; the default pickling of a
+        # slotted dataclass goes through copyreg and cost 0.06 ms of main-process CPU per
+        # image (COCO panoptic, 26 segments), a third of what the main process does there.
+        return SegmentInfo, (self.id, self.label, self.category_id, self.isthing, self.iscrowd, self.metadata,
+                             self.pixel_ids)
+
 
 @dataclass
 class Segmentation:
