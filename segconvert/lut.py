@@ -4,7 +4,9 @@ Raw ids can be anything up to 24 bits (COCO panoptic's R + 256·G + 256²·B), a
 image has a few dozen of them. ``np.unique(return_inverse=True)`` costs ~10 ms on
 640×480; indexing a 2^24-entry table costs ~0.2 ms. The tables are allocated once per
 process and only the entries an image uses are set and then reset, so every image
-pays for its own ids, not for the table.
+pays for its own ids, not for the table. RGB-packed ids with uint8 codes (COCO
+panoptic, nearly every image) skip the table where the C kernels are built: the
+image's ids go in a small hash table that stays in L1 (``_kernels.rgb_codes``).
 
 Ids that are not in the mapping must not silently become background: an unset table
 entry reads as a sentinel, and the histogram that packing needs anyway (pixel count per
@@ -20,10 +22,11 @@ import numpy as np
 from segconvert.errors import ItemError
 from segconvert.opencv import cv2
 
-try:  # the fused C kernel (setup.py builds it where a compiler is available)
+try:  # the fused C kernels (setup.py builds them where a compiler is available)
+    from segconvert._kernels import rgb_codes as _rgb_codes_c
     from segconvert._kernels import rgb_lookup as _rgb_lookup_c
 except ImportError:  # pragma: no cover - depends on the build
-    _rgb_lookup_c = None
+    _rgb_lookup_c = _rgb_codes_c = None
 
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
@@ -86,6 +89,23 @@ def lookup_rgb(rgb: np.ndarray, table: np.ndarray, offset: int = 0) -> tuple[np.
     return out, histogram(out, 256)
 
 
+def _rgb_to_codes_uint8(rgb: np.ndarray, codes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (≤ 254; 255 where the id has none) of RGB-packed ids, and their histogram."""
+    keys, values = _table_entries(codes)  # values are code + 1
+    if _rgb_codes_c is not None and rgb.flags.c_contiguous:
+        # the image's own few dozen ids in a small hash table (C): no 16 MB table to set and clear
+        out = np.empty(rgb.shape[:2], np.uint8)
+        counts = np.zeros(256, np.int64)
+        _rgb_codes_c(rgb, keys.astype(np.uint32), (values - 1).astype(np.uint8), out, counts, 0xFF)
+        return out, counts
+    table = _big_table(np.dtype(np.uint8))
+    try:
+        table[keys] = values
+        return lookup_rgb(rgb, table, offset=0xFF)  # code + 1 - 1; unset 0 - 1 = 255
+    finally:
+        table[keys] = 0
+
+
 def histogram(code_map: np.ndarray, length: int) -> np.ndarray:
     """Pixel count of every code 0..length-1 (int64)."""
     if code_map.dtype == np.uint8:  # cv2.calcHist is ~10x faster than np.bincount on uint8
@@ -113,13 +133,7 @@ def to_codes(
     sentinel = _SENTINEL[dtype]
     if label_map.ndim == 3:  # RGB-packed 24-bit ids (see Segmentation)
         if dtype == np.uint8:
-            table = _big_table(dtype)
-            keys, values = _table_entries(codes)
-            try:
-                table[keys] = values
-                out, counts = lookup_rgb(label_map, table, offset=0xFF)  # code + 1 - 1; unset 0 - 1 = 255
-            finally:
-                table[keys] = 0
+            out, counts = _rgb_to_codes_uint8(label_map, codes)
             if counts[sentinel]:
                 from segconvert.png import rgb_to_id24
 

@@ -110,3 +110,45 @@ def test_pack_of_uint8_label_maps_agrees_with_uint16(values, listed, give_counts
         assert not isinstance(outcomes[0], str)
     else:
         assert "have no segment in the annotation" in outcomes[0]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.one_of(images(), run_images()), st.randoms(use_true_random=False), st.integers(0, 40))
+def test_to_codes_hash_kernel_equals_the_table_path(image, data, extra_keys):
+    """COCO panoptic's path (ids -> codes in the C hash kernel) against the numpy table path,
+    with ids missing from the mapping and more ids than codes (semantic merges)."""
+    rgb, palette = image
+    codes = {key: data.randint(0, 254) for key in palette if data.random() < 0.85}
+    for _ in range(extra_keys):  # ids the image does not have, as after a mode transform
+        codes.setdefault(data.randint(0, (1 << 24) - 1), data.randint(0, 254))
+
+    def run():
+        try:
+            return lut.to_codes(rgb, codes)
+        except ItemError as exc:
+            return str(exc)
+
+    fast = run()
+    saved, lut._rgb_codes_c = lut._rgb_codes_c, None
+    try:
+        slow = run()
+    finally:
+        lut._rgb_codes_c = saved
+    if isinstance(slow, str):
+        assert fast == slow
+        return
+    ids = rgb_to_id24(rgb)
+    expect = np.vectorize(codes.__getitem__, otypes=[np.uint8])(ids)
+    for out, counts in (fast, slow):
+        np.testing.assert_array_equal(out, expect)
+        np.testing.assert_array_equal(counts, np.bincount(expect.ravel(), minlength=max(codes.values()) + 1))
+
+
+def test_hash_kernel_rejects_bad_keys():
+    if lut._rgb_codes_c is None:
+        pytest.skip("C kernel not built")
+    rgb, out, hist = np.zeros((1, 2, 3), np.uint8), np.zeros(2, np.uint8), np.zeros(256, np.int64)
+    with pytest.raises(ValueError, match="24-bit"):
+        lut._rgb_codes_c(rgb, np.array([1 << 24], np.uint32), np.zeros(1, np.uint8), out, hist, 255)
+    with pytest.raises(ValueError, match="one code per key"):
+        lut._rgb_codes_c(rgb, np.array([1, 2], np.uint32), np.zeros(1, np.uint8), out, hist, 255)
