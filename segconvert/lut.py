@@ -91,13 +91,13 @@ def lookup_rgb(rgb: np.ndarray, table: np.ndarray, offset: int = 0) -> tuple[np.
 
 def _rgb_to_codes_uint8(rgb: np.ndarray, codes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Codes (≤ 254; 255 where the id has none) of RGB-packed ids, and their histogram."""
-    keys, values = _table_entries(codes)  # values are code + 1
     if _rgb_codes_c is not None and rgb.flags.c_contiguous:
         # the image's own few dozen ids in a small hash table (C): no 16 MB table to set and clear
         out = np.empty(rgb.shape[:2], np.uint8)
         counts = np.zeros(256, np.int64)
-        _rgb_codes_c(rgb, keys.astype(np.uint32), (values - 1).astype(np.uint8), out, counts, 0xFF)
+        _rgb_codes_c(rgb, codes, out, counts, 0xFF)
         return out, counts
+    keys, values = _table_entries(codes)  # values are code + 1
     table = _big_table(np.dtype(np.uint8))
     try:
         table[keys] = values

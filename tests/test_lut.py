@@ -144,11 +144,15 @@ def test_to_codes_hash_kernel_equals_the_table_path(image, data, extra_keys):
         np.testing.assert_array_equal(counts, np.bincount(expect.ravel(), minlength=max(codes.values()) + 1))
 
 
-def test_hash_kernel_rejects_bad_keys():
+def test_hash_kernel_skips_ids_outside_24_bits_and_rejects_bad_codes():
     if lut._rgb_codes_c is None:
         pytest.skip("C kernel not built")
     rgb, out, hist = np.zeros((1, 2, 3), np.uint8), np.zeros(2, np.uint8), np.zeros(256, np.int64)
-    with pytest.raises(ValueError, match="24-bit"):
-        lut._rgb_codes_c(rgb, np.array([1 << 24], np.uint32), np.zeros(1, np.uint8), out, hist, 255)
-    with pytest.raises(ValueError, match="one code per key"):
-        lut._rgb_codes_c(rgb, np.array([1, 2], np.uint32), np.zeros(1, np.uint8), out, hist, 255)
+    lut._rgb_codes_c(rgb, {1 << 24: 3, -1: 4, 1 << 80: 5, 0: 7}, out, hist, 255)
+    assert out.tolist() == [7, 7] and hist[7] == 2
+    with pytest.raises(ValueError, match="0..255"):
+        lut._rgb_codes_c(rgb, {0: 256}, out, hist, 255)
+    with pytest.raises(TypeError):
+        lut._rgb_codes_c(rgb, {"a": 1}, out, hist, 255)
+    with pytest.raises(ValueError, match="3 bytes per output pixel"):
+        lut._rgb_codes_c(rgb, {}, np.zeros(3, np.uint8), hist, 255)
