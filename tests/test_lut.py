@@ -156,3 +156,42 @@ def test_hash_kernel_skips_ids_outside_24_bits_and_rejects_bad_codes():
         lut._rgb_codes_c(rgb, {"a": 1}, out, hist, 255)
     with pytest.raises(ValueError, match="3 bytes per output pixel"):
         lut._rgb_codes_c(rgb, {}, np.zeros(3, np.uint8), hist, 255)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    blocks=st.lists(st.sampled_from(["noise", "runs", "flat"]), min_size=1, max_size=10),
+    width=st.sampled_from([97, 640, 1000]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_kernels_switch_between_scan_and_groups_without_changing_results(blocks, width, seed):
+    """Images larger than the kernels' 4096-pixel stretches, mixing noise (one run per pixel:
+    the group loop takes over) with runs (the scan comes back), against numpy."""
+    rng = np.random.default_rng(seed)
+    palette = rng.choice(1 << 24, size=6, replace=False)
+    parts = []
+    for kind in blocks:
+        if kind == "noise":
+            parts.append(rng.integers(0, len(palette), 4096 + int(rng.integers(0, 50))))
+        elif kind == "runs":
+            lengths = rng.integers(1, 300, 60)
+            parts.append(np.repeat(rng.integers(0, len(palette), len(lengths)), lengths))
+        else:
+            parts.append(np.full(int(rng.integers(1, 9000)), rng.integers(0, len(palette))))
+    flat = np.concatenate(parts)
+    flat = np.pad(flat, (0, -len(flat) % width), mode="edge")
+    ids = palette[flat].reshape(-1, width)
+    rgb = np.ascontiguousarray(np.stack([ids & 255, ids >> 8 & 255, ids >> 16], -1).astype(np.uint8))
+    codes = {int(key): k for k, key in enumerate(palette)}
+    expect = flat.reshape(ids.shape).astype(np.uint8)
+    counts_expected = np.bincount(expect.ravel(), minlength=256)
+    if lut._rgb_codes_c is not None:
+        out, hist = np.empty(ids.shape, np.uint8), np.zeros(256, np.int64)
+        lut._rgb_codes_c(rgb, codes, out, hist, 255)
+        np.testing.assert_array_equal(out, expect)
+        np.testing.assert_array_equal(hist, counts_expected)
+    table = np.zeros(1 << 24, np.uint8)
+    table[palette] = np.arange(len(palette))
+    out, hist = lut.lookup_rgb(rgb, table)
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_array_equal(hist, counts_expected)
