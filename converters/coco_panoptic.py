@@ -34,7 +34,7 @@ class PanopticItem(Item):
     def load(self) -> Segmentation:
         where = {"item": self.reference_id, "file": self.source}
         try:
-            data = Path(self.source).read_bytes()
+            data = png.read_bytes(self.source)
         except FileNotFoundError:
             raise ItemError("PNG not found", **where) from None
         except OSError as exc:
@@ -116,9 +116,10 @@ class CocoPanopticReader(Reader):
     def _segments(self, infos: list[Any]) -> list[SegmentInfo]:
         segments: list[SegmentInfo] = []
         seen: set[int] = set()
+        by_cat = self._by_cat
         for j, info in enumerate(infos):
             try:
-                sid, cat_id = int(info["id"]), int(info["category_id"])
+                sid, cat_id = _integer(info["id"]), _integer(info["category_id"])
             except (KeyError, TypeError, ValueError):
                 raise ItemError(f"segments_info[{j}] needs integer 'id' and 'category_id'") from None
             if sid in seen:
@@ -126,21 +127,26 @@ class CocoPanopticReader(Reader):
             if sid <= 0 or sid >= 1 << 24:
                 raise ItemError(f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)")
             seen.add(sid)
-            cat = self._by_cat.get(cat_id)
+            cat = by_cat.get(cat_id)
             if cat is None:
                 raise ItemError(f"segment {sid} has category_id {cat_id}, which is not in categories")
-            meta: dict[str, Any] = {}
-            if cat.supercategory is not None:
-                meta["supercategory"] = cat.supercategory
-            if "bbox" in info:
-                meta["bbox"] = info["bbox"]
-            segments.append(
-                SegmentInfo(
-                    id=sid, label=cat.name, category_id=cat.id, isthing=cat.isthing,
-                    iscrowd=bool(info.get("iscrowd", 0)), metadata=meta,
-                )
-            )
+            meta: dict[str, Any] = {} if cat.supercategory is None else {"supercategory": cat.supercategory}
+            bbox = info.get("bbox")
+            if bbox is not None:
+                meta["bbox"] = bbox
+            # positional: this runs for every segment of every image
+            segments.append(SegmentInfo(sid, cat.name, cat.id, cat.isthing, bool(info.get("iscrowd", 0)), meta))
         return segments
+
+
+def _integer(value: Any) -> int:
+    """An id from the JSON: an int, or a float with an integral value (3.0); anything else
+    (3.5, "3", true) is an error rather than a silently different id."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"not an integer: {value!r}")
 
 
 def sniff(path: Path) -> bool:

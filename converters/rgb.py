@@ -424,7 +424,7 @@ def _color_lut(spec: Spec, table: Table) -> np.ndarray:
 
 def _read(path: str, ref: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return png.read_bytes(path)
     except FileNotFoundError:
         raise ItemError("mask file not found", item=ref, file=path) from None
     except OSError as exc:

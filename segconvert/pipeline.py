@@ -154,6 +154,7 @@ class Journal:
             self.path.write_bytes(b"")
             settings_path.write_text(json.dumps(settings, indent=1, sort_keys=True))
         self._fh = open(self.path, "ab")
+        self._end = self._fh.seek(0, os.SEEK_END)  # offsets kept here: no lseek per line
 
     def _load(self) -> None:
         with open(self.path, "rb+") as fh:
@@ -167,9 +168,11 @@ class Journal:
                 offset += len(line)
 
     def append(self, reference_id: str, record: str) -> int:
-        offset = self._fh.tell()
-        self._fh.write(f"{json.dumps(reference_id)}\t{record}\n".encode())
+        offset = self._end
+        line = f"{json.dumps(reference_id)}\t{record}\n".encode()
+        self._fh.write(line)
         self._fh.flush()  # in the OS once flushed: survives the process being killed
+        self._end += len(line)
         return offset
 
     def records(self, offsets: Iterable[int]) -> Iterator[str]:

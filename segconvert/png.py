@@ -107,6 +107,20 @@ def encode_gray8(mask: np.ndarray) -> bytes:
     return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The whole file, in 5 system calls where ``Path.read_bytes`` makes 9 (an isatty ioctl,
+    two lseeks and a second fstat); this runs once per image. OSError as ``open`` raises it."""
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)]  # +1: a file that grew since fstat is read to its end
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new, never half.
 

@@ -165,3 +165,18 @@ def test_semantic_index_policies(tmp_path, index):
         assert mask.tolist() == [[0, 9, 9], [3, 3, 3]]
         assert [(s["label"], s["index"]) for s in payload["annotations"]] == [
             ("background", 0), ("car", 3), ("road", 9)]
+
+
+@pytest.mark.parametrize(("bad_id", "ok"), [(3.0, True), (3.5, False), ("3", False), (True, False), (None, False)])
+def test_segment_ids_must_be_integers_not_silently_rounded(tmp_path, bad_id, ok):
+    ids = np.array([[0, 3], [3, 3]])
+    src = write_panoptic(tmp_path, [("img", ids, [{"id": 3, "category_id": CATEGORIES[0]["id"]}])])
+    doc = json.loads(src.read_text())
+    doc["annotations"][0]["segments_info"][0]["id"] = bad_id
+    src.write_text(json.dumps(doc))
+    summary = segconvert.convert(src, tmp_path / "out", from_format="coco-panoptic", jobs=1)
+    if ok:
+        assert summary.converted == 1
+    else:
+        assert summary.failed == 1
+        assert "segments_info[0] needs integer 'id' and 'category_id'" in summary.failures[0]

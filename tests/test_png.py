@@ -65,3 +65,14 @@ def test_write_atomic_failure_leaves_the_old_file_and_no_temp(tmp_path, monkeypa
     monkeypatch.undo()
     assert target.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["m.png"]
+
+
+def test_read_bytes_reads_whole_files_and_raises_like_open(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "data").write_bytes(bytes(range(256)) * 5000)
+    assert png.read_bytes(tmp_path / "empty") == b""
+    assert png.read_bytes(str(tmp_path / "data")) == bytes(range(256)) * 5000
+    with pytest.raises(FileNotFoundError):
+        png.read_bytes(tmp_path / "missing")
+    with pytest.raises(IsADirectoryError):
+        png.read_bytes(tmp_path)
