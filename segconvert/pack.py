@@ -33,15 +33,18 @@ class PackedMask:
 
 
 def _segment_metadata(s: SegmentInfo, area: int, renumbered: bool) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    if s.category_id is not None:
-        meta["category_id"] = s.category_id
-    meta["isthing"] = bool(s.isthing)
-    if "instances" not in s.metadata:  # classes (semantic) have no crowd flag
-        meta["iscrowd"] = bool(s.iscrowd)
-    meta.update(s.metadata)
-    if renumbered:  # the index is new: keep the id the source knows the segment by
-        meta.setdefault("segment_id", s.id)
+    # runs once per segment of every image: one dict literal, then only what differs
+    source = s.metadata
+    if "instances" in source:  # classes (semantic) have no crowd flag
+        meta: dict[str, Any] = {"category_id": s.category_id, "isthing": bool(s.isthing)}
+    else:
+        meta = {"category_id": s.category_id, "isthing": bool(s.isthing), "iscrowd": bool(s.iscrowd)}
+    if s.category_id is None:
+        del meta["category_id"]
+    if source:
+        meta.update(source)
+    if renumbered and "segment_id" not in meta:  # the index is new: keep the id the source knows it by
+        meta["segment_id"] = s.id
     source_area = meta.pop("area", None)
     meta["area"] = area  # pixels of this index in the mask (visible area, after overlaps)
     if source_area is not None and source_area != area:
@@ -97,19 +100,23 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
     index_of_pos: dict[int, int] = {}
     for rank, pos in enumerate(kept, start=1):
         index_of_pos[pos] = rank if renumber else segments[pos].id
-    lut = np.array([0, *(index_of_pos.get(owner[code], 0) for code in range(1, len(owner)))], np.uint8)
-
-    if code_map is None:
-        final = np.zeros(256, np.uint8)
-        for raw, code in codes.items():
-            final[raw] = lut[code]
-        identity = all(int(final[raw]) == raw for raw in codes if 0 <= raw < 256)  # other values are absent
-        mask = seg.label_map if identity else cv2().LUT(seg.label_map, final)
-    elif code_map.dtype == np.uint8:
-        identity = bool((lut == np.arange(len(owner), dtype=np.uint8)).all())
-        mask = code_map if identity else cv2().LUT(code_map, np.pad(lut, (0, 256 - len(owner))))
+    # one raw id per segment and every segment present: codes 1..n already are the indices
+    codes_are_indices = renumber and len(kept) == len(segments) == len(owner) - 1
+    if code_map is not None and code_map.dtype == np.uint8 and codes_are_indices:
+        mask = code_map  # the common panoptic case: no LUT pass at all
     else:
-        mask = lut[code_map]
+        lut = np.array([0, *(index_of_pos.get(owner[code], 0) for code in range(1, len(owner)))], np.uint8)
+        if code_map is None:
+            final = np.zeros(256, np.uint8)
+            for raw, code in codes.items():
+                final[raw] = lut[code]
+            identity = all(int(final[raw]) == raw for raw in codes if 0 <= raw < 256)  # other values are absent
+            mask = seg.label_map if identity else cv2().LUT(seg.label_map, final)
+        elif code_map.dtype == np.uint8:
+            identity = bool((lut == np.arange(len(owner), dtype=np.uint8)).all())
+            mask = code_map if identity else cv2().LUT(code_map, np.pad(lut, (0, 256 - len(owner))))
+        else:
+            mask = lut[code_map]
 
     payloads: list[dict[str, Any]] = [{"label": background_label, "index": 0}]
     for pos in kept:
