@@ -11,8 +11,9 @@ tried; the fastest counts). It runs as a process of its own, so it is measured t
 ways: the whole process (Python start-up and imports included, to compare with a whole
 CLI run) and its loop alone (to compare with the time spent on items). Machines are
 noisy, so every figure is a ratio to a baseline measured in the same round: each
-round runs the floor and then every --jobs value back to back, and the median ratio
-over --repeat rounds is reported.
+round runs the floor, then each --jobs value followed by the floor again, and every
+run is compared with the mean of the two floor runs around it (a drift in the
+machine's speed cancels); the median ratio over --repeat rounds is reported.
 
 Rows: for each case and jobs value, the whole CLI run (a fresh process, as a user runs
 it: start-up, reading the JSON, converting, writing annotations.jsonl) and the ratio
@@ -242,20 +243,27 @@ def main() -> None:
             rows: dict[int, list[tuple[float, float, float, float, int, float]]] = {j: [] for j in jobs_list}
             floors = []
             for r in range(a.repeat):
-                floor_wall, floor_inner, floor_cpu = run_floor(data / png_dir, dec, enc)
-                floors.append(floor_inner)
+                before = run_floor(data / png_dir, dec, enc)
+                floors.append(before[1])
                 for jobs in jobs_list:
                     args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}-{r}"), "--from", fmt,
                             "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
                     wall, inner, rss, cpu = run_cli(args)
+                    after = run_floor(data / png_dir, dec, enc)
+                    floors.append(after[1])
+                    # each run against the mean of the floor runs just before and just after it:
+                    # this VM's speed drifts by 10-20% within seconds, and a drift cancels out
+                    floor_wall, floor_inner, floor_cpu = ((x + y) / 2 for x, y in zip(before, after))
                     rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu))
+                    before = after
             print(f"\n{case} -> nucleus; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
                   f"(decode {dec} + encode {enc}); medians of {a.repeat} rounds")
             base = rows[jobs_list[0]]
             for jobs in jobs_list:
                 runs = rows[jobs]
-                speed_whole = median(b[0] / x[0] for b, x in zip(base, runs))
-                speed_items = median(b[1] / x[1] for b, x in zip(base, runs))
+                # speed-ups of floor-normalised times, for the same reason
+                speed_whole = median(b[2] / x[2] for b, x in zip(base, runs))
+                speed_items = median(b[3] / x[3] for b, x in zip(base, runs))
                 whole = [x[2] for x in runs]
                 items = [x[3] for x in runs]
                 print(f"  jobs {jobs}: {a.images / median(x[0] for x in runs):5.0f} images/s; "

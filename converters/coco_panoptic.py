@@ -1,10 +1,12 @@
 """COCO panoptic: a JSON of ``segments_info`` per image plus RGB PNGs of segment ids.
 
 The conventions are the COCO panoptic API's (panopticapi): id = R + 256·G + 256²·B,
-0 is void, the PNG folder defaults to the JSON's path without ``.json``. Everything
-that can be checked without decoding a PNG (image entry, categories, duplicate ids)
-is checked here in the main process; the rest (PNG mode, size, ids without an entry)
-in ``load`` in the worker. Either way a broken image fails alone, with its file name.
+0 is void, the PNG folder defaults to the JSON's path without ``.json``. The main
+process only matches each annotation to its image entry; its ``segments_info`` go to
+the worker as parsed (plain lists and dicts pickle in C), where ``load`` checks them
+(ids, categories, duplicates) and then the PNG (mode, size, ids without an entry):
+with several workers the main process is the bottleneck, so it does the least. Either
+way a broken image fails alone, naming the file that is wrong (JSON or PNG).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 
+#: category id -> (name, isthing, supercategory): tuples pickle in C, once per batch of items
+CategoryRows = dict[int, tuple[str, bool, str | None]]
+
 
 @dataclass
 class PanopticItem(Item):
@@ -29,9 +34,15 @@ class PanopticItem(Item):
     source: str  # the PNG
     width: int
     height: int
-    segments: list[SegmentInfo]
+    segments_info: list[Any]  # as parsed from the JSON, checked in load()
+    categories: CategoryRows
+    index_file: str  # the JSON, named in messages about segments_info
 
     def load(self) -> Segmentation:
+        try:
+            segments = segments_from_info(self.segments_info, self.categories)
+        except ItemError as exc:
+            raise exc.located(item=self.reference_id, file=self.index_file) from None
         where = {"item": self.reference_id, "file": self.source}
         try:
             data = png.read_bytes(self.source)
@@ -53,7 +64,45 @@ class PanopticItem(Item):
             rgb = png.decode_rgb8(data)  # RGB-packed ids: the IR takes them as they are
         except ValueError as exc:
             raise ItemError(str(exc), **where) from None
-        return Segmentation(self.reference_id, rgb, self.segments, source=self.source)
+        return Segmentation(self.reference_id, rgb, segments, source=self.source)
+
+
+def segments_from_info(infos: list[Any], categories: CategoryRows) -> list[SegmentInfo]:
+    """One image's ``segments_info`` as SegmentInfo, checked: integer ids in 1..2^24-1, each
+    once, with a known category."""
+    segments: list[SegmentInfo] = []
+    seen: set[int] = set()
+    for j, info in enumerate(infos):
+        try:
+            sid, cat_id = _integer(info["id"]), _integer(info["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise ItemError(f"segments_info[{j}] needs integer 'id' and 'category_id'") from None
+        if sid in seen:
+            raise ItemError(f"segment id {sid} appears twice in segments_info")
+        if sid <= 0 or sid >= 1 << 24:
+            raise ItemError(f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)")
+        seen.add(sid)
+        cat = categories.get(cat_id)
+        if cat is None:
+            raise ItemError(f"segment {sid} has category_id {cat_id}, which is not in categories")
+        name, isthing, supercategory = cat
+        meta: dict[str, Any] = {} if supercategory is None else {"supercategory": supercategory}
+        bbox = info.get("bbox")
+        if bbox is not None:
+            meta["bbox"] = bbox
+        # positional: this runs for every segment of every image
+        segments.append(SegmentInfo(sid, name, cat_id, isthing, bool(info.get("iscrowd", 0)), meta))
+    return segments
+
+
+def _integer(value: Any) -> int:
+    """An id from the JSON: an int, or a float with an integral value (3.0); anything else
+    (3.5, "3", true) is an error rather than a silently different id."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"not an integer: {value!r}")
 
 
 class CocoPanopticReader(Reader):
@@ -72,10 +121,11 @@ class CocoPanopticReader(Reader):
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
         self.masks_dir = str(masks_dir) if masks_dir else str(self.source.with_suffix(""))
+        self._source_str = str(self.source)
         self.categories = cocojson.parse_categories(cocojson.table(self.source, "categories"), self.source)
         if not self.categories:
             raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
-        self._by_cat = {c.id: c for c in self.categories}
+        self._category_rows: CategoryRows = {c.id: (c.name, c.isthing, c.supercategory) for c in self.categories}
         # image id -> (reference_id, width, height): a small tuple per image, not the JSON's dict
         self._images: dict[Any, tuple[str | None, Any, Any]] = {}
         for img in cocojson.table(self.source, "images"):
@@ -108,45 +158,14 @@ class CocoPanopticReader(Reader):
             width, height = image[1], image[2]
             if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
                 raise ItemError(f"image {ann.get('image_id')!r} has no positive integer width/height")
-            segments = self._segments(ann.get("segments_info") or [])
+            infos = ann.get("segments_info")
+            if infos is None:
+                infos = []
+            elif not isinstance(infos, list):
+                raise ItemError("'segments_info' is not a list")
         except ItemError as exc:
             return FailedItem(ref, exc.located(item=ref, file=self.source), source=png_path)
-        return PanopticItem(ref, png_path, width, height, segments)
-
-    def _segments(self, infos: list[Any]) -> list[SegmentInfo]:
-        segments: list[SegmentInfo] = []
-        seen: set[int] = set()
-        by_cat = self._by_cat
-        for j, info in enumerate(infos):
-            try:
-                sid, cat_id = _integer(info["id"]), _integer(info["category_id"])
-            except (KeyError, TypeError, ValueError):
-                raise ItemError(f"segments_info[{j}] needs integer 'id' and 'category_id'") from None
-            if sid in seen:
-                raise ItemError(f"segment id {sid} appears twice in segments_info")
-            if sid <= 0 or sid >= 1 << 24:
-                raise ItemError(f"segment id {sid} is outside 1..16777215 (ids are R + 256*G + 256^2*B)")
-            seen.add(sid)
-            cat = by_cat.get(cat_id)
-            if cat is None:
-                raise ItemError(f"segment {sid} has category_id {cat_id}, which is not in categories")
-            meta: dict[str, Any] = {} if cat.supercategory is None else {"supercategory": cat.supercategory}
-            bbox = info.get("bbox")
-            if bbox is not None:
-                meta["bbox"] = bbox
-            # positional: this runs for every segment of every image
-            segments.append(SegmentInfo(sid, cat.name, cat.id, cat.isthing, bool(info.get("iscrowd", 0)), meta))
-        return segments
-
-
-def _integer(value: Any) -> int:
-    """An id from the JSON: an int, or a float with an integral value (3.0); anything else
-    (3.5, "3", true) is an error rather than a silently different id."""
-    if type(value) is int:
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise TypeError(f"not an integer: {value!r}")
+        return PanopticItem(ref, png_path, width, height, infos, self._category_rows, self._source_str)
 
 
 def sniff(path: Path) -> bool:

@@ -182,3 +182,19 @@ def test_segment_ids_must_be_integers_not_silently_rounded(tmp_path, bad_id, ok)
     else:
         assert summary.failed == 1
         assert "segments_info[0] needs integer 'id' and 'category_id'" in summary.failures[0]
+
+
+@pytest.mark.parametrize(
+    ("segments_info", "message"),
+    [({"id": 3}, "'segments_info' is not a list"), ([{"id": 3, "category_id": 999}], "category_id 999")],
+)
+def test_bad_segments_info_names_the_json(tmp_path, segments_info, message):
+    ids = np.array([[0, 3], [3, 3]])
+    src = write_panoptic(tmp_path, [("img", ids, [{"id": 3, "category_id": CATEGORIES[0]["id"]}])])
+    doc = json.loads(src.read_text())
+    doc["annotations"][0]["segments_info"] = segments_info
+    src.write_text(json.dumps(doc))
+    for jobs in (1, 2):
+        summary = segconvert.convert(src, tmp_path / f"out{jobs}", from_format="coco-panoptic", jobs=jobs)
+        assert summary.failed == 1
+        assert message in summary.failures[0] and str(src) in summary.failures[0] and "[img]" in summary.failures[0]
