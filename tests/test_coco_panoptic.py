@@ -198,3 +198,16 @@ def test_bad_segments_info_names_the_json(tmp_path, segments_info, message):
         summary = segconvert.convert(src, tmp_path / f"out{jobs}", from_format="coco-panoptic", jobs=jobs)
         assert summary.failed == 1
         assert message in summary.failures[0] and str(src) in summary.failures[0] and "[img]" in summary.failures[0]
+
+
+@pytest.mark.parametrize("category_id", [[1], {"a": 1}, "1", 1.5])
+def test_odd_category_ids_fail_the_item_with_jobs_1_and_2(tmp_path, category_id):
+    ids = np.array([[0, 3], [3, 3]])
+    src = write_panoptic(tmp_path, [("img", ids, [{"id": 3, "category_id": CATEGORIES[0]["id"]}])])
+    doc = json.loads(src.read_text())
+    doc["annotations"][0]["segments_info"][0]["category_id"] = category_id
+    src.write_text(json.dumps(doc))
+    for jobs in (1, 2):
+        summary = segconvert.convert(src, tmp_path / f"out{jobs}", from_format="coco-panoptic", jobs=jobs)
+        assert summary.failed == 1
+        assert "needs integer 'id' and 'category_id'" in summary.failures[0]
