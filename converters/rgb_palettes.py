@@ -10,7 +10,9 @@ their sources (the tests compare them with the published definitions):
 - ``CAMVID``: the 32 lines of CamVid's ``label_colors.txt`` (colour, name), file order.
 - ``ADE20K``: the SceneParse150 classes 1..150 with the colour table published with the
   benchmark, as mmsegmentation's ``ADE20KDataset`` lists it (road and skyscraper share
-  (140, 140, 140) there; by colour that colour means road, the first of the two).
+  (140, 140, 140) there; by colour that colour means road, the first of the two). The
+  MIT ``color150.mat`` itself could not be read here; GluonCV's ``adepallete``, another
+  transcription of it, agrees on all 150 colours (checked 2026-11-24, gluoncv 0.10.5).
 - ``COCO_PANOPTIC``: the 133 categories of panopticapi's ``panoptic_coco_categories.json``.
 """
 
