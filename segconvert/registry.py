@@ -109,21 +109,30 @@ def writer_for(name: str) -> Format:
 
 
 def detect(source: Path) -> str:
-    """The one readable format whose ``sniff`` recognises ``source`` (``--from auto``)."""
-    matches = []
-    for name in names():
-        fmt = _safe(name)
-        if fmt is not None and fmt.reader is not None and fmt.sniff is not None:
-            try:
-                if fmt.sniff(source):
-                    matches.append(name)
-            except OSError:
-                continue
+    """The one readable format whose ``sniff`` recognises ``source`` (``--from auto``).
+
+    Built-ins are asked first, and plugins only when no built-in recognises the source:
+    a plugin cannot take a built-in's name, nor its files; and the entry-point scan
+    (~25 ms) is skipped on the common path.
+    """
+    matches = [name for name in BUILTIN if _sniffs(name, source)]
+    if not matches:
+        matches = [name for name in sorted(_plugin_targets()) if _sniffs(name, source)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise SourceError("cannot tell its format; name it with --from (see `segconvert formats`)", file=source)
     raise SourceError(f"could be {' or '.join(matches)}; choose one with --from", file=source)
+
+
+def _sniffs(name: str, source: Path) -> bool:
+    fmt = _safe(name)
+    if fmt is None or fmt.reader is None or fmt.sniff is None:
+        return False
+    try:
+        return bool(fmt.sniff(source))
+    except OSError:
+        return False
 
 
 def _safe(name: str) -> Format | None:

@@ -52,3 +52,23 @@ def test_unrecognised_source_asks_for_from(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = CliRunner().invoke(main, ["convert", str(tmp_path / "notes.txt"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "cannot tell its format; name it with --from" in result.output
+
+
+def test_plugins_are_asked_only_when_no_builtin_recognises_the_source(monkeypatch, tmp_path):
+    from segconvert.format import Format, Reader
+
+    asked = []
+
+    def sniff(path):
+        asked.append(path)
+        return True  # greedy: claims everything it is shown
+
+    plugin = Format(name="mine", description="a test plugin", reader=Reader, sniff=sniff)
+    real_get = registry.get
+    monkeypatch.setattr(registry, "_plugin_targets", lambda: {"mine": "tests:plugin"})
+    monkeypatch.setattr(registry, "get", lambda name: plugin if name == "mine" else real_get(name))
+    assert registry.detect(FIXTURES / "coco-panoptic" / "panoptic.json") == "coco-panoptic"
+    assert asked == []  # a built-in recognised it: plugins (and their entry-point scan) not consulted
+    unknown = tmp_path / "data.mine"
+    unknown.write_text("?")
+    assert registry.detect(unknown) == "mine"
