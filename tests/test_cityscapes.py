@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
+
+import segconvert
 from segconvert.converters.cityscapes import (
     CATEGORIES,
     LABELS,
@@ -19,8 +21,6 @@ from segconvert.converters.cityscapes import (
     reference_id,
     sniff,
 )
-
-import segconvert
 from segconvert.errors import ItemError, SourceError
 from segconvert.modes import ModePlan
 from segconvert.raster import paint

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
-from segconvert.converters.coco_instances import CocoInstancesReader, sniff
 
 import segconvert
+from segconvert.converters.coco_instances import CocoInstancesReader, sniff
 from segconvert.errors import ItemError, SourceError
 from segconvert.ir import FailedItem
 

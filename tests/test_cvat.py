@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
-from segconvert.converters.cvat import FORMAT, CvatReader, sniff
 
+from segconvert.converters.cvat import FORMAT, CvatReader, sniff
 from segconvert.errors import ItemError, SourceError
 from segconvert.ir import Category
 

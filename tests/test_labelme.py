@@ -23,6 +23,8 @@ import PIL.Image
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from segconvert import raster
 from segconvert.converters.labelme import (
     FORMAT,
     LabelmeItem,
@@ -31,8 +33,6 @@ from segconvert.converters.labelme import (
     load_label_table,
     sniff,
 )
-
-from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.ir import Category
 from segconvert.shapes import crop_rle

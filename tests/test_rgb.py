@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
 from segconvert.converters import rgb
 from segconvert.converters import rgb_palettes as P
-
 from segconvert.errors import ItemError, SourceError
 from segconvert.ir import FailedItem
 from segconvert.modes import ModePlan
