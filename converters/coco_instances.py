@@ -275,9 +275,19 @@ def _load_label_map(path: Path, categories: list[Category]) -> dict[int, Categor
 
 
 def _int_or_none(value: Any) -> int | None:
+    """A labels-file key ("91") as an int; None when it is not one."""
     try:
         return int(value)
     except (TypeError, ValueError):
+        return None
+
+
+def _field_int(value: Any) -> int | None:
+    """An annotation's category_id or an image's width/height; None unless it is an integer
+    (cocojson.integer: 3.0 is 3, but 3.5 is not silently category 3)."""
+    try:
+        return cocojson.integer(value)
+    except TypeError:
         return None
 
 
@@ -370,7 +380,7 @@ class CocoInstancesReader(Reader):
         ref = Path(image["file_name"].replace("\\", "/")).stem
         if k in self._duplicates:
             return self._failed(ref, f"image id {self._duplicates[k]!r} appears twice in 'images'")
-        width, height = _int_or_none(image.get("width")), _int_or_none(image.get("height"))
+        width, height = _field_int(image.get("width")), _field_int(image.get("height"))
         image_path = None
         if width is None or height is None or width <= 0 or height <= 0:
             if self.images_dir is None:
@@ -385,7 +395,7 @@ class CocoInstancesReader(Reader):
         geoms: list[Any] = []
         for pos, ann in enumerate(anns):
             aid = ann.get("id")
-            cat = self._cats.get(_int_or_none(ann.get("category_id")))  # type: ignore[arg-type]
+            cat = self._cats.get(_field_int(ann.get("category_id")))  # type: ignore[arg-type]
             if cat is None:
                 return self._failed(
                     ref,

@@ -74,7 +74,7 @@ def segments_from_info(infos: list[Any], categories: CategoryRows) -> list[Segme
     seen: set[int] = set()
     for j, info in enumerate(infos):
         try:
-            sid, cat_id = _integer(info["id"]), _integer(info["category_id"])
+            sid, cat_id = cocojson.integer(info["id"]), cocojson.integer(info["category_id"])
         except (KeyError, TypeError, ValueError):
             raise ItemError(f"segments_info[{j}] needs integer 'id' and 'category_id'") from None
         if sid in seen:
@@ -93,16 +93,6 @@ def segments_from_info(infos: list[Any], categories: CategoryRows) -> list[Segme
         # positional: this runs for every segment of every image
         segments.append(SegmentInfo(sid, name, cat_id, isthing, bool(info.get("iscrowd", 0)), meta))
     return segments
-
-
-def _integer(value: Any) -> int:
-    """An id from the JSON: an int, or a float with an integral value (3.0); anything else
-    (3.5, "3", true) is an error rather than a silently different id."""
-    if type(value) is int:
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise TypeError(f"not an integer: {value!r}")
 
 
 class CocoPanopticReader(Reader):

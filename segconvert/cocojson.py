@@ -117,6 +117,17 @@ def table(path: Path, key: str, *, before: str = "annotations") -> list[Any]:
     return list(stream(path, f"{key}.item"))
 
 
+def integer(value: Any) -> int:
+    """An id or a size from a COCO JSON: an int, or a float with an integral value (3.0, as
+    some writers emit); anything else (3.5, "3", true) raises TypeError rather than becoming
+    a silently different number."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"not an integer: {value!r}")
+
+
 def parse_categories(raw: list[Any], file: Path) -> list[Category]:
     """COCO's ``categories`` (panoptic or instances: ``isthing`` defaults to 1) as Category objects."""
     cats: list[Category] = []

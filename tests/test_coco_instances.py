@@ -287,3 +287,21 @@ def test_make_dataset_output_matches_pycocotools(tmp_path):
     for image, seg in zip(doc["images"], load_all(path), strict=True):
         anns = [a for a in doc["annotations"] if a["image_id"] == image["id"]]
         np.testing.assert_array_equal(seg.label_map, pycocotools_paint(anns, image["height"], image["width"]))
+
+
+@pytest.mark.parametrize(("cat", "ok"), [(3.0, True), (3.5, False), ("3", False), (True, False)])
+def test_category_ids_are_not_silently_rounded(tmp_path, cat, ok):
+    """category_id 3.5 used to be read as 3 (int()); like coco-panoptic's ids, only integral values count."""
+    (item,) = CocoInstancesReader(write_doc(tmp_path, [ann(1, [[0, 0, 5, 0, 5, 5]], cat=cat)])).items()
+    if ok:
+        assert [s.category_id for s in item.load().segments] == [3]
+    else:
+        assert isinstance(item, FailedItem)
+        assert f"category_id {cat!r} is not in categories" in str(item.error)
+
+
+@pytest.mark.parametrize("width", [40.5, "40", None])
+def test_image_sizes_must_be_integers(tmp_path, width):
+    images = [{"id": 1, "file_name": "img1.jpg", "width": width, "height": 30}]
+    (item,) = CocoInstancesReader(write_doc(tmp_path, [ann(1, [[0, 0, 5, 0, 5, 5]])], images=images)).items()
+    assert isinstance(item, FailedItem) and "has no width/height; pass --images DIR" in str(item.error)
