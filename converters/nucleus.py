@@ -28,11 +28,11 @@ ANNOTATIONS_FILE = "annotations.jsonl"
 MASKS_DIR = "masks"
 _BAD_NAME_CHARS = set('/\\\0')
 
+
 def _to_json(payload: dict[str, Any]) -> str:
     """One compact JSON line: orjson, 10x faster than json here (a per-image cost);
     non-string metadata keys become strings, as json would make them."""
     return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
-
 
 
 class NucleusWriter(Writer):
@@ -62,23 +62,24 @@ class NucleusWriter(Writer):
         self.mask_url_prefix = mask_url_prefix
         self.background_label = background_label
         self.masks = self.output.resolve() / MASKS_DIR
-        self._masks_prefix = os.path.join(str(self.masks), "")  # str joins: this runs once per image
+        self._masks_prefix = os.path.join(str(self.masks), "")
 
     def prepare(self) -> None:
         self.masks.mkdir(parents=True, exist_ok=True)
 
-    def mask_path(self, reference_id: str) -> Path:
-        return self.masks / f"{reference_id}.png"
+    def mask_path(self, reference_id: str) -> str:
+        """Where the mask goes, as a str joined by hand: this runs once per image."""
+        return f"{self._masks_prefix}{reference_id}.png"
 
     def item_done(self, reference_id: str) -> bool:
-        return self.mask_path(reference_id).is_file()
+        return os.path.isfile(self.mask_path(reference_id))
 
     def write(self, seg: Segmentation) -> str:
         ref = seg.reference_id
         if not ref or ref in (".", "..") or _BAD_NAME_CHARS & set(ref):
             raise ItemError(f"reference_id {ref!r} cannot be used as a file name", item=ref, file=seg.source)
         packed = pack(seg, renumber=self.plan.renumbers, background_label=self.background_label)
-        path = f"{self._masks_prefix}{ref}.png"  # = str(self.mask_path(ref))
+        path = self.mask_path(ref)
         png.write_atomic(path, png.encode_gray8(packed.mask))
         mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else path
         payload: dict[str, Any] = {  # key order of SegmentationAnnotation.to_payload()

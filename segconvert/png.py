@@ -110,7 +110,7 @@ def encode_gray8(mask: np.ndarray) -> bytes:
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """The whole file, in 5 system calls where ``Path.read_bytes`` makes 9 (an isatty ioctl,
     two lseeks and a second fstat); this runs once per image. OSError as ``open`` raises it."""
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY)  # non-inheritable, as every fd Python opens (PEP 446)
     try:
         size = os.fstat(fd).st_size
         chunks = [os.read(fd, size + 1)]  # +1: a file that grew since fstat is read to its end
@@ -136,7 +136,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
     while True:
         tmp = os.path.join(head, f".{name}.{os.getpid()}.{next(_temp_counter)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)  # mode as umask allows
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as umask allows
             break
         except FileExistsError:
             continue
@@ -157,4 +157,3 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
 
 
 _temp_counter = itertools.count()
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
