@@ -9,7 +9,6 @@ the mask's absolute path, which the official client uploads as a local file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,14 @@ import click
 import orjson
 
 from segconvert import png
-from segconvert.errors import ItemError
-from segconvert.format import Format, Writer
+from segconvert.format import Format, Writer, Written
 from segconvert.ir import Segmentation
 from segconvert.modes import ModePlan
 from segconvert.pack import pack
+from segconvert.paths import output_stem
 
 ANNOTATIONS_FILE = "annotations.jsonl"
 MASKS_DIR = "masks"
-_BAD_NAME_CHARS = set('/\\\0')
 
 
 def _to_json(payload: dict[str, Any]) -> str:
@@ -61,27 +59,25 @@ class NucleusWriter(Writer):
         super().__init__(output, plan)
         self.mask_url_prefix = mask_url_prefix
         self.background_label = background_label
-        self.masks = self.output.resolve() / MASKS_DIR
-        self._masks_prefix = os.path.join(str(self.masks), "")
+        self.masks = Path(self.store.path(MASKS_DIR))
 
     def prepare(self) -> None:
-        self.masks.mkdir(parents=True, exist_ok=True)
+        self.store.makedirs(MASKS_DIR)
+
+    @staticmethod
+    def mask_name(reference_id: str) -> str:
+        """The mask's path relative to OUTPUT: the one place that builds it."""
+        return f"{MASKS_DIR}/{reference_id}.png"
 
     def mask_path(self, reference_id: str) -> str:
-        """Where the mask goes, as a str joined by hand: this runs once per image."""
-        return f"{self._masks_prefix}{reference_id}.png"
+        return self.store.path(self.mask_name(reference_id))
 
-    def item_done(self, reference_id: str) -> bool:
-        return os.path.isfile(self.mask_path(reference_id))
-
-    def write(self, seg: Segmentation) -> str:
-        ref = seg.reference_id
-        if not ref or ref in (".", "..") or _BAD_NAME_CHARS & set(ref):
-            raise ItemError(f"reference_id {ref!r} cannot be used as a file name", item=ref, file=seg.source)
+    def write(self, seg: Segmentation) -> Written:
+        ref = output_stem(seg.reference_id, source=seg.source)
         packed = pack(seg, renumber=self.plan.renumbers, background_label=self.background_label)
-        path = self.mask_path(ref)
-        png.write_atomic(path, png.encode_gray8(packed.mask))
-        mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else path
+        name = self.mask_name(ref)
+        stamp = self.store.put(name, png.encode_gray8(packed.mask))
+        mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else self.store.url(name)
         payload: dict[str, Any] = {  # key order of SegmentationAnnotation.to_payload()
             "type": "mask",
             "mask_url": mask_url,
@@ -89,16 +85,13 @@ class NucleusWriter(Writer):
             "annotation_id": None,
             "reference_id": ref,
         }
-        return _to_json(payload)
+        return Written(_to_json(payload), (stamp,))
 
     def finish(self, records: Iterator[str]) -> None:
-        target = self.output / ANNOTATIONS_FILE
-        tmp = target.with_name(f".{ANNOTATIONS_FILE}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with self.store.replacing(ANNOTATIONS_FILE) as fh:
             for line in records:
                 fh.write(line)
                 fh.write("\n")
-        os.replace(tmp, target)
 
 
 FORMAT = Format(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import click
 
 from segconvert.ir import Category, Item, Segmentation
+from segconvert.storage import FileStamp, OutputStore
 
 if TYPE_CHECKING:
     from segconvert.modes import ModePlan
@@ -46,13 +47,28 @@ class Reader:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Written:
+    """What ``Writer.write`` returns for one item: its record and the files it wrote.
+
+    ``record`` is one line of text (no newline; e.g. the item's Nucleus payload) that
+    ``finish`` gets back in source order. ``files`` are the stamps ``OutputStore.put``
+    returned: the pipeline journals them, and a re-run skips the item only while every
+    file still matches its stamp.
+    """
+
+    record: str
+    files: tuple[FileStamp, ...] = ()
+
+
 class Writer:
     """Writes converted items; per-item files in workers, dataset-wide files at the end.
 
     The pipeline calls ``write`` in a worker for each item; it writes that item's files
-    atomically and returns one line of text (the item's record, e.g. its Nucleus
-    payload). The pipeline journals those lines so that a killed run can resume, and
-    hands them to ``finish`` in source order once every item is through.
+    through ``self.store`` (atomic, stamped) and returns a :class:`Written`. The
+    pipeline journals it so that a killed run can resume, and hands the records to
+    ``finish`` in source order once every item is through. Per-item file names come
+    from :func:`segconvert.paths.output_stem`, the one rule for every writer.
     """
 
     options: ClassVar[tuple[click.Option, ...]] = ()
@@ -60,6 +76,7 @@ class Writer:
     def __init__(self, output: str | Path, plan: ModePlan, **options: Any) -> None:
         self.output = Path(output)
         self.plan = plan
+        self.store = OutputStore(self.output)
 
     @property
     def state_dir(self) -> Path:
@@ -71,10 +88,11 @@ class Writer:
         self.output.mkdir(parents=True, exist_ok=True)
 
     def item_done(self, reference_id: str) -> bool:
-        """Whether the item's files from an earlier run are all there (for resuming)."""
+        """For writers whose ``write`` returns no file stamps: whether the item's files
+        from an earlier run are there (stamped items are checked against their stamps)."""
         return True
 
-    def write(self, seg: Segmentation) -> str:
+    def write(self, seg: Segmentation) -> Written | str:
         raise NotImplementedError
 
     def finish(self, records: Iterator[str]) -> None:

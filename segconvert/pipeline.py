@@ -9,9 +9,10 @@ Why it is shaped like this:
 - Results are consumed in submission order, so the journal — and the files built from
   it — are the same bytes for any ``jobs``.
 - Every finished item is in the journal (``OUTPUT/.segconvert/journal.tsv``) once its
-  files are in place. A re-run skips those items; a run killed at any instant (even
-  SIGKILL) leaves at most a half line at the end, which the next run cuts off. The
-  dataset-wide files are rebuilt from the journal, in source order, at the end.
+  files are in place, with the size and CRC-32 of each file. A re-run skips an item
+  only while its files still match (checked in the workers); a run killed at any
+  instant (even SIGKILL) leaves at most a half line at the end, which the next run cuts
+  off. The dataset-wide files are rebuilt from the journal, in source order, at the end.
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ import os
 import sys
 import time
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Reader, Writer
+from segconvert.format import Reader, Writer, Written
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
+from segconvert.paths import name_key
+from segconvert.storage import FileStamp
 
 BATCH = 8  # items per task: amortises pickling without holding much back
 SHOWN = 50  # failures / warnings kept in memory for the summary; all go to the report
+JOURNAL_VERSION = 2  # lines: reference_id TAB file stamps TAB record
 
 
 @dataclass
@@ -44,8 +47,11 @@ class Outcome:
     reference_id: str
     source: str | None
     record: str | None = None
+    files: tuple[FileStamp, ...] = ()
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the earlier run's files still match their stamps: nothing was converted
+    reused: bool = False
 
 
 @dataclass
@@ -103,13 +109,40 @@ def _init_worker(plan: ModePlan, writer: Writer) -> None:
     _tune_process()
 
 
-def convert_item(item: Item, plan: ModePlan, writer: Writer) -> Outcome:
+@dataclass
+class _Check:
+    """An item an earlier run finished: reuse its files if they still match, else redo it."""
+
+    item: Item
+    offset: int
+    files: tuple[FileStamp, ...]
+
+    @property
+    def reference_id(self) -> str:
+        return self.item.reference_id
+
+
+def _still_done(task: _Check, writer: Writer) -> bool:
+    if not task.files:  # a writer without stamps: its own existence check
+        return writer.item_done(task.reference_id)
+    return all(writer.store.matches(stamp) for stamp in task.files)
+
+
+def convert_item(item: Item | _Check, plan: ModePlan, writer: Writer) -> Outcome:
     """load → mode → write for one item; every failure becomes an Outcome, never an exception."""
+    if isinstance(item, _Check):
+        if _still_done(item, writer):
+            return Outcome(item.reference_id, item.item.source, reused=True)
+        item = item.item
     out = Outcome(item.reference_id, item.source)
     try:
         seg = item.load()
         view = plan.apply(seg)
-        out.record = writer.write(view)
+        written = writer.write(view)
+        if isinstance(written, Written):
+            out.record, out.files = written.record, written.files
+        else:
+            out.record = written
         out.warnings = view.warnings
     except ItemError as exc:
         out.error = str(exc.located(item=item.reference_id, file=item.source))
@@ -123,7 +156,7 @@ def convert_item(item: Item, plan: ModePlan, writer: Writer) -> Outcome:
     return out
 
 
-def _convert_batch(items: list[Item]) -> list[Outcome]:
+def _convert_batch(items: list[Item | _Check]) -> list[Outcome]:
     assert _worker is not None, "worker not initialised"
     plan, writer = _worker
     return [convert_item(it, plan, writer) for it in items]
@@ -133,13 +166,18 @@ def _convert_batch(items: list[Item]) -> list[Outcome]:
 
 
 class Journal:
-    """Append-only ``reference_id <TAB> record`` lines, one per finished item."""
+    """Append-only ``reference_id <TAB> file stamps <TAB> record`` lines, one per finished item.
+
+    An item converted again (its files no longer matched) gets a new line; the last line
+    of a reference_id is the one that counts.
+    """
 
     def __init__(self, state_dir: Path, settings: dict[str, Any], fresh: bool) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "journal.tsv"
         settings_path = state_dir / "settings.json"
-        self.done: dict[str, int] = {}  # reference_id -> offset of its line
+        self.done: dict[str, tuple[int, tuple[FileStamp, ...]]] = {}  # reference_id -> (offset, stamps)
+        settings = {**settings, "journal": JOURNAL_VERSION}
         settings = json.loads(json.dumps(settings, default=str))  # compare as stored
         if not fresh and self.path.exists() and settings_path.exists():
             before = json.loads(settings_path.read_text())
@@ -163,13 +201,15 @@ class Journal:
                 if not line.endswith(b"\n"):  # cut off by a kill: that item is redone
                     fh.truncate(offset)
                     break
-                ref = json.loads(line.split(b"\t", 1)[0])
-                self.done[ref] = offset
+                ref, files, _ = line.split(b"\t", 2)
+                stamps = tuple(FileStamp.from_json(row) for row in json.loads(files))
+                self.done[json.loads(ref)] = (offset, stamps)
                 offset += len(line)
 
-    def append(self, reference_id: str, record: str) -> int:
+    def append(self, reference_id: str, record: str, files: tuple[FileStamp, ...] = ()) -> int:
         offset = self._end
-        line = f"{json.dumps(reference_id)}\t{record}\n".encode()
+        stamps = json.dumps([f.to_json() for f in files], separators=(",", ":"))
+        line = f"{json.dumps(reference_id)}\t{stamps}\t{record}\n".encode()
         self._fh.write(line)
         self._fh.flush()  # in the OS once flushed: survives the process being killed
         self._end += len(line)
@@ -184,7 +224,7 @@ class Journal:
                     fh.seek(offset)
                 line = fh.readline()
                 expected = offset + len(line)
-                yield line.split(b"\t", 1)[1].rstrip(b"\n").decode()
+                yield line.split(b"\t", 2)[2].rstrip(b"\n").decode()
 
     def close(self) -> None:
         self._fh.close()
@@ -193,25 +233,20 @@ class Journal:
 # ---------------------------------------------------------------- main side
 
 
-@dataclass
-class _Skip:
-    reference_id: str
-    offset: int
-
-
 def _ordered_outcomes(
-    tasks: Iterable[Item | _Skip], plan: ModePlan, writer: Writer, jobs: int
-) -> Iterator[Outcome | _Skip]:
-    """Outcomes in task order; with jobs > 1 batches run in worker processes, a few at a time."""
+    tasks: Iterable[Item | _Check], plan: ModePlan, writer: Writer, jobs: int
+) -> Iterator[Outcome]:
+    """Outcomes in task order; with jobs > 1 batches run in worker processes, a few at a time
+    (finished items too: checking their files' stamps reads them, which is worth sharing)."""
     if jobs <= 1:
         _tune_process()
         for task in tasks:
-            yield task if isinstance(task, _Skip) else convert_item(task, plan, writer)
+            yield convert_item(task, plan, writer)
         return
     from segconvert.workers import WorkerPool
 
-    def batches() -> Iterator[list[Item | _Skip]]:
-        batch: list[Item | _Skip] = []
+    def batches() -> Iterator[list[Item | _Check]]:
+        batch: list[Item | _Check] = []
         for task in tasks:
             batch.append(task)
             if len(batch) == BATCH:
@@ -220,17 +255,9 @@ def _ordered_outcomes(
         if batch:
             yield batch
 
-    def with_runnable(all_batches: Iterator[list[Item | _Skip]]) -> Iterator[list[Item]]:
-        for batch in all_batches:
-            held.append(batch)
-            yield [t for t in batch if not isinstance(t, _Skip)]
-
-    held: deque[list[Item | _Skip]] = deque()  # batches sent, in order, for merging skips back in
     with WorkerPool(jobs, _init_worker, (plan, writer), _convert_batch) as pool:
-        for results in pool.imap(with_runnable(batches())):
-            done = iter(results)
-            for task in held.popleft():
-                yield task if isinstance(task, _Skip) else next(done)
+        for results in pool.imap(batches()):
+            yield from results
 
 
 def run(
@@ -255,22 +282,28 @@ def run(
     if start_progress is not None:
         start_progress(len(reader))
     order = array("q")  # journal offsets of the items that made it, in source order
-    seen: dict[str, str | None] = {}
+    seen: dict[str, tuple[str, str | None]] = {}  # name_key -> (reference_id, source)
+    offsets: dict[str, int] = {}  # reference_id -> journal offset of an item checked for reuse
 
-    def tasks() -> Iterator[Item | _Skip]:
+    def tasks() -> Iterator[Item | _Check]:
         for item in reader.items():
             ref = item.reference_id
-            if ref in seen:
+            key = name_key(ref) if isinstance(ref, str) else ref
+            earlier = seen.get(key)
+            if earlier is not None:
+                same = "also the name of" if earlier[0] == ref else f"the name of {earlier[0]!r} but for case:"
                 err = ItemError(
-                    f"reference_id {ref!r} is also the name of {seen[ref] or 'an earlier item'}; "
+                    f"reference_id {ref!r} is {same} {earlier[1] or 'an earlier item'}; "
                     "its output would overwrite that one's",
                     item=ref, file=item.source,
                 )
                 yield FailedItem(ref, err, source=item.source)
                 continue
-            seen[ref] = item.source
-            if ref in journal.done and writer.item_done(ref):
-                yield _Skip(ref, journal.done[ref])
+            seen[key] = (ref, item.source)
+            done = journal.done.get(ref)
+            if done is not None:
+                offsets[ref] = done[0]
+                yield _Check(item, done[0], done[1])
             else:
                 yield item
 
@@ -278,17 +311,18 @@ def run(
         with open(summary.report, "w", encoding="utf-8") as report:
             for outcome in _ordered_outcomes(tasks(), plan, writer, jobs):
                 summary.total += 1
-                if isinstance(outcome, _Skip):
+                if outcome.reused:
                     summary.skipped += 1
-                    order.append(outcome.offset)
+                    order.append(offsets.pop(outcome.reference_id))
                 elif outcome.error is not None:
                     summary.failed += 1
                     _note(summary.failures, report, "failed", outcome.reference_id, outcome.error)
                 else:
                     assert outcome.record is not None
                     summary.converted += 1
-                    order.append(journal.append(outcome.reference_id, outcome.record))
-                if isinstance(outcome, Outcome) and outcome.warnings:
+                    offsets.pop(outcome.reference_id, None)
+                    order.append(journal.append(outcome.reference_id, outcome.record, outcome.files))
+                if outcome.warnings:
                     summary.warned += 1
                     where = f"{outcome.source} [{outcome.reference_id}]"
                     for w in outcome.warnings:

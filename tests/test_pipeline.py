@@ -263,6 +263,31 @@ def test_duplicate_reference_ids_fail_instead_of_overwriting(tmp_path):
     assert "reference_id 'a' is also the name of" in summary.failures[0]
 
 
+def test_reference_ids_differing_only_by_case_fail_the_later_item(tmp_path):
+    """On a case-insensitive disk they would be one file; the output must not depend on the disk."""
+    src = write_panoptic(tmp_path, [("Cat", *scene(1)), ("cat", *scene(2)), ("dog", *scene(3))])
+    summary = segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", jobs=1)
+    assert (summary.converted, summary.failed) == (2, 1)
+    assert "reference_id 'cat' is the name of 'Cat' but for case" in summary.failures[0]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_resume_redoes_an_item_whose_file_no_longer_matches_its_stamp(tmp_path, jobs):
+    """Existence is not enough: a mask replaced by garbage (or truncated) since is converted again."""
+    src = good_dataset(tmp_path, 6)
+    out = tmp_path / "o"
+    segconvert.convert(src, out, from_format="coco-panoptic", jobs=1)
+    want = snapshot(out)
+    good = (out / "masks" / "img0002.png").read_bytes()
+    (out / "masks" / "img0002.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # 8 bytes of garbage
+    (out / "masks" / "img0004.png").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, one bit off
+    again = segconvert.convert(src, out, from_format="coco-panoptic", jobs=jobs)
+    assert (again.converted, again.skipped, again.failed) == (2, 4, 0)
+    assert snapshot(out) == want
+    third = segconvert.convert(src, out, from_format="coco-panoptic", jobs=jobs)
+    assert (third.converted, third.skipped) == (0, 6) and snapshot(out) == want
+
+
 # ------------------------------------------------------------ CLI surface, registry
 
 
@@ -348,7 +373,7 @@ def test_a_worker_that_dies_stops_the_run_with_a_resume_hint(tmp_path):
         run(DyingReader(tmp_path), writer, plan, jobs=2)
 
 
-@pytest.mark.parametrize("ref", ["../escape", "a/b", "", "..", "nul\0"])
+@pytest.mark.parametrize("ref", ["../escape", "a/b", "", "..", "nul\0", "a\\b", " lead", "tab\tin", "x" * 201])
 def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
     from segconvert.modes import ModePlan
     from segconvert.registry import get

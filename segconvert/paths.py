@@ -1,0 +1,61 @@
+"""The one rule that turns a reference_id into a file name inside OUTPUT.
+
+Every writer names its per-item files after the item's reference_id (Nucleus masks,
+COCO panoptic PNGs, VOC class/object PNGs, YOLO label files, ...). A reference_id comes
+from the source (a COCO ``file_name``, a LabelMe ``imagePath``, a CVAT ``name``) and is
+not trusted: ``../x``, an absolute path, an empty name or a NUL would write outside
+OUTPUT or fail in the OS. Rather than map such names to something else (two sources
+could then meet in one file, and the mapping would be a second name users must learn),
+segconvert *rejects* them: the item fails with the reason, the others convert. The
+rule, for every writer alike:
+
+- not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no NUL or other control character;
+- no leading or trailing white space (invisible in listings, trimmed by some tools);
+- at most ``MAX_NAME_BYTES`` bytes of UTF-8, so name + suffix + the temp-file decoration
+  of :func:`segconvert.png.write_atomic` fit the 255-byte limit of common file systems;
+- two reference_ids of one run may not differ only by case (or Unicode normalisation):
+  on a case-insensitive disk (macOS, Windows) they would be one file, and the output
+  must be the same on every disk, so the later item fails everywhere (:func:`name_key`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from segconvert.errors import ItemError
+
+#: leaves room for ".png" or "_gtFine.png"-like suffixes and ".NAME.PID.N.tmp"
+MAX_NAME_BYTES = 200
+
+
+def output_stem(reference_id: str, *, source: str | None = None) -> str:
+    """``reference_id`` as the stem of an output file name; ItemError when it cannot be one."""
+    why = _unsafe(reference_id)
+    if why is not None:
+        raise ItemError(f"reference_id {reference_id!r} cannot be used as a file name: {why}",
+                        item=reference_id, file=source)
+    return reference_id
+
+
+def _unsafe(ref: object) -> str | None:
+    if not isinstance(ref, str):
+        return "it is not a string"
+    if not ref:
+        return "it is empty"
+    if ref in (".", ".."):
+        return "it names a folder"
+    if "/" in ref or "\\" in ref:
+        return "it contains a path separator"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in ref):
+        return "it contains a control character"
+    if ref != ref.strip():
+        return "it starts or ends with white space"
+    size = len(ref.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"it is {size} bytes long (at most {MAX_NAME_BYTES})"
+    return None
+
+
+def name_key(reference_id: str) -> str:
+    """What two reference_ids share when a case-insensitive disk would make them one file."""
+    return unicodedata.normalize("NFC", reference_id).casefold()
