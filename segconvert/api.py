@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segconvert import registry
-from segconvert.errors import SourceError
+from segconvert.errors import SourceError, opt
 from segconvert.format import Reader, Writer, option_defaults
 from segconvert.modes import ModePlan
 from segconvert.pipeline import Summary, default_jobs, run
@@ -70,7 +70,7 @@ def convert(
     reader = reader_fmt.reader(source, **reader_opts)
     mode = mode or reader.default_mode
     if index is not None and mode != "semantic":
-        raise SourceError(f"--index applies to --mode semantic only (this run is {mode})")
+        raise SourceError(f"{opt('index')} applies to {opt('mode', 'semantic')} only (this run is {mode})")
     plan = ModePlan(mode=mode, index=index or "stable", categories=reader.categories)
     writer = writer_fmt.writer(output, plan, **writer_opts)
     settings = {

@@ -25,7 +25,7 @@ from typing import Any  # noqa: E402
 import click  # noqa: E402
 
 from segconvert import registry  # noqa: E402
-from segconvert.errors import SegconvertError  # noqa: E402
+from segconvert.errors import SegconvertError, set_option_style  # noqa: E402
 from segconvert.ir import MODES  # noqa: E402
 from segconvert.modes import INDEX_POLICIES  # noqa: E402
 
@@ -35,8 +35,11 @@ EXIT_UNUSABLE = 2
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="segconvert")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Convert image segmentation annotations between formats (COCO, RGB masks, polygons -> Nucleus)."""
+    set_option_style("cli")  # messages name --flags here, keyword arguments in the library
+    ctx.call_on_close(lambda: set_option_style("python"))  # main() called from Python (tests, scripts)
 
 
 def _format_options(from_format: str, to_format: str) -> list[click.Option]:

@@ -11,6 +11,7 @@ enough to find and fix the input.
 from __future__ import annotations
 
 from os import PathLike
+from typing import Any
 
 
 class SegconvertError(Exception):
@@ -63,7 +64,7 @@ class ItemError(SegconvertError):
         self.args = (self._render(),)
         return self
 
-    def __reduce__(self):  # survive the trip back from a worker process
+    def __reduce__(self) -> tuple[Any, tuple[str, str | None, str | None]]:  # survive the trip from a worker
         return (_rebuild_item_error, (self.message, self.item, self.file))
 
 
@@ -77,3 +78,36 @@ class FormatNotFound(SegconvertError):
 
 class BackendMissing(SegconvertError):
     """A converter needs a package that is not installed; the message says what to install."""
+
+
+# ---------------------------------------------------------------- naming options in messages
+
+#: how messages name options: "python" (keyword arguments) unless the command set "cli"
+_style = "python"
+#: option names whose Python argument differs from the flag
+_PY_NAMES = {"from": "from_format", "to": "to_format"}
+
+
+def set_option_style(style: str) -> None:
+    """``"cli"`` from the ``segconvert`` command (and its forked workers), else ``"python"``."""
+    global _style
+    _style = style
+
+
+def opt(name: str, value: object = None) -> str:
+    """An option as the caller knows it: ``--index compact`` on the command line,
+    ``index="compact"`` in Python. ``value`` may be a placeholder such as ``"DIR"``.
+
+    Messages are read by whoever called: a library user has no ``--index`` flag.
+    """
+    if _style == "cli":
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            return flag
+        return flag if value is None else f"{flag} {value}"
+    py = _PY_NAMES.get(name, name.replace("-", "_"))
+    if value is None:
+        return f"{py}=..."
+    if isinstance(value, str) and value.isupper():  # a placeholder: DIR, FILE, N
+        return f"{py}=<{value.lower()}>"
+    return f"{py}={value!r}".replace("'", '"')

@@ -141,7 +141,8 @@ class Segmentation:
             for raw in seg.pixels:
                 codes[raw] = len(values) - 1
         code_map, _ = to_codes(self.label_map, codes, item=self.reference_id, file=self.source)
-        return np.asarray(values, dtype=dtype)[code_map]
+        resolved: np.ndarray = np.asarray(values, dtype=dtype)[code_map]
+        return resolved
 
 
 class Item:

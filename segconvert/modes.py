@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.ir import MODES, Category, Segmentation, SegmentInfo
 
 INDEX_POLICIES = ("stable", "compact", "category-id")
@@ -47,13 +47,14 @@ class ModePlan:
         if self.index == "stable":
             if self.categories is None:
                 raise SourceError(
-                    "stable semantic indices need a dataset-wide category table, which this source "
-                    "does not have; use --index compact"
+                    "stable semantic indices need a dataset-wide category table, and none was given "
+                    f"(the reader's categories, or categories=[...]); use {opt('index', 'compact')} to number "
+                    "the classes per image"
                 )
             if len(self.categories) > MAX_INDEX:
                 raise SourceError(
                     f"{len(self.categories)} classes do not fit stable uint8 indices (at most {MAX_INDEX} "
-                    "besides background); use --index compact to number the classes per image"
+                    f"besides background); use {opt('index', 'compact')} to number the classes per image"
                 )
             for pos, cat in enumerate(self.categories, start=1):
                 self._by_id.setdefault(cat.id, pos)
@@ -62,8 +63,9 @@ class ModePlan:
             bad = [f"{c.name} ({c.id})" for c in self.categories if not 1 <= c.id <= MAX_INDEX]
             if bad:
                 raise SourceError(
-                    f"--index category-id needs category ids in 1..{MAX_INDEX}; these are not: "
-                    f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; use --index stable or compact"
+                    f"{opt('index', 'category-id')} needs category ids in 1..{MAX_INDEX}; these are not: "
+                    f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; use {opt('index', 'stable')} or "
+                    f"{opt('index', 'compact')}"
                 )
 
     @property
@@ -114,7 +116,7 @@ class ModePlan:
                 if c.category_id is None or not 1 <= c.category_id <= MAX_INDEX:
                     raise ItemError(
                         f"class {c.label!r} has category id {c.category_id}, which cannot be a uint8 "
-                        f"mask value (1..{MAX_INDEX}); use --index stable or compact",
+                        f"mask value (1..{MAX_INDEX}); use {opt('index', 'stable')} or {opt('index', 'compact')}",
                         item=seg.reference_id, file=seg.source,
                     )
                 c.id = c.category_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from segconvert.errors import BackendMissing, FormatNotFound, SourceError
+from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
 from segconvert.format import Format
 
 ENTRY_POINT_GROUP = "segconvert.converters"
@@ -121,8 +121,8 @@ def detect(source: Path) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise SourceError("cannot tell its format; name it with --from (see `segconvert formats`)", file=source)
-    raise SourceError(f"could be {' or '.join(matches)}; choose one with --from", file=source)
+        raise SourceError(f"cannot tell its format; name it with {opt('from')} (see `segconvert formats`)", file=source)
+    raise SourceError(f"could be {' or '.join(matches)}; choose one with {opt('from')}", file=source)
 
 
 def _sniffs(name: str, source: Path) -> bool:
