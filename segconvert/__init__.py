@@ -60,17 +60,36 @@ _LAZY = {
     "write": "segconvert.library",
 }
 
-#: submodules reachable as attributes after a bare ``import segconvert``
-_SUBMODULES = frozenset({
-    "api", "cli", "cocojson", "errors", "format", "ir", "library", "lut", "modes", "pack", "paths",
-    "pipeline", "png", "raster", "registry", "shapes", "storage", "workers", "converters",
-})
+#: modules reachable as attributes after a bare ``import segconvert`` (short name -> module)
+_SUBMODULES = {
+    "api": "segconvert.api",
+    "cli": "segconvert.cli",
+    "cocojson": "segconvert.cocojson",
+    "errors": "segconvert.errors",
+    "format": "segconvert.format",
+    "ir": "segconvert.ir",
+    "library": "segconvert.library",
+    "lut": "segconvert.lut",
+    "modes": "segconvert.modes",
+    "pack": "segconvert.pack",
+    "paths": "segconvert.paths",
+    "pipeline": "segconvert.pipeline",
+    "png": "segconvert.png",
+    "raster": "segconvert.raster",
+    "registry": "segconvert.registry",
+    "shapes": "segconvert.shapes",
+    "storage": "segconvert.storage",
+    "workers": "segconvert.workers",
+    "converters": "segconvert.converters",
+}
 
 
 def __getattr__(name: str) -> Any:
     """PEP 562: import a lazy name (or a submodule) on first access."""
     if name in _SUBMODULES:
-        return importlib.import_module(f"segconvert.{name}")  # the import binds it in this namespace
+        module = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = module
+        return module
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'segconvert' has no attribute {name!r}")
