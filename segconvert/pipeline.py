@@ -260,7 +260,7 @@ def run(
     def tasks() -> Iterator[Item | _Skip]:
         for item in reader.items():
             ref = item.reference_id
-            if ref in seen:
+            if ref in seen and not isinstance(item, FailedItem):  # a reader's own failure says it better
                 err = ItemError(
                     f"reference_id {ref!r} is also the name of {seen[ref] or 'an earlier item'}; "
                     "its output would overwrite that one's",
