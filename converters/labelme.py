@@ -386,6 +386,9 @@ class LabelmeReader(Reader):
                 self.ignore_id = max(c.id for c in self.categories) + 1
                 self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
         self._files = _json_files(self.source)
+        if labels is not None:  # a labels.json kept in the dataset folder is no image
+            table_file = Path(labels).resolve()
+            self._files = [p for p in self._files if p.resolve() != table_file]
         if not self._files:
             raise SourceError("no .json files in this folder or below; a LabelMe source is a folder of "
                               "LabelMe JSONs", file=self.source)

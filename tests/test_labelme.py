@@ -855,3 +855,49 @@ def test_labels_dict_with_labelme_reserved_ids(tmp_path):
     labels.write_text(json.dumps({"__ignore__": -1, "_background_": 0, "cat": 1, "dog": 2}))  # class_name_to_id
     table, cats = load_label_table(labels)
     assert sorted(table) == ["cat", "dog"] and [c.name for c in cats] == ["cat", "dog"]
+
+
+def test_labels_json_inside_the_source_is_not_an_image(tmp_path):
+    write_json(tmp_path / "train", "a", [shape("cat", [[0, 0], [2, 2]], "rectangle")])
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(["cat"]))
+    assert [it.reference_id for it in LabelmeReader(tmp_path, labels=labels).items()] == ["a"]
+    assert [it.reference_id for it in LabelmeReader(tmp_path).items()] == ["labels", "a"]  # without --labels: an item
+
+
+@needs_labelme
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(
+        st.tuples(st.sampled_from(["polygon", "rectangle", "circle"]), st.lists(point, min_size=3, max_size=6),
+                  st.sampled_from(["a", "b", "_background_", "__ignore__"]), st.sampled_from([None, 1])),
+        min_size=1, max_size=6,
+    ),
+    void=st.sampled_from(["background", "ignore"]),
+)
+def test_semantic_and_instances_equal_labelme2voc_on_random_shapes(tmp_path_factory, shapes, void):
+    """labelme2voc's class PNG (-1 -> void) and object ids (ins[cls == -1] = 0), through the reader's load."""
+    h, w = 37, 45
+    doc_shapes = []
+    for kind, pts, label, group_id in shapes:
+        need = {"rectangle": 2, "circle": 2}.get(kind)
+        doc_shapes.append({"label": label, "points": [list(p) for p in (pts[:need] if need else pts)],
+                           "shape_type": kind, "group_id": group_id})
+    root = tmp_path_factory.mktemp("lm")
+    (root / "x.json").write_text(json.dumps({"shapes": doc_shapes, "imageHeight": h, "imageWidth": w}))
+    labels = root.parent / f"{root.name}-labels.txt"
+    labels.write_text("__ignore__\n_background_\na\nb\n")
+    cls, ins = LABELME.shapes_to_label((h, w), doc_shapes, labelme2voc_class_ids(labels))
+    ins[cls == -1] = 0
+    reader = LabelmeReader(root, labels=labels, void=void)
+    (item,) = reader.items()
+    seg = item.load()
+    from segconvert.modes import ModePlan
+
+    semantic = ModePlan("semantic", "stable", reader.categories).apply(seg).resolved_label_map(np.int64)
+    np.testing.assert_array_equal(semantic, np.where(cls == -1, 0 if void == "background" else 3, cls))
+    instances = ModePlan("instance").apply(seg).resolved_label_map(np.int64)
+    theirs = np.where(cls == 0, 0, np.where(cls == -1, -1 if void == "ignore" else 0, ins))
+    pairs = set(zip(instances.ravel().tolist(), theirs.ravel().tolist(), strict=True))
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # one-to-one
+    assert all((a == 0) == (b == 0) for a, b in pairs)
