@@ -382,13 +382,15 @@ class LabelmeReader(Reader):
         self.ignore_id: int | None = None
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-            if self.void == IGNORE_LABEL:  # a class of its own, after the table's
+            if self.void == IGNORE_LABEL and IGNORE_LABEL in self.labels:  # the table names it: its class
+                self.ignore_id = self.labels[IGNORE_LABEL].id
+            elif self.void == IGNORE_LABEL:  # a class of its own, after the table's
                 self.ignore_id = max(c.id for c in self.categories) + 1
                 self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
         self._files = _json_files(self.source)
         if labels is not None:  # a labels.json kept in the dataset folder is no image
             table_file = Path(labels).resolve()
-            self._files = [p for p in self._files if p.resolve() != table_file]
+            self._files = [p for p in self._files if p.name != table_file.name or p.resolve() != table_file]
         if not self._files:
             raise SourceError("no .json files in this folder or below; a LabelMe source is a folder of "
                               "LabelMe JSONs", file=self.source)

@@ -901,3 +901,13 @@ def test_semantic_and_instances_equal_labelme2voc_on_random_shapes(tmp_path_fact
     pairs = set(zip(instances.ravel().tolist(), theirs.ravel().tolist(), strict=True))
     assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # one-to-one
     assert all((a == 0) == (b == 0) for a, b in pairs)
+
+
+def test_void_ignore_uses_the_tables_own_ignore_class(tmp_path):
+    write_json(tmp_path / "d", "v", [shape("__ignore__", [[0, 0], [2, 2]], "rectangle")])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("_background_\nignore\ncat\n")
+    reader = LabelmeReader(tmp_path / "d", labels=labels, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "ignore"), (2, "cat")]
+    (item,) = reader.items()
+    assert [(s.label, s.category_id) for s in item.load().segments] == [("ignore", 1)]
