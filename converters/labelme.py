@@ -56,6 +56,7 @@ import binascii
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -444,12 +445,23 @@ def _looks_like_labelme(path: Path) -> bool:
     return b'"shapes"' in text and (b'"imagePath"' in text or b'"imageHeight"' in text)
 
 
+def _first_json(folder: Path) -> Path | None:
+    """The first ``*.json`` of a sorted walk (files of a folder before its subfolders), without
+    walking the rest of the tree: ``--from auto`` asks every folder source."""
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith(".json") and os.path.isfile(os.path.join(here, name)):
+                return Path(here, name)
+    return None
+
+
 def sniff(path: Path) -> bool:
-    """A folder whose first .json (by path, searched recursively) looks like a LabelMe file."""
+    """A folder whose first .json (searched recursively) looks like a LabelMe file."""
     if not path.is_dir():
         return False
-    files = _json_files(path)
-    return bool(files) and _looks_like_labelme(files[0])
+    first = _first_json(path)
+    return first is not None and _looks_like_labelme(first)
 
 
 FORMAT = Format(
