@@ -14,6 +14,12 @@ one PIL pass gives both views: instance mode keeps the objects of classes with
 groups become one segment per class (``pixel_ids`` = their objects), and objects
 labelled ``unlabeled`` (id 0) paint void, as the reference's background value.
 
+Void classes: ``ego vehicle``, ``rectification border``, ``out of roi`` and ``static``
+(label ids 1-4, category ``void``, ignored in evaluation) mark where nothing is
+annotated; they paint void (background 0, in their place in the painter's order) unless
+``--keep-void-classes`` keeps them as the classes json2labelImg writes (ids 1-4). The
+category table keeps them either way, so stable semantic indices equal the label ids.
+
 ``--overlap small-on-top`` / ``error`` draw each object on a canvas cropped to its box
 and hand the runs to :mod:`segconvert.raster`; the default ``paint`` draws straight into
 one image, exactly as the reference does.
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
@@ -98,6 +105,8 @@ LABELS: tuple[Label, ...] = (
 # fmt: on
 NAME_TO_LABEL = {lab.name: lab for lab in LABELS}
 VOID_ID = 0  # json2labelImg's background: 'unlabeled'
+#: ego vehicle, rectification border, out of roi, static: void unless --keep-void-classes
+VOID_CLASS_IDS = frozenset({1, 2, 3, 4})
 
 #: the dataset-wide category table: every label json2labelImg can write besides the background
 CATEGORIES = [
@@ -124,6 +133,7 @@ class CityscapesItem(Item):
     overlap: str = "paint"
     mapping: dict[str, str] = field(default_factory=dict)  # --labels: source label -> table label
     images_dir: str | None = None
+    keep_void_classes: bool = False
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(message, item=self.reference_id, file=self.source)
@@ -156,7 +166,7 @@ class CityscapesItem(Item):
             raw = len(drawn) + 1
             drawn.append((raw, polygon))
             object_of[raw] = k
-            if label.id == VOID_ID:
+            if label.id == VOID_ID or (label.id in VOID_CLASS_IDS and not self.keep_void_classes):
                 void_ids.append(raw)
             elif label.has_instances and not is_group:
                 n = counters.get(label.name, 0)
@@ -361,6 +371,11 @@ class CityscapesReader(Reader):
             'JSON object mapping labels outside the Cityscapes table to table labels, e.g. {"van": "car"}.'
         ),
         images_option("Folder of the leftImg8bit images, to read sizes from when a JSON has no imgHeight/imgWidth."),
+        click.Option(
+            ["--keep-void-classes"], is_flag=True, default=False,
+            help="Keep ego vehicle, rectification border, out of roi and static (label ids 1-4) as classes, "
+            "as json2labelImg writes them; by default they are void (background 0).",
+        ),
     )
     default_mode = "instance"
 
@@ -370,9 +385,11 @@ class CityscapesReader(Reader):
         overlap: str = "paint",
         labels: str | Path | None = None,
         images: str | Path | None = None,
+        keep_void_classes: bool = False,
     ) -> None:
         super().__init__(source)
         self.overlap = check_overlap(overlap)
+        self.keep_void_classes = bool(keep_void_classes)
         self.mapping = _load_mapping(Path(labels)) if labels is not None else {}
         self.images_dir = str(images) if images is not None else None
         self.categories = list(CATEGORIES)
@@ -390,7 +407,8 @@ class CityscapesReader(Reader):
 
     def items(self) -> Iterator[Item]:
         for path in self._files:
-            yield CityscapesItem(reference_id(path), str(path), self.overlap, self.mapping, self.images_dir)
+            yield CityscapesItem(reference_id(path), str(path), self.overlap, self.mapping, self.images_dir,
+                                 self.keep_void_classes)
 
 
 def sniff(path: Path) -> bool:

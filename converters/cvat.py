@@ -30,8 +30,18 @@ Bad input fails its image, naming the XML, the image and the shape (``<polygon> 
 ``z_order``, a mask whose runs do not cover its box, a point or mask box more than an
 image size outside the image (a wrong size, not a slip of the mouse), an unknown label,
 a missing size (unless ``--images DIR`` has the image), a reference id (name stem)
-already used by an earlier image. A polygon of fewer than 3 points is skipped with a
-warning; coordinates outside the image are clipped with a warning per shape.
+already used by an earlier image (the message names both images, with their subset and
+task in a project export). A shape with an empty (or no) label is skipped with a warning,
+as Datumaro's CVAT import leaves it unlabelled. A polygon of fewer than 3 points is
+skipped with a warning; coordinates outside the image are clipped with a warning per shape.
+
+Project exports: the XML of a CVAT project lists its subsets in ``<meta><project>
+<subsets>`` (one per line) and gives every ``<image>`` a ``subset`` (and ``task_id``);
+the same image names often appear in several subsets. ``--subset NAME`` converts the
+images of one subset (reference_id = name stem, as for a task). Without it, when the
+project has more than one subset, every image is converted and its reference_id is
+``<subset>_<stem>`` (``train_frame_000``): reference_ids become output file names, so
+they hold no ``/``. With one subset (or a task export), reference_id = stem.
 Polylines, points, cuboids and skeletons have no area: they are skipped with a
 warning; ``<tag>`` (an image-level label) is ignored. "CVAT for video" files
 (``<track>``) are refused as a whole: export the task as "CVAT for images 1.1".
@@ -47,7 +57,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
+import click
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -73,6 +85,8 @@ from segconvert.shapes import (
 AREA_SHAPES = ("polygon", "box", "mask", "ellipse")
 NO_AREA_SHAPES = ("polyline", "points", "cuboid", "skeleton")
 ELLIPSE_POINTS = 720  # Datumaro's Ellipse.as_polygon default
+DEFAULT_SUBSET = "default"  # what CVAT (and Datumaro) call an image without a subset
+SUBSET_SEPARATOR = "_"  # reference_id = <subset>_<stem> in a project export of several subsets
 
 
 @dataclass
@@ -97,6 +111,7 @@ class CvatItem(Item):
     height: str | None
     shapes: list[CvatShape]
     skipped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # warnings the reader found
     overlap: str = "paint"
     images_dir: str | None = None
 
@@ -123,6 +138,7 @@ class CvatItem(Item):
     def load(self) -> Segmentation:
         height, width = self._size()
         warnings = [f"{n} {kind} shape(s) have no area; skipped" for kind, n in self.skipped.items()]
+        warnings += self.notes
         instances: dict[tuple[str, str], int] = {}
         segments: list[SegmentInfo] = []
         painted: list[tuple[int, int, raster.Shape]] = []  # (z_order, document order, shape)
@@ -280,6 +296,17 @@ def _parse_error(exc: ET.ParseError, path: Path) -> SourceError:
     return SourceError(f"not well-formed XML: {exc}", file=path)
 
 
+def _meta_subsets(meta: ET.Element) -> list[str]:
+    """A project's subsets: ``<project><subsets>`` holds their names, one per line."""
+    text = meta.findtext("project/subsets") or ""
+    names: list[str] = []
+    for line in text.splitlines():
+        name = line.strip()
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
 def _meta_categories(meta: ET.Element) -> list[Category]:
     cats: list[Category] = []
     seen: set[str] = set()
@@ -299,7 +326,16 @@ def _meta_categories(meta: ET.Element) -> list[Category]:
 class CvatReader(Reader):
     """Reads a "CVAT for images 1.1" XML file."""
 
-    options = (raster.overlap_option(), labels_option(), images_option())
+    options = (
+        raster.overlap_option(),
+        labels_option(),
+        images_option(),
+        click.Option(
+            ["--subset"], default=None, metavar="NAME",
+            help="In a project export, convert the images of this subset only (reference_id = name stem). "
+            "Without it, a project of several subsets converts every image as <subset>_<stem>.",
+        ),
+    )
     default_mode = "instance"
 
     def __init__(
@@ -308,6 +344,7 @@ class CvatReader(Reader):
         overlap: str = "paint",
         labels: str | Path | None = None,
         images: str | Path | None = None,
+        subset: str | None = None,
     ) -> None:
         super().__init__(source)
         if not self.source.is_file():
@@ -316,7 +353,16 @@ class CvatReader(Reader):
             raise SourceError("--images must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.images_dir = str(images) if images is not None else None
-        meta_cats = self._read_meta()
+        meta_cats, self.subsets = self._read_meta()
+        if subset is not None and self.subsets and subset not in self.subsets:
+            raise SourceError(f"--subset {subset!r}: the project's subsets are {', '.join(self.subsets)}",
+                              file=self.source)
+        if subset is not None and not self.subsets:
+            raise SourceError(f"--subset {subset!r}: this XML lists no subsets (a task export has none; "
+                              "--subset is for a project export)", file=self.source)
+        self.subset = subset
+        #: a project of several subsets converted whole: reference_ids carry the subset
+        self.prefix_subset = subset is None and len(self.subsets) > 1
         self.labels: dict[str, LabelSpec] | None
         self._label_source = "the --labels table"
         if labels is not None:
@@ -329,9 +375,10 @@ class CvatReader(Reader):
             self.categories, self.labels = None, None
         self._count: int | None = None
 
-    def _read_meta(self) -> list[Category]:
-        """Categories from <meta>, reading only up to the first <image> (or <track>)."""
+    def _read_meta(self) -> tuple[list[Category], list[str]]:
+        """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
         cats: list[Category] = []
+        subsets: list[str] = []
         try:
             for event, elem in ET.iterparse(self.source, events=("start", "end")):
                 if event == "start":
@@ -341,18 +388,23 @@ class CvatReader(Reader):
                         break
                 elif elem.tag == "meta":
                     cats = _meta_categories(elem)
+                    subsets = _meta_subsets(elem)
                     elem.clear()
         except ET.ParseError as exc:
             raise _parse_error(exc, self.source) from None
-        return cats
+        return cats, subsets
 
     def __len__(self) -> int:
         if self._count is None:  # one pass over the bytes, no parsing: for the progress bar
             with open(self.source, "rb") as fh:
                 if fh.seek(0, 2) == 0:
                     return 0
+                pattern = rb"<image[\s/>]"
+                if self.subset is not None:  # CVAT writes each attribute in double quotes
+                    value = re.escape(quoteattr(self.subset).encode()[1:-1])
+                    pattern = rb'<image\s[^>]*\bsubset="' + value + rb'"'
                 with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    self._count = sum(1 for _ in re.finditer(rb"<image[\s/>]", mm))  # type: ignore[arg-type]
+                    self._count = sum(1 for _ in re.finditer(pattern, mm))  # type: ignore[arg-type]
         return self._count
 
     def items(self) -> Iterator[Item]:
@@ -368,17 +420,26 @@ class CvatReader(Reader):
                     continue
                 if elem.tag != "image":
                     continue
-                item = self._item(elem, seen)
+                wanted = self.subset is None or (elem.get("subset") or DEFAULT_SUBSET) == self.subset
+                item = self._item(elem, seen) if wanted else None
                 if root is not None:
                     root.clear()  # drop the images read so far: memory stays flat
-                yield item
+                if item is not None:
+                    yield item
         except ET.ParseError as exc:
             raise _parse_error(exc, self.source) from None
 
     def _item(self, elem: ET.Element, seen: dict[str, str]) -> Item:
         name = elem.get("name") or ""
-        image = f"{name!r} (id {elem.get('id')})"
+        where = [f"id {elem.get('id')}"]
+        if elem.get("subset") is not None:
+            where.append(f"subset {elem.get('subset')!r}")
+        if elem.get("task_id") is not None:
+            where.append(f"task {elem.get('task_id')}")
+        image = f"{name!r} ({', '.join(where)})"
         ref = Path(name.replace("\\", "/")).stem or f"image-{elem.get('id')}"
+        if self.prefix_subset:
+            ref = f"{elem.get('subset') or DEFAULT_SUBSET}{SUBSET_SEPARATOR}{ref}"
         source = str(self.source)
 
         def fail(message: str) -> FailedItem:
@@ -392,6 +453,7 @@ class CvatReader(Reader):
         seen[ref] = image
         shapes: list[CvatShape] = []
         skipped: dict[str, int] = {}
+        notes: list[str] = []
         for j, child in enumerate(elem):
             kind = child.tag
             if kind in NO_AREA_SHAPES:
@@ -400,8 +462,9 @@ class CvatReader(Reader):
             if kind not in AREA_SHAPES:
                 continue  # <tag> and anything newer: no pixels
             label = child.get("label")
-            if label is None:
-                return fail(f"<{kind}> #{j} has no label")
+            if label is None or not label.strip():
+                notes.append(f"<{kind}> #{j} has an empty label; skipped")
+                continue
             try:
                 spec = resolve_label(label, self.labels)
             except KeyError:
@@ -420,6 +483,7 @@ class CvatReader(Reader):
             height=elem.get("height"),
             shapes=shapes,
             skipped=skipped,
+            notes=notes,
             overlap=self.overlap,
             images_dir=self.images_dir,
         )

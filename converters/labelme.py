@@ -16,12 +16,21 @@ instance; a shape without ``group_id`` is its own instance. Segment ids are 1..n
 order instances first appear in the file; shapes are painted in file order (later on
 top) unless ``--overlap`` says otherwise (``segconvert.raster``).
 
+Background and void, as labelme2voc makes them: a shape labelled ``_background_`` (or
+another name :func:`segconvert.shapes.label_convention` reserves for background) paints
+background 0 in its place in the painter's order (labelme2voc's class 0); a shape
+labelled ``__ignore__`` paints void (labelme2voc's class -1, which its VOC PNGs store as
+255): background 0 by default, or one segment ``ignore`` per image with
+``--void ignore``, kept in every mode. labelme2voc's ``SegmentationObject`` gives a
+``_background_`` shape an object id over class 0; here background is never an instance.
+
 Decisions:
 
-- ``reference_id`` is the JSON file's stem, not ``imagePath``'s: it is unique in the
-  folder by construction, it is there when ``imagePath`` is empty, a Windows path or a
-  ``../images/x.jpg``, and it is what labelme's own ``labelme2voc`` names its outputs by.
-  Only ``*.json`` at the top of SOURCE are read (as ``labelme2voc`` does), sorted by name.
+- ``reference_id`` is the JSON file's stem, not ``imagePath``'s: it is there when
+  ``imagePath`` is empty, a Windows path or a ``../images/x.jpg``, and it is what
+  labelme's own ``labelme2voc`` names its outputs by. SOURCE is searched recursively for
+  ``*.json`` (sorted by path); two JSONs with one stem in different folders fail both,
+  naming the files. A folder without any LabelMe JSON is refused as a whole.
 - Categories: LabelMe has no dataset-wide class table. The reader does not scan every
   JSON up front to build one (a LabelMe JSON often embeds its image as base64, so that
   would parse the dataset twice, in one process): without ``--labels`` the categories
@@ -29,8 +38,9 @@ Decisions:
   ``--index compact``. ``--labels FILE`` gives the table (see :func:`load_label_table`);
   then a shape whose label is not in it fails its image.
 - Image size: ``imageHeight``/``imageWidth``; when missing, the embedded ``imageData``;
-  else the image in ``--images DIR`` (by ``imagePath``'s name, else the JSON's stem
-  with a usual image suffix); else the image fails.
+  else the image in ``--images DIR``, or without it the image beside the JSON (where
+  labelme's ``LabelFile`` looks: ``imagePath`` relative to the JSON), by ``imagePath``'s
+  name, else the JSON's stem with a usual image suffix; else the image fails.
 - Bad input fails the image with the file and ``shapes[k]`` named: NaN / infinite /
   non-numeric coordinates, a point more than an image size outside the image (a wrong
   image size, see :func:`far_outside`), a wrong number of points, an unknown
@@ -46,6 +56,7 @@ import binascii
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,22 +69,29 @@ import PIL.ImageDraw
 
 from segconvert import raster
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader
-from segconvert.ir import Item, Segmentation, SegmentInfo
+from segconvert.format import Format, Reader, read_ends
+from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.png import read_bytes
 from segconvert.shapes import (
+    BACKGROUND,
+    IGNORE_LABEL,
+    VOID,
     LabelSpec,
     bad_number,
     check_overlap,
+    check_void,
     far_outside,
     find_image,
     image_size,
     images_option,
+    label_convention,
     labels_option,
     load_label_table,
     merge_by_segment,
     outside_count,
     patch_rle,
     resolve_label,
+    void_option,
 )
 
 # --------------------------------------------------------------------------- rasterising
@@ -126,14 +144,16 @@ class LabelmeItem(Item):
     line_width: int = 10
     labels: dict[str, LabelSpec] | None = None
     images_dir: str | None = None
+    void: str = BACKGROUND
+    #: the category id of the ``ignore`` segment (``--void ignore`` with ``--labels``)
+    ignore_id: int | None = None
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(message, item=self.reference_id, file=self.source)
 
     def _read(self) -> dict[str, Any]:
         try:
-            with open(self.source, "rb") as fh:
-                doc = json.load(fh)
+            doc = json.loads(read_bytes(self.source))
         except FileNotFoundError:
             raise self._fail("file not found") from None
         except OSError as exc:
@@ -161,24 +181,30 @@ class LabelmeItem(Item):
             except (binascii.Error, ValueError, OSError):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
         image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
+        folder = self.images_dir if self.images_dir is not None else str(Path(self.source).parent)
+        found = find_image(folder, image_path, Path(self.source).stem)
+        size = image_size(found) if found is not None else None
+        if size is not None:
+            return size
         if self.images_dir is not None:
-            found = find_image(self.images_dir, image_path, Path(self.source).stem)
-            size = image_size(found) if found is not None else None
-            if size is not None:
-                return size
             raise self._fail(
                 f"no imageHeight/imageWidth, and no readable image for it in {self.images_dir} "
                 f"(imagePath {image_path!r})"
             )
-        raise self._fail("no image size: imageHeight/imageWidth missing; pass --images DIR to read it from the images")
+        raise self._fail(
+            f"no image size: imageHeight/imageWidth missing and no readable image {image_path!r} beside the "
+            "JSON; pass --images DIR to read it from the images"
+        )
 
     def load(self) -> Segmentation:
         doc = self._read()
         height, width = self._size(doc)
         warnings: list[str] = []
-        instances: dict[tuple[str, object], int] = {}
+        instances: dict[tuple[str, object], int] = {}  # raw id per (label, group), as shapes_to_label
         segments: list[SegmentInfo] = []
         drawables: list[tuple[int, tuple[Any, ...]]] = []
+        dropped: set[int] = set()  # raw ids painted as background 0
+        ignore: SegmentInfo | None = None
         for k, shape in enumerate(doc["shapes"]):
             where = f"shapes[{k}]"
             if not isinstance(shape, dict):
@@ -208,10 +234,12 @@ class LabelmeItem(Item):
             if len(points) < least:
                 warnings.append(f"{where}: a {shape_type} of {len(points)} points (fewer than {least}); skipped")
                 continue
-            try:
-                spec = resolve_label(label, self.labels)
-            except KeyError:
-                raise self._fail(f"{where}: label {label!r} is not in the --labels table") from None
+            convention = label_convention(label)
+            if convention is None:
+                try:
+                    spec = resolve_label(label, self.labels)
+                except KeyError:
+                    raise self._fail(f"{where}: label {label!r} is not in the --labels table") from None
             xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
             far = far_outside(xy, height, width)
             if far is not None:
@@ -235,7 +263,16 @@ class LabelmeItem(Item):
             sid = instances.get(key)
             if sid is None:
                 sid = instances[key] = len(instances) + 1
-                segments.append(self._segment(sid, spec, shape, shape_type, group_id))
+                if convention is None:
+                    segments.append(self._segment(sid, spec, shape, shape_type, group_id))
+                elif convention == VOID and self.void == IGNORE_LABEL:
+                    if ignore is None:
+                        ignore = SegmentInfo(id=sid, label=IGNORE_LABEL, category_id=self.ignore_id,
+                                             metadata={"source_label": label}, pixel_ids=())
+                        segments.append(ignore)
+                    ignore.pixel_ids = (*ignore.pixels, sid)
+                else:  # background, or void as background
+                    dropped.add(sid)
             drawables.append((sid, drawable))
         if self.overlap == "paint":
             label_map = self._paint_in_order(drawables, height, width, len(instances))
@@ -243,7 +280,8 @@ class LabelmeItem(Item):
             shapes = [(sid, self._shape_mask(d, height, width)) for sid, d in drawables]
             shapes = merge_by_segment(shapes, height, width)
             label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
-        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(dropped), warnings=warnings)
 
     def _paint_in_order(self, drawables: list[tuple[int, tuple[Any, ...]]], height: int, width: int,
                         count: int) -> np.ndarray:
@@ -301,11 +339,16 @@ class LabelmeItem(Item):
 
 
 class LabelmeReader(Reader):
-    """Reads a folder of LabelMe JSON files (``*.json`` at its top, sorted by name)."""
+    """Reads a folder of LabelMe JSON files (``*.json`` in it and below, sorted by path)."""
 
     options = (
         raster.overlap_option(),
-        labels_option(),
+        labels_option(
+            "Class table: JSON list of labels, JSON {label: id}, or a text file with one label per line "
+            "(labelme2voc's labels.txt as it is). A label not in it fails its image; __ignore__ and "
+            "_background_ need no entry."
+        ),
+        void_option(),
         images_option(),
         click.Option(
             ["--line-width"],
@@ -324,6 +367,7 @@ class LabelmeReader(Reader):
         labels: str | Path | None = None,
         images: str | Path | None = None,
         line_width: int = 10,
+        void: str = BACKGROUND,
     ) -> None:
         super().__init__(source)
         if not self.source.is_dir():
@@ -331,39 +375,93 @@ class LabelmeReader(Reader):
         if images is not None and not Path(images).is_dir():
             raise SourceError("--images must be a folder", file=images)
         self.overlap = check_overlap(overlap)
+        self.void = check_void(void)
         self.line_width = int(line_width)
         self.images_dir = str(images) if images is not None else None
         self.labels: dict[str, LabelSpec] | None = None
         self.categories = None
+        self.ignore_id: int | None = None
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-        self._files = sorted(p for p in self.source.glob("*.json") if p.is_file())
+            if self.void == IGNORE_LABEL and IGNORE_LABEL in self.labels:  # the table names it: its class
+                self.ignore_id = self.labels[IGNORE_LABEL].id
+            elif self.void == IGNORE_LABEL:  # a class of its own, after the table's
+                self.ignore_id = max(c.id for c in self.categories) + 1
+                self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
+        self._files = _json_files(self.source)
+        if labels is not None:  # a labels.json kept in the dataset folder is no image
+            table_file = Path(labels).resolve()
+            self._files = [p for p in self._files if p.name != table_file.name or p.resolve() != table_file]
+        if not self._files:
+            raise SourceError("no .json files in this folder or below; a LabelMe source is a folder of "
+                              "LabelMe JSONs", file=self.source)
+        if not any(_looks_like_labelme(p) for p in self._files):  # stops at the first LabelMe JSON
+            raise SourceError(f"none of its {len(self._files)} .json files is a LabelMe JSON "
+                              "(no 'shapes' with 'imagePath'/'imageHeight')", file=self.source)
 
     def __len__(self) -> int:
         return len(self._files)
 
     def items(self) -> Iterator[Item]:
+        by_stem: dict[str, list[str]] = {}
         for path in self._files:
+            by_stem.setdefault(path.stem, []).append(str(path))
+        for path in self._files:
+            ref = path.stem
+            if len(by_stem[ref]) > 1:
+                err = ItemError(
+                    f"reference_id {ref!r} comes from {len(by_stem[ref])} files ({', '.join(by_stem[ref])}); "
+                    "each image needs a unique file stem: rename them, or convert the folders separately",
+                    item=ref, file=path,
+                )
+                yield FailedItem(ref, err, source=str(path))
+                continue
             yield LabelmeItem(
-                reference_id=path.stem,
+                reference_id=ref,
                 source=str(path),
                 overlap=self.overlap,
                 line_width=self.line_width,
                 labels=self.labels,
                 images_dir=self.images_dir,
+                void=self.void,
+                ignore_id=self.ignore_id,
             )
 
 
+def _json_files(folder: Path) -> list[Path]:
+    """Every ``*.json`` in ``folder`` and below, sorted by relative path (hidden folders skipped)."""
+    found = [p for p in folder.rglob("*.json")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _looks_like_labelme(path: Path) -> bool:
+    """LabelMe's keys in the file's first or last 64 KiB (a sorted-keys JSON puts 'shapes'
+    after a long ``imageData``)."""
+    try:
+        text = read_ends(path, 1 << 16)
+    except OSError:
+        return False
+    return b'"shapes"' in text and (b'"imagePath"' in text or b'"imageHeight"' in text)
+
+
+def _first_json(folder: Path) -> Path | None:
+    """The first ``*.json`` of a sorted walk (files of a folder before its subfolders), without
+    walking the rest of the tree: ``--from auto`` asks every folder source."""
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith(".json") and os.path.isfile(os.path.join(here, name)):
+                return Path(here, name)
+    return None
+
+
 def sniff(path: Path) -> bool:
-    """A folder whose first .json (by name) looks like a LabelMe file."""
+    """A folder whose first .json (searched recursively) looks like a LabelMe file."""
     if not path.is_dir():
         return False
-    first = min((p for p in path.glob("*.json") if p.is_file()), default=None)
-    if first is None:
-        return False
-    with open(first, "rb") as fh:
-        head = fh.read(1 << 16)
-    return b'"shapes"' in head and (b'"imagePath"' in head or b'"imageHeight"' in head)
+    first = _first_json(path)
+    return first is not None and _looks_like_labelme(first)
 
 
 FORMAT = Format(

@@ -87,16 +87,16 @@ _SUBMODULES = {
 def __getattr__(name: str) -> Any:
     """PEP 562: import a lazy name (or a submodule) on first access."""
     if name in _SUBMODULES:
-        module = importlib.import_module(_SUBMODULES[name])
-        globals()[name] = module
-        return module
-    module = _LAZY.get(name)
-    if module is None:
+        submodule = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = submodule
+        return submodule
+    home = _LAZY.get(name)
+    if home is None:
         raise AttributeError(f"module 'segconvert' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value  # the next access is a plain attribute
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -28,6 +28,7 @@ from segconvert import registry  # noqa: E402
 from segconvert.errors import SegconvertError, set_option_style  # noqa: E402
 from segconvert.ir import MODES  # noqa: E402
 from segconvert.modes import INDEX_POLICIES  # noqa: E402
+from segconvert.sources import SOURCE  # noqa: E402
 
 EXIT_FAILED_ITEMS = 1
 EXIT_UNUSABLE = 2
@@ -54,7 +55,7 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
     epilog="Each format has options of its own (e.g. coco-panoptic's --masks-dir, nucleus' "
     "--mask-url-prefix): `segconvert formats NAME` lists them.",
 )
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=SOURCE)
 @click.argument("output", type=click.Path())
 @click.option("--from", "from_format", default="auto", show_default=True,
               help="Source format (see `segconvert formats`); auto recognises COCO JSONs, CVAT XML and "

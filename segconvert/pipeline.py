@@ -290,7 +290,7 @@ def run(
             ref = item.reference_id
             key = name_key(ref) if isinstance(ref, str) else ref
             earlier = seen.get(key)
-            if earlier is not None:
+            if earlier is not None and not isinstance(item, FailedItem):  # a reader's own failure says it better
                 same = "also the name of" if earlier[0] == ref else f"the name of {earlier[0]!r} but for case:"
                 err = ItemError(
                     f"reference_id {ref!r} is {same} {earlier[1] or 'an earlier item'}; "

@@ -25,8 +25,60 @@ from segconvert.ir import Category
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
-#: reserved names of labelme2voc's labels.txt, not classes
-_LABELME_RESERVED = ("__ignore__", "_background_")
+
+# --------------------------------------------------------------------------- reserved label names
+
+#: a label that means "not annotated": its pixels are background 0 (labelme2voc's class 0,
+#: VOC's and Cityscapes' unlabeled, Datumaro's and CVAT's "background")
+BACKGROUND = "background"
+#: a label that means "do not evaluate here": void (labelme2voc's class -1, stored as 255 in its
+#: VOC PNGs, like VOC's boundary ring); background 0, or the segment IGNORE_LABEL with --void ignore
+VOID = "void"
+#: the segment label void pixels get with ``--void ignore``
+IGNORE_LABEL = "ignore"
+
+#: label names (compared stripped and lower-cased) that tools use for background and void
+#: instead of a class. Why a table: labelme2voc's labels.txt starts with ``__ignore__`` and
+#: ``_background_``; torchvision/VOC call 0 ``background``, Cityscapes and ADE20K
+#: ``unlabeled``, CamVid ``void``, detectron2 ``__background__``.
+RESERVED_LABELS: dict[str, str] = {
+    "_background_": BACKGROUND,
+    "background": BACKGROUND,
+    "__background__": BACKGROUND,
+    "unlabeled": BACKGROUND,
+    "void": BACKGROUND,
+    "__ignore__": VOID,
+}
+
+#: the --void option's choices: what void pixels become
+VOID_POLICIES = (BACKGROUND, IGNORE_LABEL)
+
+
+def label_convention(name: str) -> str | None:
+    """``BACKGROUND`` or ``VOID`` when ``name`` is one of the names tools use for them, else None.
+
+    Readers of class names (LabelMe shapes, palette tables, label files) call this before
+    treating a name as a class, so that ``_background_`` never becomes a class of its own
+    and ``__ignore__`` is void everywhere.
+    """
+    return RESERVED_LABELS.get(name.strip().lower())
+
+
+def void_option(
+    help: str = "What void shapes (labelme2voc's __ignore__) become: background 0, or a segment 'ignore' "
+    "(kept in every mode).",
+) -> click.Option:
+    """``--void background|ignore``: the same name and choices in every reader that has void."""
+    return click.Option(["--void"], type=click.Choice(VOID_POLICIES), default=BACKGROUND, show_default=True,
+                        help=help)
+
+
+def check_void(void: str) -> str:
+    """The --void policy, checked (the CLI's Choice does this; the Python API comes here)."""
+    if void not in VOID_POLICIES:
+        raise SourceError(f"--void must be {' or '.join(VOID_POLICIES)}, not {void!r}")
+    return void
+
 
 
 def check_overlap(overlap: str) -> str:
@@ -50,15 +102,19 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
 
     Accepted forms (JSON, or plain text):
 
-    - ``["car", "person"]`` or a text file with one label per line: ids 1..n in order
-      (labelme2voc's ``__ignore__`` / ``_background_`` lines are skipped);
+    - ``["car", "person"]`` or a text file with one label per line: ids 1..n in order;
+      labelme2voc's own ``labels.txt`` (``__ignore__``, ``_background_``, then the classes)
+      as it is, which gives each class labelme2voc's id (the line number - 1);
     - ``{"car": 1, "person": 2}``: explicit ids;
     - ``{"car": {"id": 1, "name": "vehicle", "isthing": true}, "truck": {"id": 1,
       "name": "vehicle"}}``: several source labels may map onto one class (same id, same
       name); ``isthing: false`` makes a class stuff (dropped by instance mode).
 
-    The category table is one entry per id, sorted by id (its position is the stable
-    semantic index).
+    In every form, names that :func:`label_convention` reserves for background or void
+    (``__ignore__``, ``_background_``, ...) are not classes and are left out of the table,
+    whatever id they are given (labelme's ``{"__ignore__": -1, "_background_": 0}``):
+    readers handle them before looking a label up. The category table is one entry per
+    id, sorted by id (its position is the stable semantic index).
     """
     path = Path(path)
     try:
@@ -71,17 +127,21 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
         if path.suffix.lower() == ".json":
             raise SourceError("labels file is not valid JSON", file=path) from None
         doc = [line.strip() for line in text.splitlines()]
-        doc = [name for name in doc if name and name not in _LABELME_RESERVED]
+        doc = [name for name in doc if name]
     table: dict[str, LabelSpec] = {}
     if isinstance(doc, list):
         for k, name in enumerate(doc):
             if not isinstance(name, str) or not name:
                 raise SourceError(f"labels[{k}] is not a label name: {name!r}", file=path)
+            if label_convention(name) is not None:
+                continue
             if name in table:
                 raise SourceError(f"label {name!r} is listed twice", file=path)
             table[name] = LabelSpec(len(table) + 1, name)
     elif isinstance(doc, dict):
         for name, spec in doc.items():
+            if label_convention(name) is not None:
+                continue
             if isinstance(spec, dict):
                 raw_id, target, isthing = spec.get("id"), spec.get("name", name), spec.get("isthing", True)
             else:

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-import segconvert
 from segconvert.converters.cityscapes import (
     CATEGORIES,
     LABELS,
@@ -38,11 +37,23 @@ def resolved(seg, plan: ModePlan) -> np.ndarray:
     return plan.apply(seg).resolved_label_map(np.int64)
 
 
-def reference(path: Path, kind: str) -> np.ndarray:
+def reference(path: Path, kind: str, keep_void_classes: bool = True) -> np.ndarray:
+    """json2labelImg's label ids (``kind="ids"``) or json2instanceImg's ids for one JSON.
+
+    ``keep_void_classes=False`` applies segconvert's default to the reference's output:
+    ego vehicle, rectification border, out of roi and static (ids 1-4) become void 0.
+    """
     annotation = Annotation()
     annotation.fromJsonFile(str(path))
     img = createLabelImage(annotation, "ids") if kind == "ids" else createInstanceImage(annotation, "ids")
-    return np.asarray(img).astype(np.int64)
+    ids = np.asarray(img).astype(np.int64)
+    if not keep_void_classes:
+        ids = np.where(np.isin(ids, VOID_LABEL_IDS), 0, ids)
+    return ids
+
+
+#: cityscapesScripts' own names for the void classes that segconvert keeps void by default
+VOID_LABEL_IDS = [cs_labels.name2label[n].id for n in ("ego vehicle", "rectification border", "out of roi", "static")]
 
 
 def test_label_table_is_cityscapesscripts():
@@ -55,17 +66,39 @@ def test_label_table_is_cityscapesscripts():
     assert {c.name for c in CATEGORIES if c.isthing} == {x.name for x in LABELS if x.has_instances}
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["void-classes-void", "keep-void-classes"])
 @pytest.mark.parametrize("path", sorted(FIXTURES.rglob("*_polygons.json")), ids=lambda p: p.name)
-def test_semantic_equals_json2labelImg(path):
-    reader = CityscapesReader(path)
+def test_semantic_equals_json2labelImg(path, keep):
+    reader = CityscapesReader(path, keep_void_classes=keep)
     (seg,) = [it.load() for it in reader.items()]
     got = resolved(seg, ModePlan("semantic", "category-id", reader.categories))
-    np.testing.assert_array_equal(got, reference(path, "ids"))
+    np.testing.assert_array_equal(got, reference(path, "ids", keep_void_classes=keep))
+    stable = resolved(seg, ModePlan("semantic", "stable", reader.categories))
+    np.testing.assert_array_equal(stable, got)  # the table keeps ids 1-4: stable index = label id
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.rglob("*_polygons.json")), ids=lambda p: p.name)
-def test_instance_partition_equals_json2instanceImg(path):
+def test_void_classes_are_ids_1_to_4_of_cityscapesscripts():
+    assert VOID_LABEL_IDS == [1, 2, 3, 4]
+    assert all(cs_labels.id2label[i].category == "void" and cs_labels.id2label[i].ignoreInEval
+               for i in VOID_LABEL_IDS)
+
+
+def test_void_classes_paint_void_in_their_place_and_are_kept_on_request():
+    path = FIXTURES / "bremen" / "bremen_000001_000019_gtFine_polygons.json"
+    theirs = reference(path, "ids")
+    assert set(VOID_LABEL_IDS[1:]) <= set(np.unique(theirs).tolist())  # the fixture draws them
     (seg,) = [it.load() for it in CityscapesReader(path).items()]
+    assert not {"out of roi", "rectification border", "static"} & {s.label for s in seg.segments}
+    panoptic = resolved(seg, ModePlan("panoptic"))
+    assert (panoptic[theirs == 4] == 0).all() and panoptic[15, 9] != 0  # the person drawn over 'static'
+    (kept,) = [it.load() for it in CityscapesReader(path, keep_void_classes=True).items()]
+    assert {"out of roi", "rectification border", "static"} <= {s.label for s in kept.segments}
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["void-classes-void", "keep-void-classes"])
+@pytest.mark.parametrize("path", sorted(FIXTURES.rglob("*_polygons.json")), ids=lambda p: p.name)
+def test_instance_partition_equals_json2instanceImg(path, keep):
+    (seg,) = [it.load() for it in CityscapesReader(path, keep_void_classes=keep).items()]
     ours = resolved(seg, ModePlan("instance"))
     theirs = reference(path, "instance")
     theirs = np.where(theirs >= 1000, theirs, 0)  # classes without instances, and groups, are not instances
@@ -237,10 +270,35 @@ def test_missing_size_needs_images_dir(tmp_path):
     assert seg.label_map.shape == (14, 16)
 
 
-def test_convert_to_nucleus_semantic_matches_json2labelImg(tmp_path):
+@pytest.mark.parametrize("keep", [False, True], ids=["void-classes-void", "keep-void-classes"])
+def test_convert_to_nucleus_semantic_matches_json2labelImg(tmp_path, keep):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
     out = tmp_path / "out"
-    summary = segconvert.convert(FIXTURES, out, from_format="cityscapes", mode="semantic", index="category-id", jobs=1)
-    assert summary.ok and summary.converted == 3
+    args = ["convert", str(FIXTURES), str(out), "--from", "cityscapes", "--mode", "semantic",
+            "--index", "category-id", "-j", "1"] + (["--keep-void-classes"] if keep else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "converted 3, skipped 0 (done before), failed 0 of 3" in result.output
     for path in sorted(FIXTURES.rglob("*_polygons.json")):
         mask = np.asarray(Image.open(out / "masks" / f"{reference_id(path)}.png")).astype(np.int64)
-        np.testing.assert_array_equal(mask, reference(path, "ids"))
+        np.testing.assert_array_equal(mask, reference(path, "ids", keep_void_classes=keep))
+
+
+def test_cli_batch_bad_json_fails_alone(tmp_path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    good = FIXTURES / "bremen" / "bremen_000001_000019_gtFine_polygons.json"
+    (src / good.name).write_text(good.read_text())
+    bad = src / "zz_000000_000000_gtFine_polygons.json"
+    bad.write_text(json.dumps({"imgHeight": 10, "imgWidth": 10, "objects": [{"label": "dragon", "polygon": []}]}))
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "o"), "--from", "cityscapes", "-j", "1"])
+    assert result.exit_code == 1
+    assert f"{bad} [zz_000000_000000]: objects[0]: label 'dragon' is not in the Cityscapes label table" in result.output
+    assert (tmp_path / "o" / "masks" / "bremen_000001_000019.png").is_file()

@@ -428,3 +428,95 @@ def test_convert_semantic_uses_the_meta_table(tmp_path):
     assert summary.ok
     mask = np.asarray(PIL.Image.open(out / "masks" / "frame_000.png"))
     assert mask[5, 7] == 2 and mask[5, 2] == 1 and mask[10, 0] == 3  # person, car, road: table positions
+
+
+# ----------------------------------------------------------------- empty labels, project exports
+
+
+def test_empty_label_is_skipped_with_a_warning(tmp_path):
+    # Datumaro's CVAT import leaves such a shape unlabelled; it is no reason to lose the image
+    body = poly("0,0;5,0;5,5", label="") + box(6, 6, 9, 9) + '<polygon points="1,1;2,1;2,2" z_order="0"/>'
+    seg = load_one(make_xml(tmp_path, image(body)))
+    assert [s.label for s in seg.segments] == ["car"]
+    assert seg.warnings == ["<polygon> #0 has an empty label; skipped", "<polygon> #2 has an empty label; skipped"]
+    assert seg.label_map[0, 4] == 0 and seg.label_map[7, 7] == 1
+
+
+def project_xml(tmp_path: Path, images: list[tuple[str, str, int, str]], subsets=("train", "val")) -> Path:
+    """A CVAT project export: <meta><project> with labels and subsets, images with subset and task_id."""
+    label_xml = "".join(f"<label><name>{n}</name><color>#102030</color></label>" for n in ("car", "person"))
+    meta = (f"<meta><project><id>2</id><name>p</name><labels>{label_xml}</labels>"
+            f"<subsets>{chr(10).join(subsets)}</subsets></project></meta>")
+    body = "".join(
+        f'<image id="{k}" name="{name}" subset="{subset}" task_id="{task}" width="12" height="10">{shapes}</image>'
+        for k, (name, subset, task, shapes) in enumerate(images)
+    )
+    path = tmp_path / "project.xml"
+    path.write_text(f'<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>{meta}{body}'
+                    "</annotations>")
+    return path
+
+
+def cli(*args: object):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_project_export_converts_every_subset_apart(tmp_path):
+    path = project_xml(tmp_path, [
+        ("frame_000.jpg", "train", 3, box(0, 0, 3, 3)),
+        ("frame_001.jpg", "train", 3, box(0, 0, 5, 5, label="person")),
+        ("frame_000.jpg", "val", 4, box(6, 6, 9, 9, label="person")),
+    ])
+    reader = CvatReader(path)
+    assert reader.subsets == ["train", "val"] and len(reader) == 3
+    out = tmp_path / "out"
+    result = cli("convert", path, out, "--from", "cvat", "-j", "1")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+    assert [r["reference_id"] for r in records] == ["train_frame_000", "train_frame_001", "val_frame_000"]
+    train = np.asarray(PIL.Image.open(out / "masks" / "train_frame_000.png"))
+    val = np.asarray(PIL.Image.open(out / "masks" / "val_frame_000.png"))
+    assert train[1, 1] == 1 and train[7, 7] == 0 and val[1, 1] == 0 and val[7, 7] == 1
+    assert [a["label"] for a in records[2]["annotations"]] == ["background", "person"]
+
+
+def test_subset_option_picks_one_subset(tmp_path):
+    path = project_xml(tmp_path, [
+        ("frame_000.jpg", "train", 3, box(0, 0, 3, 3)),
+        ("frame_000.jpg", "val", 4, box(6, 6, 9, 9, label="person")),
+        ("frame_001.jpg", "val", 4, ""),
+    ])
+    reader = CvatReader(path, subset="val")
+    assert len(reader) == 2
+    items = list(reader.items())
+    assert [it.reference_id for it in items] == ["frame_000", "frame_001"]
+    assert items[0].load().label_map[7, 7] == 1 and items[0].load().segments[0].label == "person"
+    with pytest.raises(SourceError, match=r"--subset 'test': the project's subsets are train, val"):
+        CvatReader(path, subset="test")
+    with pytest.raises(SourceError, match="lists no subsets"):
+        CvatReader(XML, subset="train")
+
+
+def test_one_subset_project_keeps_plain_stems(tmp_path):
+    path = project_xml(tmp_path, [("a/frame_000.jpg", "default", 3, "")], subsets=("default",))
+    assert [it.reference_id for it in CvatReader(path).items()] == ["frame_000"]
+
+
+def test_duplicate_in_a_project_names_both_images(tmp_path):
+    # one subset, two tasks with the same file name: the message says which two images
+    path = project_xml(tmp_path, [
+        ("frame_000.jpg", "train", 3, box(0, 0, 3, 3)),
+        ("frame_000.jpg", "train", 5, ""),
+        ("frame_001.jpg", "val", 4, ""),
+    ])
+    out = tmp_path / "out"
+    result = cli("convert", path, out, "--from", "cvat", "-j", "1")
+    assert result.exit_code == 1
+    assert "converted 2, skipped 0 (done before), failed 1 of 3" in result.output
+    assert ("image 'frame_000.jpg' (id 1, subset 'train', task 5): reference id 'train_frame_000' is already "
+            "used by image 'frame_000.jpg' (id 0, subset 'train', task 3)") in result.output
+    assert (out / "masks" / "train_frame_000.png").is_file() and (out / "masks" / "val_frame_001.png").is_file()

@@ -504,8 +504,17 @@ def test_no_image_size_fails_the_item(tmp_path):
     with pytest.raises(ItemError) as err:
         load_one(tmp_path)
     assert str(err.value) == (
-        f"{path} [s]: no image size: imageHeight/imageWidth missing; pass --images DIR to read it from the images"
+        f"{path} [s]: no image size: imageHeight/imageWidth missing and no readable image 's.jpg' beside the "
+        "JSON; pass --images DIR to read it from the images"
     )
+
+
+def test_image_beside_the_json_gives_the_size(tmp_path):
+    # labelme's LabelFile reads imagePath relative to the JSON when imageData is null, as in
+    # labelme's own examples (no imageHeight/imageWidth in the older ones)
+    write_json(tmp_path, "s", [shape("a", [[0, 0], [2, 2]], "rectangle")], height=None, width=None)
+    PIL.Image.new("RGB", (7, 5)).save(tmp_path / "s.jpg")
+    assert load_one(tmp_path).label_map.shape == (5, 7)
 
 
 def test_images_dir_gives_the_size(tmp_path):
@@ -628,3 +637,277 @@ def test_convert_semantic_needs_labels_or_compact(tmp_path):
         FIXTURES / "dataset", tmp_path / "o2", from_format="labelme", mode="semantic", index="compact", jobs=1
     )
     assert summary.ok
+
+
+# ----------------------------------------------------------------- labelme2voc's conventions
+
+VOC_EXAMPLE = FIXTURES / "voc_example"  # labelme's examples/*_segmentation/data_annotated, imageData dropped
+VOC_LABELS = VOC_EXAMPLE / "labels.txt"
+
+
+def labelme2voc_class_ids(labels_file: Path) -> dict[str, int]:
+    """labelme2voc's class_name_to_id: line i is class i - 1 (__ignore__ -1, _background_ 0)."""
+    return {line.strip(): i - 1 for i, line in enumerate(labels_file.read_text().splitlines())}
+
+
+def labelme2voc(json_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """labelme2voc's SegmentationClass PNG values and SegmentationObject ids for one JSON.
+
+    As the script does: shapes_to_label with the labels.txt ids, ``ins[cls == -1] = 0``, and
+    the class map saved as uint8 (lblsave), where class -1 becomes 255.
+    """
+    doc = json.loads(json_path.read_text())
+    size = (doc.get("imageHeight"), doc.get("imageWidth"))
+    if None in size:
+        with PIL.Image.open(json_path.parent / doc["imagePath"]) as im:
+            size = (im.height, im.width)
+    cls, ins = LABELME.shapes_to_label(size, doc["shapes"], labelme2voc_class_ids(VOC_LABELS))
+    ins[cls == -1] = 0
+    return cls.astype(np.uint8), ins
+
+
+def cli(*args: object):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def payloads(out: Path) -> dict[str, dict]:
+    return {r["reference_id"]: r for r in map(json.loads, (out / "annotations.jsonl").read_text().splitlines())}
+
+
+def test_labelme2voc_labels_txt_is_accepted_as_it_is(tmp_path):
+    # labelme's own example failed 2 of 3 images here: the reader dropped labels.txt's
+    # __ignore__ line, so the __ignore__ shapes were labels "not in the --labels table"
+    table, cats = load_label_table(VOC_LABELS)
+    ids = labelme2voc_class_ids(VOC_LABELS)
+    assert [(c.id, c.name) for c in cats] == [(i, n) for n, i in ids.items() if i > 0]
+    assert "__ignore__" not in table and "_background_" not in table
+    out = tmp_path / "o"
+    result = cli("convert", VOC_EXAMPLE / "data_annotated", out, "--from", "labelme", "--labels", VOC_LABELS,
+                 "--mode", "semantic", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert "converted 3, skipped 0 (done before), failed 0 of 3" in result.output
+
+
+@needs_labelme
+@pytest.mark.parametrize("void", ["background", "ignore"])
+def test_semantic_equals_labelme2voc_segmentation_class(tmp_path, void):
+    out = tmp_path / "o"
+    result = cli("convert", VOC_EXAMPLE / "data_annotated", out, "--from", "labelme", "--labels", VOC_LABELS,
+                 "--mode", "semantic", "--void", void, "-j", "1")
+    assert result.exit_code == 0, result.output
+    names = {i: n for n, i in labelme2voc_class_ids(VOC_LABELS).items()}
+    ignore_index = max(names) + 1  # the ignore class follows the table
+    records = payloads(out)
+    for path in sorted((VOC_EXAMPLE / "data_annotated").glob("*.json")):
+        voc, _ = labelme2voc(path)
+        assert (voc == 255).any() == (path.stem != "2011_000025")  # the example's __ignore__ shapes
+        ours = np.asarray(PIL.Image.open(out / "masks" / f"{path.stem}.png"))
+        expect = np.where(voc == 255, 0 if void == "background" else ignore_index, voc)
+        np.testing.assert_array_equal(ours, expect)
+        labels = {a["index"]: a["label"] for a in records[path.stem]["annotations"]}
+        want = {0: "background"} | {int(v): names[int(v)] for v in np.unique(voc) if 0 < v < 255}
+        if void == "ignore" and (voc == 255).any():
+            want[ignore_index] = "ignore"
+        assert labels == want
+
+
+@needs_labelme
+@pytest.mark.parametrize("void", ["background", "ignore"])
+def test_instances_equal_labelme2voc_segmentation_object(void):
+    """The same objects as labelme2voc's SegmentationObject (renumbered 1..n), with its class per object."""
+    reader = LabelmeReader(VOC_EXAMPLE / "data_annotated", labels=VOC_LABELS, void=void)
+    for item in reader.items():
+        seg = item.load()
+        voc, ins = labelme2voc(Path(item.source))
+        view = segconvert_modes("instance").apply(seg)
+        values = np.zeros(int(seg.label_map.max()) + 1, np.int64)
+        for s in view.segments:
+            for raw in s.pixels:
+                values[raw] = s.id
+        ours = values[seg.label_map]
+        ignored = (voc == 255) & (void == "ignore")
+        theirs = np.where(ignored, -1, ins)  # the one ignore segment is no object of labelme2voc's
+        pairs = np.unique(np.stack([ours.ravel(), theirs.ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(ours)) == len(np.unique(theirs)), item.reference_id  # a bijection
+        assert ((ours == 0) == (theirs == 0)).all()
+        by_id = {s.id: s for s in view.segments}
+        for o, t in pairs.T:
+            if t > 0:
+                assert by_id[o].category_id == int(np.bincount(voc[theirs == t]).argmax())
+            elif t == -1:
+                assert by_id[o].label == "ignore" and by_id[o].category_id == 21
+
+
+def segconvert_modes(mode: str):
+    from segconvert.modes import ModePlan
+
+    return ModePlan(mode)
+
+
+def test_background_shape_paints_background_in_its_place(tmp_path):
+    # labelme2voc: class 0 where a _background_ shape is drawn, over what was below it
+    write_json(tmp_path, "b", [
+        shape("car", [[0, 0], [9, 7]], "rectangle"),
+        shape("_background_", [[2, 2], [4, 4]], "rectangle"),
+        shape("person", [[3, 3], [6, 6]], "rectangle"),
+    ])
+    for labels in (None, tmp_path / "labels.txt"):
+        (tmp_path / "labels.txt").write_text("__ignore__\n_background_\ncar\nperson\n")
+        seg = load_one(tmp_path, labels=labels)
+        assert [s.label for s in seg.segments] == ["car", "person"]
+        view = segconvert_modes("instance").apply(seg)
+        from segconvert.pack import pack
+
+        packed = pack(view, renumber=True)
+        mask, segments = packed.mask, packed.segments
+        assert mask[2, 2] == 0 and mask[4, 2] == 0 and mask[0, 0] == 1 and mask[3, 3] == 2 and mask[5, 5] == 2
+        assert [(s["label"], s["index"]) for s in segments] == [("background", 0), ("car", 1), ("person", 2)]
+
+
+def test_void_ignore_without_labels_is_one_segment_in_every_mode(tmp_path):
+    write_json(tmp_path, "v", [
+        shape("__ignore__", [[0, 0], [2, 2]], "rectangle"),
+        shape("dog", [[4, 4], [6, 6]], "rectangle"),
+        shape("__ignore__", [[8, 0], [9, 1]], "rectangle"),
+    ])
+    seg = load_one(tmp_path, void="ignore")
+    assert [(s.label, s.category_id) for s in seg.segments] == [("ignore", None), ("dog", None)]
+    assert len(seg.segments[0].pixels) == 2  # both __ignore__ shapes
+    for mode in ("panoptic", "instance"):
+        assert [s.label for s in segconvert_modes(mode).apply(seg).segments] == ["ignore", "dog"]
+    background = load_one(tmp_path)  # the default: void is background
+    assert [s.label for s in background.segments] == ["dog"]
+    assert set(background.dropped_ids) == {1, 3}
+
+
+def test_bad_void_policy_is_refused(tmp_path):
+    write_json(tmp_path, "v", [])
+    with pytest.raises(SourceError, match="--void must be background or ignore, not 'skip'"):
+        LabelmeReader(tmp_path, void="skip")
+
+
+def test_jsons_in_subfolders_are_found(tmp_path):
+    write_json(tmp_path / "train", "a", [shape("cat", [[0, 0], [2, 2]], "rectangle")])
+    write_json(tmp_path / "val" / "deep", "b", [])
+    write_json(tmp_path, "c", [])
+    reader = LabelmeReader(tmp_path)
+    assert [(it.reference_id, Path(it.source).relative_to(tmp_path).as_posix()) for it in reader.items()] == [
+        ("c", "c.json"), ("a", "train/a.json"), ("b", "val/deep/b.json"),
+    ]
+    assert sniff(tmp_path / "val")
+
+
+def test_one_stem_in_two_folders_fails_both_naming_the_files(tmp_path):
+    write_json(tmp_path / "train", "a", [])
+    write_json(tmp_path / "val", "a", [])
+    write_json(tmp_path, "b", [])
+    items = list(LabelmeReader(tmp_path).items())
+    assert items[0].load().reference_id == "b"
+    for item in items[1:]:
+        with pytest.raises(ItemError) as err:
+            item.load()
+        for where in ("train", "val"):
+            assert str(tmp_path / where / "a.json") in str(err.value)
+        assert "reference_id 'a' comes from 2 files" in str(err.value)
+
+
+def test_a_folder_without_labelme_json_is_an_unusable_source(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("convert", tmp_path / "empty", tmp_path / "o", "--from", "labelme")
+    assert result.exit_code == 2
+    assert "no .json files in this folder or below" in result.output and "converted" not in result.output
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "instances.json").write_text('{"images": [], "annotations": []}')
+    result = cli("convert", tmp_path / "coco", tmp_path / "o", "--from", "labelme")
+    assert result.exit_code == 2
+    assert "none of its 1 .json files is a LabelMe JSON" in result.output
+
+
+def test_labelme_json_with_sorted_keys_is_recognised(tmp_path):
+    # json.dump(sort_keys=True) puts 'shapes' after a long imageData
+    buf = io.BytesIO()
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(buf, "PNG")
+    doc = {"imageData": base64.b64encode(buf.getvalue()).decode(), "imagePath": "x.png", "shapes": []}
+    (tmp_path / "x.json").write_text(json.dumps(doc, sort_keys=True))
+    assert (tmp_path / "x.json").stat().st_size > 3 * (1 << 16)
+    assert sniff(tmp_path) and len(LabelmeReader(tmp_path)) == 1
+
+
+def test_batch_bad_item_fails_with_its_message_others_convert(tmp_path):
+    src = tmp_path / "src"
+    write_json(src, "good", [shape("_background_", [[0, 0], [2, 2]], "rectangle"),
+                             shape("cat", [[4, 4], [6, 6]], "rectangle")])
+    write_json(src / "sub", "bad", [shape("cat", [[0, 0], [float("nan"), 2], [3, 3]])])
+    result = cli("convert", src, tmp_path / "o", "--from", "labelme", "-j", "1")
+    assert result.exit_code == 1, result.output
+    assert "converted 1, skipped 0 (done before), failed 1 of 2" in result.output
+    bad = src / "sub" / "bad.json"
+    assert f"{bad} [bad]: shapes[0] ('cat'): coordinate nan is not a finite number" in result.output
+    assert list(payloads(tmp_path / "o")) == ["good"]
+
+
+def test_labels_dict_with_labelme_reserved_ids(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"__ignore__": -1, "_background_": 0, "cat": 1, "dog": 2}))  # class_name_to_id
+    table, cats = load_label_table(labels)
+    assert sorted(table) == ["cat", "dog"] and [c.name for c in cats] == ["cat", "dog"]
+
+
+def test_labels_json_inside_the_source_is_not_an_image(tmp_path):
+    write_json(tmp_path / "train", "a", [shape("cat", [[0, 0], [2, 2]], "rectangle")])
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(["cat"]))
+    assert [it.reference_id for it in LabelmeReader(tmp_path, labels=labels).items()] == ["a"]
+    assert [it.reference_id for it in LabelmeReader(tmp_path).items()] == ["labels", "a"]  # without --labels: an item
+
+
+@needs_labelme
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(
+        st.tuples(st.sampled_from(["polygon", "rectangle", "circle"]), st.lists(point, min_size=3, max_size=6),
+                  st.sampled_from(["a", "b", "_background_", "__ignore__"]), st.sampled_from([None, 1])),
+        min_size=1, max_size=6,
+    ),
+    void=st.sampled_from(["background", "ignore"]),
+)
+def test_semantic_and_instances_equal_labelme2voc_on_random_shapes(tmp_path_factory, shapes, void):
+    """labelme2voc's class PNG (-1 -> void) and object ids (ins[cls == -1] = 0), through the reader's load."""
+    h, w = 37, 45
+    doc_shapes = []
+    for kind, pts, label, group_id in shapes:
+        need = {"rectangle": 2, "circle": 2}.get(kind)
+        doc_shapes.append({"label": label, "points": [list(p) for p in (pts[:need] if need else pts)],
+                           "shape_type": kind, "group_id": group_id})
+    root = tmp_path_factory.mktemp("lm")
+    (root / "x.json").write_text(json.dumps({"shapes": doc_shapes, "imageHeight": h, "imageWidth": w}))
+    labels = root.parent / f"{root.name}-labels.txt"
+    labels.write_text("__ignore__\n_background_\na\nb\n")
+    cls, ins = LABELME.shapes_to_label((h, w), doc_shapes, labelme2voc_class_ids(labels))
+    ins[cls == -1] = 0
+    reader = LabelmeReader(root, labels=labels, void=void)
+    (item,) = reader.items()
+    seg = item.load()
+    from segconvert.modes import ModePlan
+
+    semantic = ModePlan("semantic", "stable", reader.categories).apply(seg).resolved_label_map(np.int64)
+    np.testing.assert_array_equal(semantic, np.where(cls == -1, 0 if void == "background" else 3, cls))
+    instances = ModePlan("instance").apply(seg).resolved_label_map(np.int64)
+    theirs = np.where(cls == 0, 0, np.where(cls == -1, -1 if void == "ignore" else 0, ins))
+    pairs = set(zip(instances.ravel().tolist(), theirs.ravel().tolist(), strict=True))
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # one-to-one
+    assert all((a == 0) == (b == 0) for a, b in pairs)
+
+
+def test_void_ignore_uses_the_tables_own_ignore_class(tmp_path):
+    write_json(tmp_path / "d", "v", [shape("__ignore__", [[0, 0], [2, 2]], "rectangle")])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("_background_\nignore\ncat\n")
+    reader = LabelmeReader(tmp_path / "d", labels=labels, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "ignore"), (2, "cat")]
+    (item,) = reader.items()
+    assert [(s.label, s.category_id) for s in item.load().segments] == [("ignore", 1)]

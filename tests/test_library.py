@@ -222,3 +222,8 @@ print(peaks[0], peaks[1])
     small, large = map(int, out.stdout.split())
     # the reader keeps a small tuple per image (~0.2 KB); the masks themselves must not pile up
     assert large - small < 2700 * 400, (small, large)
+
+
+def test_dir_lists_the_lazy_names_and_submodules():
+    names = dir(segconvert)
+    assert {"open", "write", "Dataset", "api", "modes", "pack"} <= set(names)

@@ -6,6 +6,7 @@ import pytest
 from conftest import FIXTURES
 
 import segconvert
+from segconvert.shapes import BACKGROUND, RESERVED_LABELS, VOID, check_void, label_convention
 
 SOURCES = {
     "labelme": FIXTURES / "labelme" / "dataset",
@@ -26,3 +27,27 @@ def test_fixture_converts_in_every_overlap_policy(tmp_path, fmt):
     for policy in ("paint", "small-on-top"):
         summary = segconvert.convert(SOURCES[fmt], tmp_path / policy, from_format=fmt, overlap=policy, jobs=1)
         assert summary.converted > 0
+
+
+@pytest.mark.parametrize(
+    "name, role",
+    [
+        ("_background_", BACKGROUND), ("background", BACKGROUND), ("__background__", BACKGROUND),
+        ("unlabeled", BACKGROUND), ("void", BACKGROUND), ("Background", BACKGROUND), (" unlabeled ", BACKGROUND),
+        ("__ignore__", VOID),
+        ("car", None), ("ignore", None), ("background_wall", None), ("_ignore_", None), ("", None),
+    ],
+)
+def test_label_convention(name, role):
+    assert label_convention(name) == role
+
+
+def test_reserved_labels_table_is_lower_case_and_only_background_or_void():
+    assert all(k == k.strip().lower() for k in RESERVED_LABELS)
+    assert set(RESERVED_LABELS.values()) == {BACKGROUND, VOID}
+
+
+def test_check_void():
+    assert check_void("ignore") == "ignore" and check_void("background") == "background"
+    with pytest.raises(segconvert.SourceError, match="--void must be background or ignore"):
+        check_void("drop")
