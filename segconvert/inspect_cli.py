@@ -88,16 +88,19 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
         out.write(("" if first[0] else ",\n") + json.dumps(problem.as_json()))
         first[0] = False
 
+    opened = False
     try:
         total = count_lines(annotations_path(source)) if sys.stderr.isatty() else 0
         if as_json:
             out.write('{"problems": [\n')
+            opened = True
         with Progress("validating", total) as bar:
             report = run(source, images_dir=images_dir, jobs=_jobs(jobs), on_problem=emit if as_json else None,
                          progress=bar.step)
     except SegconvertError as exc:
-        if as_json:
-            out.write(f'],\n"error": {json.dumps(str(exc))}}}\n')
+        if as_json:  # still one JSON document, saying why it stopped
+            out.write(f'\n],\n"error": {json.dumps(str(exc))}}}\n' if opened else
+                      f'{{"error": {json.dumps(str(exc))}}}\n')
         _fail(exc)
     if as_json:
         out.write(f'\n],\n"summary": {json.dumps(report.summary_json(), indent=1)}}}\n')

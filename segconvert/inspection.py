@@ -8,6 +8,7 @@ pipeline (no writer, no journal); they use the same pool and batching as
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
@@ -110,23 +111,34 @@ class Progress:
 
 
 def find_images(images_dir: Path, reference_id: str) -> list[str]:
-    """Every file ``images_dir/<reference_id>.<image extension>`` (any case of the extension).
+    """Every file ``images_dir/<reference_id>.<image extension>`` (any case of the extension), sorted.
 
-    A reference_id may hold a sub-path (``city/0001``); the folder it names is listed
-    once per call, which is cheap next to decoding a mask.
+    A reference_id may hold a sub-path (``city/0001``). Each folder is listed once per
+    process and kept while its modification time stays the same, so a folder of N
+    images costs one listing per worker, not one per item (N² for the set).
     """
     head, stem = os.path.split(reference_id)
     folder = os.path.join(images_dir, head) if head else os.fspath(images_dir)
-    found = []
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return []
+    return list(_image_index(folder, mtime).get(stem, ()))
+
+
+@functools.lru_cache(maxsize=64)
+def _image_index(folder: str, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+    """stem -> image files of that stem in ``folder`` (``mtime_ns`` keys the cache: a changed folder is re-read)."""
+    found: dict[str, list[str]] = {}
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 base, ext = os.path.splitext(entry.name)
-                if base == stem and ext.lower() in IMAGE_EXTENSIONS and entry.is_file():
-                    found.append(entry.path)
+                if ext.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    found.setdefault(base, []).append(entry.path)
     except OSError:
-        return []
-    return sorted(found)
+        return {}
+    return {stem: tuple(sorted(paths)) for stem, paths in found.items()}
 
 
 def oriented_size(data: bytes) -> tuple[int, int]:

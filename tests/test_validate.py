@@ -280,6 +280,8 @@ def test_warnings_alone_exit_zero(tmp_path):
 def test_unusable_source_exits_2(tmp_path):
     code, text = run_cli("validate", str(tmp_path))
     assert code == 2 and "annotations.jsonl" in text
+    code, doc = validate_json(str(tmp_path))  # --json: still one document
+    assert code == 2 and "annotations.jsonl" in doc["error"]
 
 
 # ------------------------------------------------------------------ agreement with the official client
@@ -358,3 +360,16 @@ def test_library_call_streams_problems_in_order(tmp_path, monkeypatch):
     report = validate(root, jobs=2, on_problem=seen.append)
     assert not report.ok and report.items == len(expect) + 1  # "twice" has two lines
     assert [p.line for p in seen] == sorted(p.line for p in seen)
+
+
+def test_images_found_by_reference_id_with_a_sub_path_and_any_extension_case(tmp_path):
+    from segconvert.inspection import find_images
+
+    (tmp_path / "city").mkdir()
+    for name in ("0001.Jpeg", "0001.txt", "00012.png", "0002.png"):
+        (tmp_path / "city" / name).write_bytes(b"")
+    assert find_images(tmp_path, "city/0001") == [str(tmp_path / "city" / "0001.Jpeg")]
+    assert find_images(tmp_path, "city/0003") == [] and find_images(tmp_path, "nowhere/0001") == []
+    (tmp_path / "city" / "0001.png").write_bytes(b"")  # a new file in the folder is seen
+    os.utime(tmp_path / "city", ns=(1, 2))  # (a new mtime, whatever the clock's resolution)
+    assert find_images(tmp_path, "city/0001") == sorted(str(tmp_path / "city" / n) for n in ("0001.Jpeg", "0001.png"))
