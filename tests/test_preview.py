@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, write_panoptic
 from PIL import Image
+from test_detect import sources  # noqa: F401  (one source per readable format, from the fixtures)
 
+import segconvert
 from segconvert.cli import main
 from segconvert.preview import ALPHA, GREY, LEGEND_PAD, LEGEND_ROW, OUTLINE, class_colour, instance_shade
 
@@ -187,3 +189,25 @@ def test_page_in_headless_chromium(tmp_path):
     sky = np.array(blend((GREY,) * 3, class_colour("sky-other-merged")), np.float64)
     assert (np.abs(pixels - sky).sum(axis=2) <= 3).sum() > 1000
 
+
+
+def test_every_reader_previews_the_labels_it_converts(sources, tmp_path):  # noqa: F811 (the imported fixture)
+    """For any reader format, each legend lists exactly the labels (besides background) of the
+    Segments convert writes for that image, and the segment count is theirs."""
+    from conftest import read_payloads
+
+    for name, src in sources.items():
+        options = {"colormap": "voc"} if name == "rgb" else {}
+        segconvert.convert(src, tmp_path / f"conv-{name}", from_format=name, jobs=1, **options)
+        converted = {p["reference_id"]: [s for s in p["annotations"] if s["index"] != 0]
+                     for p in read_payloads(tmp_path / f"conv-{name}")}
+        cli_options = [x for k, v in options.items() for x in (f"--{k}", v)]
+        result = CliRunner().invoke(main, ["preview", str(src), str(tmp_path / f"prev-{name}"), "--from", name,
+                                           "--jobs", "1", *cli_options])
+        assert result.exit_code == 0, result.output
+        sidecar = json.loads((tmp_path / f"prev-{name}" / "preview.json").read_text())
+        assert [r["reference_id"] for r in sidecar] == list(converted), name
+        for r in sidecar:
+            segments = converted[r["reference_id"]]
+            assert [e["label"] for e in r["legend"]] == list(dict.fromkeys(s["label"] for s in segments)), name
+            assert r["segments"] == len(segments)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import write_panoptic
+from test_detect import sources  # noqa: F401  (one source per readable format, from the fixtures)
 
 import segconvert
 from segconvert.cli import main
@@ -103,3 +104,46 @@ def test_terminal_table(tmp_path):
     assert row.split() == ["car", "304", f"{100 * 304 / TOTAL:.2f}%", "301", "2"]
     assert "at most 300 (d), headroom -45" in result.stdout and "over 255: 1 (d)" in result.stdout
     assert "5x4 (1)" in result.stdout and "[c]" in result.stdout
+
+
+def figures_from_converted(out) -> dict:
+    """Per-label pixels / instances / images and the background, counted from convert's own output."""
+    from conftest import read_mask, read_payloads
+
+    classes: dict[str, dict[str, int]] = {}
+    background = total = most = 0
+    for p in read_payloads(out):
+        mask = read_mask(out / "masks" / f"{p['reference_id']}.png")
+        total += mask.size
+        background += int((mask == 0).sum())
+        counts = np.bincount(mask.ravel(), minlength=256)
+        labelled = [s for s in p["annotations"] if s["index"] != 0]
+        most = max(most, len(labelled))
+        for label in dict.fromkeys(s["label"] for s in labelled):
+            c = classes.setdefault(label, {"pixels": 0, "instances": 0, "images": 0})
+            c["images"] += 1
+        for s in labelled:
+            c = classes[s["label"]]
+            c["pixels"] += int(counts[s["index"]])
+            c["instances"] += s["metadata"].get("instances", 1)
+    return {"classes": classes, "background": background, "pixels": total, "max": most}
+
+
+def test_every_reader_agrees_with_its_own_conversion(sources, tmp_path):  # noqa: F811 (the imported fixture)
+    """stats of any reader, in its default mode, equals what convert writes for that source."""
+    for name, src in sources.items():
+        options = {"colormap": "voc"} if name == "rgb" else {}
+        out = tmp_path / f"out-{name}"
+        summary = segconvert.convert(src, out, from_format=name, jobs=1, **options)
+        assert summary.ok, summary.failures
+        cli_options = [x for k, v in options.items() for x in (f"--{k}", v)]
+        result = CliRunner().invoke(main, ["stats", str(src), "--from", name, "--json", "--jobs", "1", *cli_options])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        want = figures_from_converted(out)
+        got = {c["label"]: {"pixels": c["pixels"], "instances": c["instances"], "images": c["images"]}
+               for c in doc["classes"]}
+        assert got == want["classes"], name
+        assert (doc["pixels"], doc["background_pixels"], doc["max_segments"]["max"]) == \
+            (want["pixels"], want["background"], want["max"]), name
+        assert doc["images"] == summary.converted
