@@ -211,3 +211,26 @@ def test_every_reader_previews_the_labels_it_converts(sources, tmp_path):  # noq
             segments = converted[r["reference_id"]]
             assert [e["label"] for e in r["legend"]] == list(dict.fromkeys(s["label"] for s in segments)), name
             assert r["segments"] == len(segments)
+
+
+def test_image_turned_by_its_exif_orientation(tmp_path):
+    """A photo stored on its side with EXIF orientation 6 is drawn upright under the mask."""
+    ids = np.zeros((4, 6), np.int64)
+    ids[0, 0] = 20
+    src = write_panoptic(tmp_path, [("phone", ids, [{"id": 20, "category_id": CAR}])])
+    shown = Image.new("RGB", (6, 4), (250, 0, 0))
+    shown.paste((0, 0, 250), (3, 0, 6, 4))  # left half red, right half blue, as the viewer sees it
+    stored = shown.transpose(Image.Transpose.ROTATE_90)  # what the camera wrote: 4 wide, 6 tall
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    images = tmp_path / "images"
+    images.mkdir()
+    stored.save(images / "phone.png", exif=exif.tobytes())
+    code, output, sidecar = run_preview(src, tmp_path / "out", "--images", str(images), "--jobs", "1")
+    assert code == 0, output
+    (r,) = sidecar
+    assert r["notes"] == []  # the sizes match once turned: nothing stretched
+    img = np.asarray(Image.open(tmp_path / "out" / r["file"]).convert("RGB"))
+    s = r["scale"]
+    assert pixel(img, 3 * s + s // 2, 1 * s + s // 2) == (250, 0, 0)  # void pixels: the image as shown
+    assert pixel(img, 3 * s + s // 2, 5 * s + s // 2) == (0, 0, 250)
