@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from segconvert import registry
-from segconvert.errors import SegconvertError
+from segconvert.errors import SegconvertError, SourceError
 from segconvert.ir import MODES
+from segconvert.modes import INDEX_POLICIES
 
 EXIT_PROBLEMS = 1
 EXIT_UNUSABLE = 2
@@ -25,6 +26,8 @@ _jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1), default=
                             help="Worker processes [default: number of cores].")
 _mode_option = click.option("--mode", type=click.Choice(MODES), default=None,
                             help="panoptic | instance | semantic [default: the source format's natural mode].")
+_index_option = click.option("--index", type=click.Choice(INDEX_POLICIES), default=None,
+                             help="Semantic mask values, as in convert: stable (default), compact, category-id.")
 _from_option = click.option("--from", "from_format", default="auto", show_default=True,
                             help="Source format (see `segconvert formats`).")
 _reader_context = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -43,8 +46,13 @@ def _fail(exc: Exception) -> None:
     sys.exit(EXIT_UNUSABLE)
 
 
-def _open(ctx: click.Context, source: str, from_format: str, mode: str | None) -> tuple[Any, Any, str]:
-    """The reader (with its own options from the extra arguments), its ModePlan, the format name."""
+def _open(ctx: click.Context, source: str, from_format: str, mode: str | None,
+          index: str | None, images_dir: str | None = None) -> tuple[Any, Any, str]:
+    """The reader (with its own options from the extra arguments), its ModePlan, the format name.
+
+    ``images_dir`` (preview's ``--images``) also goes to a reader that has an ``--images``
+    option of its own (the shape readers read image sizes there): one folder, one option.
+    """
     from segconvert.api import open_reader
     from segconvert.modes import ModePlan
 
@@ -59,8 +67,14 @@ def _open(ctx: click.Context, source: str, from_format: str, mode: str | None) -
     except click.UsageError as exc:
         names = ", ".join(o.opts[0] for o in cls.options) or "none"
         raise click.UsageError(f"{exc.format_message()} (options of {from_format}: {names})", ctx) from None
-    reader = open_reader(source, from_format, **sub_ctx.params)
-    plan = ModePlan(mode=mode or reader.default_mode, categories=reader.categories)
+    params = dict(sub_ctx.params)
+    if images_dir is not None and "images" in params and params["images"] is None:
+        params["images"] = Path(images_dir)
+    reader = open_reader(source, from_format, **params)
+    mode = mode or reader.default_mode
+    if index is not None and mode != "semantic":
+        raise SourceError(f"--index applies to --mode semantic only (this run is {mode})")
+    plan = ModePlan(mode=mode, index=index or "stable", categories=reader.categories)
     return reader, plan, from_format
 
 
@@ -113,10 +127,11 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
 @click.argument("source", type=click.Path(exists=True))
 @_from_option
 @_mode_option
+@_index_option
 @click.option("--json", "as_json", is_flag=True, help="The figures as one JSON document.")
 @_jobs_option
 @click.pass_context
-def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, as_json: bool,
+def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, index: str | None, as_json: bool,
           jobs: int | None) -> None:
     """Per class pixels, share, instances and images; segments per image; image sizes.
 
@@ -126,7 +141,7 @@ def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, a
     from segconvert.stats import dataset_stats, format_table
 
     try:
-        reader, plan, _ = _open(ctx, source, from_format, mode)
+        reader, plan, _ = _open(ctx, source, from_format, mode, index)
         with Progress("counting", len(reader)) as bar:
             result = dataset_stats(reader, plan, jobs=_jobs(jobs), progress=bar.step)
     except SegconvertError as exc:
@@ -144,12 +159,13 @@ def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, a
 @click.argument("output", type=click.Path(file_okay=False))
 @_from_option
 @_mode_option
+@_index_option
 @click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of the images to draw the masks on (found by reference_id, any image extension).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Preview only the first N items.")
 @_jobs_option
 @click.pass_context
-def preview(ctx: click.Context, source: str, output: str, from_format: str, mode: str | None,
+def preview(ctx: click.Context, source: str, output: str, from_format: str, mode: str | None, index: str | None,
             images_dir: str | None, limit: int | None, jobs: int | None) -> None:
     """Write a colourised preview PNG per image and OUTPUT/index.html, a contact sheet to open from disk."""
     from segconvert.inspection import Progress
@@ -157,7 +173,7 @@ def preview(ctx: click.Context, source: str, output: str, from_format: str, mode
     from segconvert.preview import preview as run
 
     try:
-        reader, plan, fmt = _open(ctx, source, from_format, mode)
+        reader, plan, fmt = _open(ctx, source, from_format, mode, index, images_dir)
         total = min(len(reader), limit) if limit and len(reader) else len(reader)
         with Progress("previewing", total) as bar:
             results = run(reader, plan, output, images_dir=images_dir, limit=limit, jobs=_jobs(jobs),

@@ -234,3 +234,25 @@ def test_image_turned_by_its_exif_orientation(tmp_path):
     s = r["scale"]
     assert pixel(img, 3 * s + s // 2, 1 * s + s // 2) == (250, 0, 0)  # void pixels: the image as shown
     assert pixel(img, 3 * s + s // 2, 5 * s + s // 2) == (0, 0, 250)
+
+
+def test_images_folder_also_feeds_a_reader_that_reads_sizes_there(tmp_path):
+    """LabelMe without imageHeight/imageWidth needs --images for the size: preview's one --images
+    serves both the reader and the drawing."""
+    doc = json.loads((FIXTURES / "labelme" / "dataset" / "shapes.json").read_text())
+    del doc["imageHeight"], doc["imageWidth"]
+    doc.pop("imageData", None)
+    src = tmp_path / "labelme"
+    src.mkdir()
+    (src / "shapes.json").write_text(json.dumps(doc))
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 24), (0, 90, 0)).save(images / "shapes.jpg", quality=100)
+    out = tmp_path / "out"
+    without = CliRunner().invoke(main, ["preview", str(src), str(out), "--from", "labelme", "--jobs", "1"])
+    assert without.exit_code == 1 and "pass --images" in without.output
+    result = CliRunner().invoke(main, ["preview", str(src), str(out), "--from", "labelme", "--jobs", "1",
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads((out / "preview.json").read_text())
+    assert r["error"] is None and r["notes"] == [] and r["width"] == 32 * r["scale"]
