@@ -193,5 +193,12 @@ def formats(name: str | None) -> None:
         click.echo(f"(plugin {refused} refused: a built-in has that name)")
 
 
+# validate / stats / preview live in their own module (segconvert/inspect_cli.py)
+from segconvert.inspect_cli import COMMANDS as _INSPECT_COMMANDS  # noqa: E402
+
+for _command in _INSPECT_COMMANDS:
+    main.add_command(_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
