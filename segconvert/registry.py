@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "cityscapes": "segconvert.converters.cityscapes:FORMAT",
     "labelme": "segconvert.converters.labelme:FORMAT",
     "cvat": "segconvert.converters.cvat:FORMAT",
+    "sa1b": "segconvert.converters.sa1b:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}
