@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "labelme": "segconvert.converters.labelme:FORMAT",
     "cvat": "segconvert.converters.cvat:FORMAT",
     "sa1b": "segconvert.converters.sa1b:FORMAT",
+    "label-studio": "segconvert.converters.label_studio:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}
