@@ -35,7 +35,8 @@ Decisions:
   ``--annotation latest`` (default: the newest ``created_at``, ties to the first listed;
   label-studio-converter also puts the newest first) or ``first`` (the first listed).
   A task without one fails its item (``--unannotated skip`` leaves such tasks out:
-  an all-background mask would claim the image has nothing in it).
+  an all-background mask would claim the image has nothing in it). ``predictions``
+  (model pre-annotations) are not read.
 - reference_id: from ``data.image`` (else the first string value of ``data``), the
   stem of the URL's file name, URL-decoded: ``/data/upload/1/3f2a9c1e-street.jpg`` →
   ``street`` (Label Studio prefixes uploads with 8 hex digits and a dash; that prefix is
@@ -78,7 +79,7 @@ import math
 import mmap
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -212,13 +213,12 @@ class LabelStudioItem(Item):
     overlap: str = "paint"
     brush_threshold: int = 1
     images_dir: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(f"{self.task}: {message}", item=self.reference_id, file=self.source)
 
     def load(self) -> Segmentation:
-        warnings = list(self.warnings)
+        warnings: list[str] = []
         regions: list[tuple[int, dict[str, Any], str, str]] = []  # (k, result, kind, where)
         others: list[tuple[Any, str, str, Any]] = []  # results without a mask: (id, from_name, type, value)
         for k, res in enumerate(self.results):
