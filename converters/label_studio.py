@@ -32,7 +32,8 @@ Pixels:
 Decisions:
 
 - Which annotation: cancelled ones (``was_cancelled`` or ``skipped``) never; of the others
-  ``--annotation latest`` (default: the newest ``created_at``, ties to the first listed;
+  ``--annotation latest`` (default: the newest ``created_at``, compared as times, ties
+  and unreadable times to the first listed;
   label-studio-converter also puts the newest first) or ``first`` (the first listed).
   A task without one fails its item (``--unannotated skip`` leaves such tasks out:
   an all-background mask would claim the image has nothing in it). ``predictions``
@@ -80,6 +81,7 @@ import mmap
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -428,8 +430,24 @@ def _pick(annotations: list[Any], how: str) -> tuple[int, dict[str, Any]] | None
         return None
     if how == "first":
         return usable[0]
-    newest = max(str(a.get("created_at") or "") for _, a in usable)
-    return next((k, a) for k, a in usable if str(a.get("created_at") or "") == newest)
+    times = [_created(a) for _, a in usable]
+    return usable[times.index(max(times))]  # index: the first of equals
+
+
+def _created(annotation: dict[str, Any]) -> float:
+    """``created_at`` as a POSIX time (ISO 8601, 'Z' or an offset; naive = UTC); -inf when
+    missing or unreadable. Compared as times, not strings: '10:00:00Z' is older than
+    '10:00:00.5Z' though it sorts after it."""
+    text = annotation.get("created_at")
+    if not isinstance(text, str):
+        return -math.inf
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return -math.inf
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 class LabelStudioReader(Reader):

@@ -303,6 +303,22 @@ def test_upload_prefix_keep_and_duplicates(tmp_path):
     assert refs == ["3f2a9c1e-a", "aaaaaaaa-a"]
 
 
+@pytest.mark.parametrize(
+    ("times", "chosen"),
+    [
+        (["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.500000Z"], 1),  # as strings the first sorts later
+        (["2024-05-01T12:00:00+02:00", "2024-05-01T11:00:00Z"], 1),
+        (["2024-05-01T10:00:00", "2024-05-01T10:00:00Z"], 0),  # naive is UTC: a tie, the first listed
+        ([None, "not a time"], 0),
+        (["not a time", "2020-01-01T00:00:00Z"], 1),
+    ],
+)
+def test_latest_annotation_by_created_at_as_times(tmp_path, times, chosen):
+    anns = [{"id": k, "created_at": t, "result": [poly([[0, 0], [50, 0], [0, 50]])]} for k, t in enumerate(times)]
+    path = write(tmp_path, [{"id": 1, "data": {"image": "a.jpg"}, "annotations": anns}])
+    assert load_one(path).segments[0].metadata["annotation_id"] == chosen
+
+
 def test_unannotated_tasks_fail_or_are_left_out(tmp_path):
     tasks = [{"id": 1, "data": {"image": "a.jpg"}, "annotations": []},
              {"id": 2, "data": {"image": "b.jpg"}, "annotations": [{"id": 5, "result": [], "was_cancelled": True}]},
