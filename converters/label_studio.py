@@ -188,8 +188,8 @@ def decode_brush_rle(rle: Sequence[int] | bytes, expected: int | None = None) ->
             values.extend(read(word_size) for _ in range(n))
         else:
             if bits is None:
-                bits = np.unpackbits(np.frombuffer(data, np.uint8)).astype(np.int64)
-            words = bits[pos : pos + n * word_size].reshape(n, word_size) @ weights
+                bits = np.unpackbits(np.frombuffer(data, np.uint8))  # one byte per bit, made once
+            words = bits[pos : pos + n * word_size].reshape(n, word_size).astype(np.int64) @ weights
             values.extend(words.tolist())
             pos += n * word_size
         counts.extend([1] * n)

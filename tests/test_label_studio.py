@@ -550,3 +550,15 @@ def test_cli_semantic_mode_uses_the_labels_seen(tmp_path):
     mask = np.asarray(Image.open(out / "masks" / "street.png"))
     np.testing.assert_array_equal(mask, read_grid(FIXTURES / "expected" / "street.txt"))  # road 1, car 2, person 3
     shutil.rmtree(out)
+
+
+def test_cli_reader_options_reach_the_reader(tmp_path):
+    tasks = json.loads(EXPORT.read_text()) + [{"id": 9, "data": {"image": "empty.jpg"}, "annotations": []}]
+    src = write(tmp_path, tasks)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), str(out), "--from", "label-studio", "--jobs", "1",
+                                       "--annotation", "first", "--unannotated", "skip", "--upload-prefix", "keep"])
+    assert result.exit_code == 0, result.output
+    payloads = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+    assert [p["reference_id"] for p in payloads] == ["3f2a9c1e-street", "park one"]
+    assert payloads[1]["annotations"][1]["metadata"]["annotation_id"] == 20  # the first listed
