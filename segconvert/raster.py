@@ -45,12 +45,16 @@ _MAX_CHARS_PER_COUNT = 7
 _local = threading.local()
 
 
-def overlap_option() -> click.Option:
-    """The ``--overlap`` option, declared identically by every polygon reader."""
+def overlap_option(default: str = "paint") -> click.Option:
+    """The ``--overlap`` option, declared identically by every polygon reader.
+
+    ``default``: the policy when the user gives none; ``paint`` for formats whose tools
+    draw in stored order, ``small-on-top`` where masks nest (SAM's).
+    """
     return click.Option(
         ["--overlap"],
         type=click.Choice(OVERLAP_POLICIES),
-        default="paint",
+        default=default,
         show_default=True,
         help=(
             "How overlapping shapes are resolved: 'paint' keeps the stored order (later on top, as the "

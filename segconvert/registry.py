@@ -26,6 +26,8 @@ BUILTIN: dict[str, str] = {
     "cityscapes": "segconvert.converters.cityscapes:FORMAT",
     "labelme": "segconvert.converters.labelme:FORMAT",
     "cvat": "segconvert.converters.cvat:FORMAT",
+    "sa1b": "segconvert.converters.sa1b:FORMAT",
+    "label-studio": "segconvert.converters.label_studio:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}

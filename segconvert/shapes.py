@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,12 @@ def patch_rle(patch: np.ndarray, left: int, top: int, height: int, width: int) -
     if x1 <= x0 or y1 <= y0:
         return crop_rle(np.zeros((0, 0), dtype=bool), 0, 0, height, width), clipped
     return crop_rle(patch[y0 - top : y1 - top, x0 - left : x1 - left], x0, y0, height, width), clipped
+
+
+def name_segments(message: str, names: dict[int, str]) -> str:
+    """``message`` (from :func:`raster.paint`, which knows only segment ids) with a legend
+    saying which source annotation each mentioned segment id is."""
+    mentioned = {int(m) for m in re.findall(r"\bsegment (\d+)", message)}
+    mentioned |= {int(m) for pair in re.findall(r"(\d+) & (\d+) \(", message) for m in pair}
+    legend = [f"segment {sid} = {names[sid]}" for sid in sorted(mentioned) if sid in names]
+    return f"{message} [{'; '.join(legend)}]" if legend else message
