@@ -26,6 +26,8 @@ BUILTIN: dict[str, str] = {
     "cityscapes": "segconvert.converters.cityscapes:FORMAT",
     "labelme": "segconvert.converters.labelme:FORMAT",
     "cvat": "segconvert.converters.cvat:FORMAT",
+    "voc": "segconvert.converters.voc:FORMAT",
+    "yolo": "segconvert.converters.yolo:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}
