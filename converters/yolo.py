@@ -205,7 +205,7 @@ class YoloItem(Item):
             elif len(coords) % 2:
                 raise self._fail(f"line {lineno}: odd number of coordinates ({len(coords)})")
             elif len(coords) < 6:
-                raise self._fail(f"line {lineno}: {len(coords) // 2} points; a polygon needs at least 3")
+                raise self._fail(f"line {lineno}: {len(coords) // 2} point(s); a polygon needs at least 3")
             lo, hi = float(coords.min()), float(coords.max())
             if lo < -TOLERANCE or hi > 1 + TOLERANCE:
                 bad = lo if lo < -TOLERANCE else hi

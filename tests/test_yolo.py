@@ -1,0 +1,221 @@
+"""YOLO segmentation reader (against pycocotools) and writer (round trips by IoU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import read_mask, read_payloads
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from pycocotools import mask as mask_utils
+from test_voc import write_voc
+
+import segconvert
+from segconvert import registry
+from segconvert.converters.yolo import label_path, merge_parts
+
+
+def make_set(root: Path, images: dict[str, tuple[int, int, str | None]], names=("cat", "dog", "car"),
+             split: str = "train", extra_yaml: str = "") -> Path:
+    """images: stem -> (width, height, label text or None for no label file)."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for stem, (w, h, text) in images.items():
+        Image.new("RGB", (w, h), (90, 90, 90)).save(root / "images" / split / f"{stem}.jpg")
+        if text is not None:
+            (root / "labels" / split / f"{stem}.txt").write_text(text)
+    if not (root / "data.yaml").exists():
+        body = "names:\n" + "".join(f"  {k}: {n}\n" for k, n in enumerate(names))
+        (root / "data.yaml").write_text(f"path: .\n{split}: images/{split}\n{extra_yaml}{body}")
+    return root
+
+
+def pycocotools_paint(polys: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """The reference: each polygon through frPyObjects + decode, painted in order (later on top)."""
+    out = np.zeros((h, w), np.uint8)
+    for k, p in enumerate(polys, start=1):
+        m = mask_utils.decode(mask_utils.frPyObjects([p], h, w))[:, :, 0]
+        out[m > 0] = k
+    return out
+
+
+@st.composite
+def yolo_lines(draw):
+    w, h = draw(st.integers(8, 60)), draw(st.integers(8, 60))
+    coord = st.floats(0, 1, allow_nan=False, width=32)
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        n = draw(st.integers(3, 8))
+        pts = [draw(coord) for _ in range(2 * n)]
+        lines.append((draw(st.integers(0, 2)), np.array(pts, np.float64)))
+    return w, h, lines
+
+
+@given(yolo_lines())
+@settings(max_examples=40)
+def test_polygons_are_pycocotools_rasterisation_and_match_the_coco_twin(tmp_path_factory, scene):
+    tmp = tmp_path_factory.mktemp("y")
+    w, h, lines = scene
+    text = "".join(f"{c} " + " ".join(repr(float(v)) for v in pts) + "\n" for c, pts in lines)
+    make_set(tmp / "yolo", {"img": (w, h, text)})
+    s = segconvert.convert(tmp / "yolo", tmp / "out", from_format="yolo", jobs=1)
+    assert s.ok, s.failures
+    scaled = [(pts.reshape(-1, 2) * [w, h]).ravel() for _, pts in lines]
+    expected = pycocotools_paint(scaled, h, w)
+    got = read_mask(tmp / "out" / "masks" / "img.png")
+    # Nucleus indices are 1..n over segments with pixels: map the reference the same way
+    present = [k for k in range(1, len(lines) + 1) if (expected == k).any()]
+    lut = np.zeros(len(lines) + 1, np.uint8)
+    lut[present] = np.arange(1, len(present) + 1)
+    assert (got == lut[expected]).all()
+
+    # the COCO twin: the same polygons in pixels, read by coco-instances
+    coco = {
+        "images": [{"id": 1, "file_name": "img.jpg", "width": w, "height": h}],
+        "annotations": [{"id": k + 1, "image_id": 1, "category_id": c + 1, "segmentation": [p.tolist()],
+                         "iscrowd": 0} for k, ((c, _), p) in enumerate(zip(lines, scaled))],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(("cat", "dog", "car"))],
+    }
+    (tmp / "coco.json").write_text(json.dumps(coco))
+    s = segconvert.convert(tmp / "coco.json", tmp / "coco", from_format="coco-instances", jobs=1)
+    assert s.ok
+    assert (read_mask(tmp / "coco" / "masks" / "img.png") == got).all()
+    labels = [[a["label"] for a in p["annotations"]] for p in (read_payloads(tmp / "out")[0],
+                                                                  read_payloads(tmp / "coco")[0])]
+    assert labels[0] == labels[1]
+
+
+def test_box_line_is_pycocotools_bbox(tmp_path):
+    make_set(tmp_path / "yolo", {"b": (40, 30, "1 0.5 0.5 0.3 0.4\n")})
+    s = segconvert.convert(tmp_path / "yolo", tmp_path / "out", from_format="yolo", jobs=1)
+    assert s.ok
+    box = np.array([[0.35 * 40, 0.3 * 30, 0.3 * 40, 0.4 * 30]])  # x, y, w, h in pixels
+    ref = mask_utils.decode(mask_utils.frPyObjects(box, 30, 40))[:, :, 0]
+    assert ((read_mask(tmp_path / "out" / "masks" / "b.png") == 1) == (ref == 1)).all()
+    assert read_payloads(tmp_path / "out")[0]["annotations"][1]["label"] == "dog"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("0 0.1 0.1", "line 2: 1 point(s); a polygon needs at least 3"),
+    ("0 0.1 0.1 0.5 0.5 0.2", "line 2: odd number of coordinates (5)"),
+    ("7 0.1 0.1 0.5 0.5 0.2 0.9", "line 2: class 7 is not in names"),
+    ("1 0.1 0.1 1.01 0.5 0.2 0.9", "line 2: coordinate 1.01 is outside [0, 1]"),
+    ("1 0.1 nan 0.5 0.5 0.2 0.9", "line 2: NaN or infinite"),
+    ("1 0.1 x 0.5 0.5 0.2 0.9", "line 2: not all numbers"),
+])
+def test_bad_lines_fail_their_image_with_the_line(tmp_path, line, message):
+    make_set(tmp_path / "yolo", {"bad": (20, 20, f"0 0.1 0.1 0.9 0.1 0.5 0.9\n{line}\n"),
+                                 "good": (20, 20, "0 0.1 0.1 0.9 0.1 0.5 0.9\n")})
+    s = segconvert.convert(tmp_path / "yolo", tmp_path / "out", from_format="yolo", jobs=1)
+    assert s.converted == 1 and s.failed == 1
+    assert "bad.txt [bad]: " + message in s.failures[0]
+
+
+def test_rounding_just_outside_is_accepted(tmp_path):
+    make_set(tmp_path / "yolo", {"r": (20, 20, "0 -0.0000005 0 1.0000005 0 1 1\n")})
+    assert segconvert.convert(tmp_path / "yolo", tmp_path / "out", from_format="yolo", jobs=1).ok
+
+
+def test_missing_label_is_background_and_orphan_label_fails(tmp_path):
+    root = make_set(tmp_path / "yolo", {"empty": (10, 8, None)})
+    (root / "labels" / "train" / "ghost.txt").write_text("0 0.1 0.1 0.9 0.1 0.5 0.9\n")
+    s = segconvert.convert(root, tmp_path / "out", from_format="yolo", jobs=1)
+    assert s.converted == 1 and s.failed == 1
+    assert "ghost.txt [ghost]: label file without its image" in s.failures[0]
+    assert (read_mask(tmp_path / "out" / "masks" / "empty.png") == 0).all()
+
+
+def test_splits_kept_apart_when_stems_repeat(tmp_path):
+    root = tmp_path / "yolo"
+    make_set(root, {"1": (10, 10, "0 0 0 1 0 1 1\n"), "2": (10, 10, "")}, split="train",
+             extra_yaml="val: images/val\n")
+    make_set(root, {"1": (10, 10, "1 0 0 1 0 1 1\n")}, split="val")
+    s = segconvert.convert(root, tmp_path / "all", from_format="yolo", jobs=1)
+    assert s.ok and [p["reference_id"] for p in read_payloads(tmp_path / "all")] == ["train-1", "2", "val-1"]
+    s = segconvert.convert(root, tmp_path / "val", from_format="yolo", split="val", jobs=1)
+    assert [p["reference_id"] for p in read_payloads(tmp_path / "val")] == ["1"]
+
+
+def test_names_list_and_txt_lists(tmp_path):
+    root = tmp_path / "yolo"
+    make_set(root, {"a": (10, 10, "1 0 0 1 0 1 1\n")})
+    (root / "train.txt").write_text("./images/train/a.jpg\n")
+    (root / "data.yaml").write_text("train: train.txt\nnames: [cat, dog]\n")
+    s = segconvert.convert(root / "data.yaml", tmp_path / "out", from_format="auto", jobs=1)
+    assert s.ok and read_payloads(tmp_path / "out")[0]["annotations"][1]["label"] == "dog"
+    assert label_path("/d/images/train/a.jpg") == "/d/labels/train/a.txt"
+
+
+def test_auto_detects_a_yolo_set(tmp_path):
+    root = make_set(tmp_path / "yolo", {"a": (10, 10, "")})
+    assert registry.detect(root) == "yolo" and registry.detect(root / "data.yaml") == "yolo"
+
+
+def test_merge_parts_joins_like_ultralytics():
+    # two squares: the result starts on part 0 at its point nearest part 1, walks it whole,
+    # jumps to part 1 at its nearest point, walks it whole (merge_multi_segment's order)
+    a = np.array([[0, 0], [0, 2], [2, 2], [2, 0]], float)
+    b = np.array([[5, 5], [5, 7], [7, 7], [7, 5]], float)
+    out = merge_parts([a, b])
+    assert out[:5].tolist() == [[2, 2], [2, 0], [0, 0], [0, 2], [2, 2]]
+    assert out[5:].tolist() == [[5, 5], [5, 7], [7, 7], [7, 5], [5, 5]]
+
+
+@st.composite
+def cell_scenes(draw):
+    """Shapes without holes, one per cell of a grid (so no shape cuts another)."""
+    rows, cols, cell = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(10, 24))
+    cls = np.zeros((rows * cell, cols * cell), np.uint8)
+    obj = np.zeros_like(cls)
+    k = 0
+    for r in range(rows):
+        for c in range(cols):
+            kind = draw(st.sampled_from(["none", "rect", "ellipse", "triangle", "two"]))
+            if kind == "none":
+                continue
+            k += 1
+            m = np.zeros((cell, cell), np.uint8)
+            a, b = draw(st.integers(1, cell // 2 - 1)), draw(st.integers(1, cell // 2 - 1))
+            if kind == "rect":
+                m[cell // 2 - b: cell // 2 + b, cell // 2 - a: cell // 2 + a] = 1
+            elif kind == "ellipse":
+                cv2.ellipse(m, (cell // 2, cell // 2), (a, b), draw(st.integers(0, 179)), 0, 360, 1, -1)
+            elif kind == "triangle":
+                pts = np.array([[1, cell - 2], [cell - 2, cell - 2], [draw(st.integers(1, cell - 2)), 1]])
+                cv2.fillPoly(m, [pts.astype(np.int32)], 1)
+            else:  # a two-part instance
+                m[1:4, 1:cell - 1] = 1
+                m[cell - 4: cell - 1, 1:cell - 1] = 1
+            y, x = r * cell, c * cell
+            cls[y:y + cell, x:x + cell][m > 0] = draw(st.integers(1, 20))
+            obj[y:y + cell, x:x + cell][m > 0] = k
+    return cls, obj
+
+
+@given(cell_scenes())
+@settings(max_examples=20)
+def test_round_trip_ir_yolo_ir_keeps_every_instance_above_iou_09(tmp_path_factory, sc):
+    tmp = tmp_path_factory.mktemp("rt")
+    cls, obj = sc
+    write_voc(tmp / "voc", "s", cls, obj)
+    (tmp / "photos").mkdir()
+    Image.new("RGB", (cls.shape[1], cls.shape[0])).save(tmp / "photos" / "s.jpg")
+    a = segconvert.convert(tmp / "voc", tmp / "ir1", from_format="voc", mode="instance", jobs=1)
+    w = segconvert.convert(tmp / "voc", tmp / "yolo", from_format="voc", to_format="yolo", mode="instance", jobs=1,
+                           link_images=tmp / "photos")
+    b = segconvert.convert(tmp / "yolo", tmp / "ir2", from_format="yolo", mode="instance", jobs=1)
+    assert a.ok and w.ok and b.ok, (w.failures, b.failures)
+    pa, pb = read_payloads(tmp / "ir1")[0], read_payloads(tmp / "ir2")[0]
+    assert [x["label"] for x in pa["annotations"]] == [x["label"] for x in pb["annotations"]]
+    ma, mb = read_mask(tmp / "ir1" / "masks" / "s.png"), read_mask(tmp / "ir2" / "masks" / "s.png")
+    for seg in pa["annotations"][1:]:
+        i = seg["index"]
+        iou = np.count_nonzero((ma == i) & (mb == i)) / np.count_nonzero((ma == i) | (mb == i))
+        assert iou >= 0.9, (seg, iou)
+    report = json.loads((tmp / "yolo" / "polygon_iou.json").read_text())
+    assert report["instances"] == len(pa["annotations"]) - 1
