@@ -207,7 +207,7 @@ def _decode(data: bytes, path: str, ref: str) -> PIL.Image.Image:
 
 
 #: palette bytes -> class LUT, per process (a dataset has one or two palettes)
-_palette_luts: dict[tuple[bytes, int], np.ndarray] = {}
+_palette_luts: dict[tuple[bytes, int], np.ndarray | None] = {}
 
 
 def _class_lut(table: ClassTable, palette: bytes, path: str, ref: str) -> np.ndarray | None:
@@ -216,9 +216,8 @@ def _class_lut(table: ClassTable, palette: bytes, path: str, ref: str) -> np.nda
     if not table.has_colors:
         return None
     cache_key = (palette, id(table))
-    lut = _palette_luts.get(cache_key)
-    if lut is not None:
-        return lut
+    if cache_key in _palette_luts:
+        return _palette_luts[cache_key]
     by_color = {c: k for k, c in enumerate(table.colors) if c is not None}
     entries = [tuple(palette[i:i + 3]) for i in range(0, len(palette) - 2, 3)]
     values = np.arange(256, dtype=np.int32)
@@ -237,7 +236,7 @@ def _class_lut(table: ClassTable, palette: bytes, path: str, ref: str) -> np.nda
         lut = None  # type: ignore[assignment]
     if len(_palette_luts) > 64:
         _palette_luts.clear()
-    _palette_luts[cache_key] = lut  # type: ignore[assignment]
+    _palette_luts[cache_key] = lut
     return lut
 
 
@@ -350,6 +349,79 @@ class VocItem(Item):
                             pixel_counts=counts)
 
     def _paired(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
+        """Objects and stuff in one uint8 label map: object pixels keep their object number,
+        class pixels outside every object get a free value per class (one LUT pass and one
+        masked copy); the (object, class) pair counts come from one 2-D histogram."""
+        table = self.table
+        joint = cv2().calcHist([obj, cls], [0, 1], None, [256, 256], [0, 256, 0, 256])  # float32, exact < 2^24
+        o_idx, c_idx = np.nonzero(joint)
+        n_pix = joint[o_idx, c_idx].astype(np.int64).tolist()
+        o_idx, c_idx = o_idx.tolist(), c_idx.tolist()
+        bad = sorted({c for c in c_idx if len(table.names) <= c < VOID})
+        if bad:
+            per = {c: sum(n for c2, n in zip(c_idx, n_pix) if c2 == c) for c in bad}
+            raise self._unknown(bad, [per[c] for c in bad])
+        objects = sorted({o for o in o_idx if 0 < o < VOID})
+        stuff = sorted({c for o, c in zip(o_idx, c_idx) if o == 0 and 0 < c < VOID})
+        free = [v for v in range(1, VOID) if v not in set(objects)]
+        if len(stuff) > len(free):
+            return self._paired_wide(cls, obj)
+        stuff_id = dict(zip(stuff, free))
+        stuff_lut = np.zeros(256, np.uint8)
+        stuff_lut[VOID] = VOID
+        for c, v in stuff_id.items():
+            stuff_lut[c] = v
+        label_map = cv2().LUT(cls, stuff_lut)
+        cv2().copyTo(obj, obj, label_map)  # object numbers (and the object PNG's void) on top
+        counts = np.zeros(256, np.int64)
+        votes: dict[int, dict[int, int]] = {}
+        for o, c, n in zip(o_idx, c_idx, n_pix):
+            if o == 0:
+                counts[stuff_lut[c]] += n
+            else:
+                counts[o] += n
+                if o != VOID:
+                    votes.setdefault(o, {})[c] = n
+        segments, warnings = self._objects(votes, lambda o, pairs: None)
+        for c, v in stuff_id.items():  # class pixels outside every object: one stuff region per class
+            segments.append(SegmentInfo(id=v, label=table.names[c], category_id=c, isthing=False))
+        dropped: frozenset[int] = frozenset()
+        if counts[VOID]:
+            if table.void_ignore:
+                segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False))
+            else:
+                dropped = frozenset((VOID,))
+        return Segmentation(self.reference_id, label_map, segments, source=self.source, dropped_ids=dropped,
+                            warnings=warnings, pixel_counts=counts)
+
+    def _objects(self, votes: dict[int, dict[int, int]], pixel_ids: Any) -> tuple[list[SegmentInfo], list[str]]:
+        """One thing per object, of the majority class under it; disagreeing pixels reported."""
+        table = self.table
+        segments: list[SegmentInfo] = []
+        warnings: list[str] = []
+        for o in sorted(votes):
+            pairs = votes[o]
+            classed = {c: n for c, n in pairs.items() if c not in (0, VOID)}
+            if not classed:
+                raise ItemError(
+                    f"object {o} of {OBJECT_DIR} has no class under it in {CLASS_DIR} (only background or void)",
+                    item=self.reference_id, file=self.object_path,
+                )
+            best = max(classed, key=lambda c: (classed[c], -c))  # majority; ties to the lower index
+            others = {c: n for c, n in pairs.items() if c not in (best, VOID)}
+            if others:
+                detail = ", ".join(f"{n} px {table.names[c]}" for c, n in sorted(others.items()))
+                warnings.append(
+                    f"object {o}: {sum(others.values())} of {sum(pairs.values())} pixels disagree with its class "
+                    f"{table.names[best]!r} in {CLASS_DIR} ({detail}); the object is read as {table.names[best]!r}"
+                )
+            segments.append(SegmentInfo(id=o, label=table.names[best], category_id=best, isthing=True,
+                                        metadata={"voc_object": o}, pixel_ids=pixel_ids(o, pairs)))
+        return segments, warnings
+
+    def _paired_wide(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
+        """The general case (objects and stuff classes together more than 254 values): a
+        uint16 label map of ``object << 8 | class``."""
         table = self.table
         keys = obj.astype(np.uint16)
         keys <<= 8
@@ -373,28 +445,7 @@ class VocItem(Item):
                     stuff.append(c)
             else:
                 votes.setdefault(o, {})[c] = n
-        segments: list[SegmentInfo] = []
-        warnings: list[str] = []
-        for o in sorted(votes):
-            pairs = votes[o]
-            classed = {c: n for c, n in pairs.items() if c not in (0, VOID)}
-            if not classed:
-                raise ItemError(
-                    f"object {o} of {OBJECT_DIR} has no class under it in {CLASS_DIR} (only background or void)",
-                    item=self.reference_id, file=self.object_path,
-                )
-            best = max(classed, key=lambda c: (classed[c], -c))  # majority; ties to the lower index
-            others = {c: n for c, n in pairs.items() if c not in (best, VOID)}
-            if others:
-                detail = ", ".join(f"{n} px {table.names[c]}" for c, n in sorted(others.items()))
-                warnings.append(
-                    f"object {o}: {sum(others.values())} of {sum(pairs.values())} pixels disagree with its class "
-                    f"{table.names[best]!r} in {CLASS_DIR} ({detail}); the object is read as {table.names[best]!r}"
-                )
-            segments.append(SegmentInfo(
-                id=o, label=table.names[best], category_id=best, isthing=True, metadata={"voc_object": o},
-                pixel_ids=tuple((o << 8) | c for c in sorted(pairs)),
-            ))
+        segments, warnings = self._objects(votes, lambda o, pairs: tuple((o << 8) | c for c in sorted(pairs)))
         for c in stuff:  # class pixels outside every object: one stuff region per class
             segments.append(SegmentInfo(id=STUFF_BASE + c, label=table.names[c], category_id=c, isthing=False,
                                         pixel_ids=(c,)))

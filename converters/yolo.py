@@ -171,6 +171,24 @@ class YoloItem(Item):
                             file=self.image_path) from None
         return int(height), int(width)
 
+    def _numbers(self, rows: list[tuple[int, list[str]]]) -> np.ndarray:
+        """Every number of the file in one conversion; the first bad one named by its line."""
+        flat = [tok for _, fields in rows for tok in fields]
+        try:
+            values = np.array(flat, dtype=np.float64)
+        except ValueError:
+            values = None
+        if values is not None and np.isfinite(values).all():
+            return values
+        for lineno, fields in rows:  # the slow path, only to say where
+            try:
+                line_values = np.array(fields, dtype=np.float64)
+            except ValueError:
+                raise self._fail(f"line {lineno}: not all numbers: {' '.join(fields)[:80]!r}") from None
+            if not np.isfinite(line_values).all():
+                raise self._fail(f"line {lineno}: NaN or infinite number")
+        raise self._fail("not all numbers")  # pragma: no cover - one of the lines fails above
+
     def load(self) -> Segmentation:
         height, width = self._size()
         try:
@@ -181,25 +199,22 @@ class YoloItem(Item):
             raise self._fail(f"cannot read: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise self._fail("label file is not UTF-8 text") from None
+        rows = [(lineno, fields) for lineno, fields in enumerate((ln.split() for ln in text.splitlines()), start=1)
+                if fields]
+        values = self._numbers(rows)
         segments: list[SegmentInfo] = []
         polygons: list[np.ndarray] = []
         scale = np.array([width, height], np.float64)
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                values = np.array(fields, dtype=np.float64)
-            except ValueError:
-                raise self._fail(f"line {lineno}: not all numbers: {line.strip()[:80]!r}") from None
-            if not np.isfinite(values).all():
-                raise self._fail(f"line {lineno}: NaN or infinite number")
-            cls = values[0]
+        at = 0
+        for lineno, fields in rows:  # per line: slices of one parsed array, checks on the slice
+            line_values = values[at: at + len(fields)]
+            at += len(fields)
+            cls = float(line_values[0])
             if cls != int(cls) or int(cls) not in self.names:
                 raise self._fail(f"line {lineno}: class {fields[0]} is not in names (0..{max(self.names)})")
-            coords = values[1:]
+            coords = line_values[1:]
             if len(coords) == 4:  # cx cy w h: the box's corners, as pycocotools' frBbox orders them
-                cx, cy, bw, bh = coords
+                cx, cy, bw, bh = coords.tolist()
                 coords = np.array([cx - bw / 2, cy - bh / 2, cx - bw / 2, cy + bh / 2,
                                    cx + bw / 2, cy + bh / 2, cx + bw / 2, cy - bh / 2])
             elif len(coords) % 2:
@@ -219,6 +234,8 @@ class YoloItem(Item):
             rles = mask_utils.frPyObjects(polygons, height, width)
             shapes = [(s.id, r) for s, r in zip(segments, rles)]
         label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
+        if len(segments) <= 255:  # uint8: packing then takes the 256-entry LUT path (no 64K table)
+            label_map = label_map.astype(np.uint8)
         return Segmentation(self.reference_id, label_map, segments, source=self.source)
 
 

@@ -278,3 +278,28 @@ def test_writer_bytes_do_not_depend_on_jobs(tmp_path):
         assert s.ok and s.converted == 6
         outs.append(snapshot(tmp_path / f"out{jobs}"))
     assert outs[0] == outs[1]
+
+
+def test_many_objects_and_stuff_take_the_wide_label_map(tmp_path):
+    """250 objects + 10 stuff classes do not fit 254 uint8 values: the uint16 path gives the same."""
+    cls = np.zeros((20, 260), np.uint8)
+    obj = np.zeros_like(cls)
+    for k in range(250):
+        cls[:10, k], obj[:10, k] = 1 + k % 20, k + 1
+    for c in range(10):
+        cls[10:, c * 26:(c + 1) * 26] = 11 + c
+    cls[10:, 0:26] = 3  # a stuff class that also has objects
+    write_voc(tmp_path / "voc", "w", cls, obj)
+    s = segconvert.convert(tmp_path / "voc", tmp_path / "sem", from_format="voc", mode="semantic", jobs=1)
+    assert s.ok
+    s = segconvert.convert(tmp_path / "voc", tmp_path / "ins", from_format="voc", mode="instance", jobs=1)
+    assert s.ok
+    (payload,) = read_payloads(tmp_path / "ins")
+    assert len(payload["annotations"]) == 251
+    mask = read_mask(tmp_path / "ins" / "masks" / "w.png")
+    assert (mask[:10] == obj[:10]).all() and (mask[10:] == 0).all()
+    from segconvert.converters.voc import VocReader
+
+    reader = VocReader(tmp_path / "voc")
+    seg = next(iter(reader.items())).load()
+    assert seg.label_map.dtype == np.uint16  # 250 objects + 10 stuff classes
