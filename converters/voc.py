@@ -7,6 +7,8 @@ and labelme2voc write. A VOC root::
     SegmentationClass/<stem>.png palette index = class (position in the class table)
     SegmentationObject/<stem>.png palette index = instance within the image (optional)
     ImageSets/Segmentation/<subset>.txt  stems, one per line (optional)
+    SegmentationClassPNG/, SegmentationObjectPNG/  labelme2voc's PNGs (its SegmentationClass/
+                                 holds .npy arrays): used instead when present
     JPEGImages/                  photos: never read (sizes come from the masks)
 
 Class table, first found: ``labelmap.txt`` (lines ``name:r,g,b:parts:actions``, ``#``
@@ -64,6 +66,9 @@ from segconvert.paths import output_stem
 
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
+#: labelme2voc puts .npy arrays in SegmentationClass/ and SegmentationObject/, the PNGs here
+LABELME_CLASS_DIR = "SegmentationClassPNG"
+LABELME_OBJECT_DIR = "SegmentationObjectPNG"
 SETS_DIR = "ImageSets/Segmentation"
 LABELMAP = "labelmap.txt"
 CLASS_NAMES = "class_names.txt"
@@ -477,11 +482,14 @@ class VocReader(Reader):
         root = self.source
         if not root.is_dir():
             raise SourceError("a Pascal VOC source is a folder (the root holding SegmentationClass/)", file=root)
-        if not (root / CLASS_DIR).is_dir():
+        labelme = (root / LABELME_CLASS_DIR).is_dir()
+        self.class_dir = LABELME_CLASS_DIR if labelme else CLASS_DIR
+        self.object_dir = LABELME_OBJECT_DIR if labelme else OBJECT_DIR
+        if not (root / self.class_dir).is_dir():
             raise SourceError(f"no {CLASS_DIR}/ folder; is this a Pascal VOC root?", file=root)
         if void not in ("background", "ignore"):
             raise SourceError(f"--void must be background or ignore, not {void!r}")
-        self.has_objects = (root / OBJECT_DIR).is_dir()
+        self.has_objects = (root / self.object_dir).is_dir()
         self.table = load_class_table(root, void == "ignore")
         self.categories = self.table.categories()
         self.default_mode = "panoptic" if self.has_objects else "semantic"
@@ -511,7 +519,7 @@ class VocReader(Reader):
 
     def _stems(self) -> Iterator[str]:
         if not self._lists:
-            for p in sorted((self.source / CLASS_DIR).glob("*.png")):
+            for p in sorted((self.source / self.class_dir).glob("*.png")):
                 yield p.stem
             return
         seen: set[str] = set()
@@ -532,8 +540,8 @@ class VocReader(Reader):
         return 0
 
     def items(self) -> Iterator[Item]:
-        class_dir = str(self.source / CLASS_DIR) + "/"
-        object_dir = str(self.source / OBJECT_DIR) + "/"
+        class_dir = str(self.source / self.class_dir) + "/"
+        object_dir = str(self.source / self.object_dir) + "/"
         for stem in self._stems():
             yield VocItem(stem, f"{class_dir}{stem}.png", None if self.semantic else f"{object_dir}{stem}.png",
                           self.table, self.semantic)
@@ -637,8 +645,8 @@ class VocWriter(Writer):
 
 
 def sniff(path: Path) -> bool:
-    """A folder holding SegmentationClass/ (a VOC root)."""
-    return path.is_dir() and (path / CLASS_DIR).is_dir()
+    """A folder holding SegmentationClass/ (a VOC root) or labelme2voc's SegmentationClassPNG/."""
+    return path.is_dir() and ((path / CLASS_DIR).is_dir() or (path / LABELME_CLASS_DIR).is_dir())
 
 
 FORMAT = Format(

@@ -303,3 +303,20 @@ def test_many_objects_and_stuff_take_the_wide_label_map(tmp_path):
     reader = VocReader(tmp_path / "voc")
     seg = next(iter(reader.items())).load()
     assert seg.label_map.dtype == np.uint16  # 250 objects + 10 stuff classes
+
+
+def test_labelme2voc_layout_reads_its_png_folders(tmp_path):
+    """labelme2voc (labelme >= 4) writes .npy arrays to SegmentationClass/ and SegmentationObject/
+    and the palette PNGs (ignore -1 -> 255) to SegmentationClassPNG/ and SegmentationObjectPNG/."""
+    cls, obj = scene()
+    root = tmp_path / "voc"
+    for sub, arr in (("SegmentationClass", cls), ("SegmentationObject", obj)):
+        (root / sub).mkdir(parents=True)
+        np.save(root / sub / "a.npy", arr.astype(np.int32))
+        save_palette(root / f"{sub}PNG" / "a.png", arr)
+    (root / "class_names.txt").write_text("\n".join(VOC_CLASSES))
+    assert registry.detect(root) == "voc"
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", mode="instance", jobs=1)
+    assert s.ok and s.converted == 1
+    (payload,) = read_payloads(tmp_path / "out")
+    assert [a["label"] for a in payload["annotations"]] == ["background", "person", "car", "car"]
