@@ -272,3 +272,16 @@ def test_one_scene_as_voc_yolo_and_coco_gives_the_same_masks(tmp_path_factory, s
     for labels, mask in outs[1:]:
         assert labels == outs[0][0]
         assert (mask == outs[0][1]).all()
+
+
+def test_exif_rotated_photo_gives_the_upright_size(tmp_path):
+    """Ultralytics' exif_size: labels are relative to the image as EXIF orientation 6 turns it."""
+    root = make_set(tmp_path / "yolo", {"r": (30, 20, "0 0 0 1 0 1 0.5 0 0.5\n")})
+    im = Image.new("RGB", (30, 20))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(root / "images" / "train" / "r.jpg", exif=exif.tobytes())
+    s = segconvert.convert(root, tmp_path / "out", from_format="yolo", jobs=1)
+    assert s.ok
+    mask = read_mask(tmp_path / "out" / "masks" / "r.png")
+    assert mask.shape == (30, 20) and (mask[:15] == 1).all() and (mask[15:] == 0).all()
