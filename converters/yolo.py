@@ -3,10 +3,11 @@
 Reader. SOURCE is the dataset's YAML, or a folder holding ``data.yaml`` (or ``data.yml``,
 or a single ``*.yaml`` with ``names``). The YAML gives ``names`` (a list, or ``{id: name}``),
 ``path`` (the root; relative to the YAML's folder here, and the YAML's folder itself when
-that does not exist, as for a downloaded set whose ``path: ../datasets/x`` names the
-machine it was made on), and ``train`` / ``val`` / ``test``: an images folder, a ``.txt``
-list of image paths (``./x`` relative to the list, as Ultralytics reads it), or a list of
-those. A label file is found as Ultralytics' ``img2label_paths`` finds it: the last
+that does not exist, as for a downloaded set whose ``path`` names the machine it was made
+on), and ``train`` / ``val`` / ``test``: an images folder, a ``.txt`` list of image paths
+(``./x`` relative to the list, as Ultralytics reads it), or a list of those; an entry
+``../x`` that does not exist is tried as ``x``, as Ultralytics does (Roboflow's exports
+need it). A label file is found as Ultralytics' ``img2label_paths`` finds it: the last
 ``/images/`` of the image path becomes ``/labels/`` and the suffix ``.txt``.
 
 Each line is ``class x1 y1 x2 y2 ...`` normalised to [0, 1]; ``class cx cy w h`` (4
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +260,9 @@ class YoloReader(Reader):
         here = self.yaml.parent
         root = Path(str(doc["path"])) if doc.get("path") else here
         if not root.is_absolute():
-            root = here / root if (here / root).is_dir() else here
+            root = here / root
+        if not root.is_dir():  # the path of the machine the set was made on: the YAML's folder
+            root = here
         self.root = root
         splits = [s for s in SPLITS if doc.get(s)]
         if split is not None:
@@ -278,6 +282,8 @@ class YoloReader(Reader):
         for e in entries:
             p = Path(str(e))
             p = p if p.is_absolute() else self.root / p
+            if not p.exists() and str(e).startswith("../"):  # as Ultralytics' check_det_dataset retries
+                p = self.root / str(e)[3:]
             if p.is_dir():
                 folders.append(p)
                 images += sorted(str(x) for x in p.rglob("*") if x.suffix.lower() in IMAGE_SUFFIXES)
@@ -540,7 +546,8 @@ class YoloWriter(Writer):
 
 
 def sniff(path: Path) -> bool:
-    """A YOLO set's YAML (with ``names``) beside a labels/ folder, or a folder holding one."""
+    """A YOLO set's YAML (top-level ``names`` and ``train``/``val``/``test`` keys), or a folder
+    holding one as data.yaml."""
     if path.is_dir():
         yaml_path = next((path / n for n in YAML_NAMES if (path / n).is_file()), None)
         if yaml_path is None:
@@ -550,7 +557,8 @@ def sniff(path: Path) -> bool:
     else:
         return False
     head = yaml_path.read_bytes()[:1 << 16]
-    return b"names" in head and (yaml_path.parent / "labels").is_dir()
+    has_names = re.search(rb"(?m)^names\s*:", head) is not None
+    return has_names and re.search(rb"(?m)^(train|val|test)\s*:", head) is not None
 
 
 FORMAT = Format(

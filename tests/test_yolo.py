@@ -285,3 +285,18 @@ def test_exif_rotated_photo_gives_the_upright_size(tmp_path):
     assert s.ok
     mask = read_mask(tmp_path / "out" / "masks" / "r.png")
     assert mask.shape == (30, 20) and (mask[:15] == 1).all() and (mask[15:] == 0).all()
+
+
+def test_roboflow_layout_with_dotdot_paths_and_a_foreign_root(tmp_path):
+    """Roboflow exports: data.yaml beside train/images + train/labels, 'train: ../train/images'
+    (Ultralytics retries without '../'); a 'path' of another machine falls back to the YAML's folder."""
+    root = tmp_path / "rf"
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir(parents=True)
+    Image.new("RGB", (10, 10)).save(root / "train" / "images" / "a.jpg")
+    (root / "train" / "labels" / "a.txt").write_text("0 0 0 1 0 1 1\n")
+    (root / "data.yaml").write_text("path: /elsewhere/rf\ntrain: ../train/images\nnc: 1\nnames: [pothole]\n")
+    assert registry.detect(root) == "yolo"
+    s = segconvert.convert(root, tmp_path / "out", from_format="yolo", jobs=1)
+    assert s.ok and s.converted == 1
+    assert read_payloads(tmp_path / "out")[0]["annotations"][1]["label"] == "pothole"
