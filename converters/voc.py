@@ -537,7 +537,8 @@ class VocReader(Reader):
                     yield fields[0]
 
     def __len__(self) -> int:
-        return 0
+        """The number of images (streams the lists once more: a few ms for VOC's 10,000)."""
+        return sum(1 for _ in self._stems())
 
     def items(self) -> Iterator[Item]:
         class_dir = str(self.source / self.class_dir) + "/"
