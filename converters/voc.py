@@ -344,14 +344,18 @@ class VocItem(Item):
             SegmentInfo(id=v, label=table.names[v], category_id=v, isthing=True, metadata={})
             for v in present if 0 < v < VOID
         ]
-        dropped: frozenset[int] = frozenset()
-        if counts[VOID]:
-            if table.void_ignore:
-                segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False))
-            else:
-                dropped = frozenset((VOID,))
+        dropped = self._void(bool(counts[VOID]), segments)
         return Segmentation(self.reference_id, cls, segments, source=self.source, dropped_ids=dropped,
                             pixel_counts=counts)
+
+    def _void(self, present: bool, segments: list[SegmentInfo]) -> frozenset[int]:
+        """Value 255 (void): the raw ids to drop, or (``--void ignore``) an ``ignore`` segment."""
+        if not present:
+            return frozenset()
+        if not self.table.void_ignore:
+            return frozenset((VOID,))
+        segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False))
+        return frozenset()
 
     def _paired(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
         """Objects and stuff in one uint8 label map: object pixels keep their object number,
@@ -390,12 +394,7 @@ class VocItem(Item):
         segments, warnings = self._objects(votes, lambda o, pairs: None)
         for c, v in stuff_id.items():  # class pixels outside every object: one stuff region per class
             segments.append(SegmentInfo(id=v, label=table.names[c], category_id=c, isthing=False))
-        dropped: frozenset[int] = frozenset()
-        if counts[VOID]:
-            if table.void_ignore:
-                segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False))
-            else:
-                dropped = frozenset((VOID,))
+        dropped = self._void(bool(counts[VOID]), segments)
         return Segmentation(self.reference_id, label_map, segments, source=self.source, dropped_ids=dropped,
                             warnings=warnings, pixel_counts=counts)
 
@@ -548,6 +547,52 @@ class VocReader(Reader):
                           self.table, self.semantic)
 
 
+class ClassNumbering:
+    """Class numbers for writers that put them in per-item files (VOC PNGs, YOLO label lines).
+
+    Files are written in the workers, so the numbers are fixed before any item: the
+    source's category table in order, from ``first`` (``background_names`` map to 0), a
+    category named twice getting one number. A source without a table is refused rather
+    than numbered as labels are first seen, which would depend on the order of images.
+    A segment ``ignore`` that is stuff (``--void ignore``) has no number (``of`` gives None).
+    """
+
+    def __init__(self, categories: list[Category] | None, writer: str, *, first: int,
+                 background_names: tuple[str, ...] = ()) -> None:
+        if categories is None:
+            raise SourceError(
+                f"the {writer} writer numbers classes by the source's category table, and this source has none; "
+                "give the reader a class table (e.g. --labels) so that numbers do not depend on the order of images"
+            )
+        self.names: list[str] = []
+        self.by_id: dict[int, int] = {}
+        self.by_name: dict[str, int] = {}
+        for cat in categories:
+            if cat.name == IGNORE_LABEL and not cat.isthing:
+                continue
+            if cat.name in background_names:
+                self.by_id.setdefault(cat.id, 0)
+                self.by_name.setdefault(cat.name, 0)
+                continue
+            if cat.name not in self.by_name:
+                self.by_name[cat.name] = first + len(self.names)
+                self.names.append(cat.name)
+            self.by_id.setdefault(cat.id, self.by_name[cat.name])
+
+    def of(self, payload: dict[str, Any], where: dict[str, Any]) -> int | None:
+        """The number of one packed Segment payload (by category id, else by label)."""
+        label, meta = payload["label"], payload["metadata"]
+        if label == IGNORE_LABEL and not meta.get("isthing", True):
+            return None
+        cid = meta.get("category_id")
+        k = self.by_id.get(cid) if cid is not None else None
+        if k is None:
+            k = self.by_name.get(label)
+        if k is None:
+            raise ItemError(f"class {label!r} (category {cid}) is not in the category table", **where)
+        return k
+
+
 class VocWriter(Writer):
     """Writes a Pascal VOC root that the ``voc`` reader, Datumaro and CVAT read back.
 
@@ -570,28 +615,9 @@ class VocWriter(Writer):
 
     def __init__(self, output: str | Path, plan: ModePlan) -> None:
         super().__init__(output, plan)
-        if plan.categories is None:
-            raise SourceError(
-                "the voc writer numbers classes by the source's category table, and this source has none; "
-                "give the reader a class table (e.g. --labels) so that indices do not depend on the order of images"
-            )
-        names: list[str] = []
-        self.by_id: dict[int, int] = {}
-        self.by_name: dict[str, int] = {}
-        for cat in plan.categories:
-            if cat.name == IGNORE_LABEL and not cat.isthing:
-                continue
-            if cat.name in BACKGROUND_NAMES:
-                self.by_id.setdefault(cat.id, 0)
-                self.by_name.setdefault(cat.name, 0)
-                continue
-            if cat.name not in self.by_name:
-                names.append(cat.name)
-                self.by_name[cat.name] = len(names)
-            self.by_id.setdefault(cat.id, self.by_name[cat.name])
-        if len(names) >= VOID:
-            raise SourceError(f"{len(names)} classes do not fit VOC's class indices 1..254 (255 is void)")
-        self.class_names = names
+        self.classes = ClassNumbering(plan.categories, "voc", first=1, background_names=BACKGROUND_NAMES)
+        if len(self.classes.names) >= VOID:
+            raise SourceError(f"{len(self.classes.names)} classes do not fit VOC's class indices 1..254 (255 is void)")
         self.objects = plan.mode != "semantic"
         self.palette = VOC_PALETTE.tobytes()
 
@@ -608,16 +634,11 @@ class VocWriter(Writer):
         object_lut = np.zeros(256, np.uint8)
         n_objects = 0
         for payload in packed.segments[1:]:
-            index, label, meta = payload["index"], payload["label"], payload["metadata"]
-            if label == IGNORE_LABEL and not meta.get("isthing", True):
+            index, meta = payload["index"], payload["metadata"]
+            k = self.classes.of(payload, where)
+            if k is None:  # an ignore segment: VOC's void
                 class_lut[index] = object_lut[index] = VOID
                 continue
-            cid = meta.get("category_id")
-            k = self.by_id.get(cid) if cid is not None else None
-            if k is None:
-                k = self.by_name.get(label)
-            if k is None:
-                raise ItemError(f"class {label!r} (category {cid}) is not in the category table", **where)
             class_lut[index] = k
             if self.objects and meta.get("isthing", True):
                 n_objects += 1
@@ -640,7 +661,7 @@ class VocWriter(Writer):
                 fh.write(ref + "\n")
         with self.store.replacing(LABELMAP) as fh:
             fh.write("# label:color_rgb:parts:actions\n")
-            for k, name in enumerate(["background", *self.class_names]):
+            for k, name in enumerate(["background", *self.classes.names]):
                 r, g, b = (int(v) for v in VOC_PALETTE[k])
                 fh.write(f"{name}:{r},{g},{b}::\n")
 

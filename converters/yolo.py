@@ -59,6 +59,7 @@ import PIL.Image
 from pycocotools import mask as mask_utils
 
 from segconvert import png, raster
+from segconvert.converters.voc import ClassNumbering
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, Writer, Written
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -435,22 +436,8 @@ class YoloWriter(Writer):
     def __init__(self, output: str | Path, plan: ModePlan, min_iou: float = 0.5, split_name: str = "train",
                  link_images: Path | None = None) -> None:
         super().__init__(output, plan)
-        if plan.categories is None:
-            raise SourceError(
-                "the yolo writer numbers classes 0..K-1 by the source's category table, and this source has none; "
-                "give the reader a class table (e.g. --labels) so that ids do not depend on the order of images"
-            )
+        self.classes = ClassNumbering(plan.categories, "yolo", first=0)
         output_stem(split_name)
-        self.names: list[str] = []
-        self.by_id: dict[int, int] = {}
-        self.by_name: dict[str, int] = {}
-        for cat in plan.categories:
-            if cat.name == "ignore" and not cat.isthing:
-                continue
-            if cat.name not in self.by_name:
-                self.by_name[cat.name] = len(self.names)
-                self.names.append(cat.name)
-            self.by_id.setdefault(cat.id, self.by_name[cat.name])
         self.min_iou = min_iou
         self.split = split_name
         self.images_dir = Path(link_images).resolve() if link_images is not None else None
@@ -458,17 +445,6 @@ class YoloWriter(Writer):
     def prepare(self) -> None:
         self.store.makedirs(f"labels/{self.split}")
         self.store.makedirs(f"images/{self.split}")
-
-    def _class(self, label: str, meta: dict[str, Any], where: dict[str, Any]) -> int | None:
-        if label == "ignore" and not meta.get("isthing", True):
-            return None
-        cid = meta.get("category_id")
-        k = self.by_id.get(cid) if cid is not None else None
-        if k is None:
-            k = self.by_name.get(label)
-        if k is None:
-            raise ItemError(f"class {label!r} (category {cid}) is not in the category table", **where)
-        return k
 
     def write(self, seg: Segmentation) -> Written:
         ref = output_stem(seg.reference_id, source=seg.source)
@@ -480,7 +456,7 @@ class YoloWriter(Writer):
         ious: list[float] = []
         scale = np.array([w, h], np.float64)
         for payload in packed.segments[1:]:
-            k = self._class(payload["label"], payload["metadata"], where)
+            k = self.classes.of(payload, where)
             if k is None:
                 continue
             binary = (mask == payload["index"]).view(np.uint8)
@@ -535,7 +511,7 @@ class YoloWriter(Writer):
             fh.write(f"train: images/{self.split}\n")
             fh.write(f"val: images/{self.split}  # one split was written; point val at your validation images\n")
             fh.write("names:\n")
-            for k, name in enumerate(self.names):
+            for k, name in enumerate(self.classes.names):
                 fh.write(f"  {k}: {json.dumps(name)}\n")
         with self.store.replacing("polygon_iou.json") as fh:
             mean = round(sum(all_ious) / len(all_ious), 6) if all_ious else None
