@@ -388,7 +388,9 @@ def merge_parts(parts: list[np.ndarray]) -> np.ndarray:
     COCO's multi-part annotations: consecutive parts are linked at their nearest points;
     a forward walk takes the first part whole, each middle part up to its next link, the
     last part whole, and a backward walk takes the rest of each middle part, so the line
-    goes out and back along thin zero-area bridges."""
+    goes out and back along thin zero-area bridges. As ultralytics 8.4 does it (a middle part
+    walked backwards has its link indices mapped into the reversed order; older releases
+    reversed the index pair instead, which could cut a part short)."""
     if len(parts) == 1:
         return parts[0]
     segs = [np.asarray(p, np.float64) for p in parts]
@@ -400,8 +402,8 @@ def merge_parts(parts: list[np.ndarray]) -> np.ndarray:
     last = len(segs) - 1
     pieces: list[np.ndarray] = []
     for i, idx in enumerate(links):
-        if len(idx) == 2 and idx[0] > idx[1]:
-            idx = idx[::-1]
+        if len(idx) == 2 and idx[0] > idx[1]:  # walk a middle part the other way round
+            idx = [len(segs[i]) - 1 - x for x in idx]
             segs[i] = segs[i][::-1]
         segs[i] = np.roll(segs[i], -idx[0], axis=0)
         segs[i] = np.concatenate([segs[i], segs[i][:1]])

@@ -300,3 +300,60 @@ def test_roboflow_layout_with_dotdot_paths_and_a_foreign_root(tmp_path):
     s = segconvert.convert(root, tmp_path / "out", from_format="yolo", jobs=1)
     assert s.ok and s.converted == 1
     assert read_payloads(tmp_path / "out")[0]["annotations"][1]["label"] == "pothole"
+
+
+def _ultralytics_merge_multi_segment():
+    """Ultralytics' own merge_multi_segment, loaded from its converter.py without importing the
+    package (which needs torch): installed with ``pip install --no-deps ultralytics``, else skip."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("ultralytics is not installed (pip install --no-deps ultralytics)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "converter.py"
+    if not path.is_file():
+        pytest.skip("ultralytics/data/converter.py not found")
+    # converter.py imports logging, download and check helpers at the top; stand-ins that
+    # hand out None for any name are enough for the pure-numpy function under test
+    stubbed = ("ultralytics", "ultralytics.data", "ultralytics.data.utils", "ultralytics.utils",
+               "ultralytics.utils.checks", "ultralytics.utils.downloads", "ultralytics.utils.files")
+    saved = {k: sys.modules.get(k) for k in stubbed}
+    for name in stubbed:
+        stub = types.ModuleType(name)
+        stub.__getattr__ = lambda attr: None  # PEP 562: `from stub import anything` gives None
+        stub.__path__ = []
+        sys.modules[name] = stub
+    try:
+        module_spec = importlib.util.spec_from_file_location("_ultralytics_converter", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except ImportError as exc:
+            pytest.skip(f"ultralytics' converter.py needs more than numpy and cv2: {exc}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    return module.merge_multi_segment
+
+
+@st.composite
+def polygon_parts(draw):
+    parts = []
+    for _ in range(draw(st.integers(2, 5))):
+        n = draw(st.integers(3, 9))
+        parts.append([float(draw(st.integers(0, 200))) for _ in range(2 * n)])
+    return parts
+
+
+@given(polygon_parts())
+@settings(max_examples=60)
+def test_merge_parts_equals_ultralytics_merge_multi_segment(parts):
+    reference = _ultralytics_merge_multi_segment()
+    expected = np.concatenate(reference([list(p) for p in parts]), axis=0)
+    got = merge_parts([np.array(p).reshape(-1, 2) for p in parts])
+    assert got.shape == expected.shape and (got == expected).all()
