@@ -335,14 +335,15 @@ class YoloReader(Reader):
                         yield FailedItem(ref, err, source=str(lab))
 
 
-def _outward_corners(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _outward_corners(points: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
     """A contour through boundary pixels (cv2 coordinates = pixel indices) moved onto the
     pixel corners around them: pixel (x, y) covers [x, x+1) x [y, y+1) in COCO's continuous
     coordinates, so a polygon through the pixel indices would lose a row and a column.
 
     Each vertex is moved from its pixel centre by half a pixel along the miter of its two
     edges' outward normals (exact for axis-aligned corners); a spike's tip (edges folding
-    back) becomes the two outer corners of its pixel.
+    back) becomes the two outer corners of its pixel. A miter can reach past the pixels'
+    bounding box (up to ~22 px for the sharpest angles kept), never past ``bounds``.
     """
     p = points.astype(np.float64) + 0.5
     n = len(p)
@@ -353,28 +354,40 @@ def _outward_corners(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
     sign = -1.0 if area2 >= 0 else 1.0  # which side is outside depends on the contour's orientation
     d_in = p - np.roll(p, 1, axis=0)  # edge arriving at each vertex
     d_out = np.roll(p, -1, axis=0) - p  # edge leaving it
-    out: list[np.ndarray] = []
-
-    def normal(d: np.ndarray) -> np.ndarray:
-        length = np.hypot(d[..., 0], d[..., 1])[..., None]
-        unit = d / np.where(length == 0, 1, length)
-        return sign * np.stack([-unit[..., 1], unit[..., 0]], axis=-1)  # outward for this orientation
-
-    n_in, n_out = normal(d_in), normal(d_out)
+    len_in = np.hypot(d_in[:, 0], d_in[:, 1])[:, None]
+    len_out = np.hypot(d_out[:, 0], d_out[:, 1])[:, None]
+    ahead = d_in / np.where(len_in == 0, 1, len_in)
+    unit_out = d_out / np.where(len_out == 0, 1, len_out)
+    n_in = sign * np.stack([-ahead[:, 1], ahead[:, 0]], axis=1)  # outward for this orientation
+    n_out = sign * np.stack([-unit_out[:, 1], unit_out[:, 0]], axis=1)
     cos = np.sum(n_in * n_out, axis=1)
-    for k in range(n):
-        if cos[k] > -0.999:
-            out.append(p[k] + 0.5 * (n_in[k] + n_out[k]) / (1 + cos[k]) * 1.0)
-        else:  # a spike: the edge folds back on itself
-            length = np.hypot(*d_in[k]) or 1.0
-            ahead = d_in[k] / length
-            out.append(p[k] + 0.5 * (ahead + n_in[k]))
-            out.append(p[k] + 0.5 * (ahead + n_out[k]))
-    corners = np.array(out)
-    h, w = mask.shape
-    np.clip(corners[:, 0], 0, w, out=corners[:, 0])
-    np.clip(corners[:, 1], 0, h, out=corners[:, 1])
+    spike = cos <= -0.999  # the edge folds back on itself: the tip's two outer corners
+    miter = p + 0.5 * (n_in + n_out) / np.where(spike, 1.0, 1.0 + cos)[:, None]
+    width = np.where(spike, 2, 1)
+    at = np.cumsum(width) - width  # where each vertex's point(s) go
+    corners = np.empty((int(width.sum()), 2))
+    corners[at[~spike]] = miter[~spike]
+    corners[at[spike]] = (p + 0.5 * (ahead + n_in))[spike]
+    corners[at[spike] + 1] = (p + 0.5 * (ahead + n_out))[spike]
+    x0, y0, x1, y1 = bounds  # the image's extent (a sharp vertex's miter may reach past it)
+    np.clip(corners[:, 0], x0, x1, out=corners[:, 0])
+    np.clip(corners[:, 1], y0, y1, out=corners[:, 1])
     return corners
+
+
+def _polygon_iou(poly: np.ndarray, binary: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """IoU of the polygon (pycocotools' pixels) with its mask, both taken on the smallest
+    window holding the mask's box and the polygon: pycocotools rasterises a polygon moved by
+    whole pixels into the same pixels moved, so the window gives the full image's IoU."""
+    h, w = binary.shape
+    bx, by, bw, bh = box
+    x0 = max(0, min(bx, int(np.floor(poly[:, 0].min()))))
+    y0 = max(0, min(by, int(np.floor(poly[:, 1].min()))))
+    x1 = min(w, max(bx + bw, int(np.ceil(poly[:, 0].max()))))
+    y1 = min(h, max(by + bh, int(np.ceil(poly[:, 1].max()))))
+    rle = mask_utils.frPyObjects([(poly - np.array([x0, y0], np.float64)).ravel()], y1 - y0, x1 - x0)
+    truth = mask_utils.encode(np.asfortranarray(binary[y0:y1, x0:x1]))
+    return float(mask_utils.iou(rle, [truth], [0])[0][0])
 
 
 def _nearest_pair(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
@@ -418,9 +431,12 @@ def merge_parts(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-def _fmt(v: float) -> str:
-    text = f"{v:.6f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+_TRAILING_ZEROS = re.compile(r"\.?0+(?= |$)")
+
+
+def _format_coordinates(values: np.ndarray) -> str:
+    """Normalised coordinates (in [0, 1]) with 6 decimals, trailing zeros dropped ("0.5", "1")."""
+    return _TRAILING_ZEROS.sub("", ("%.6f " * len(values)).rstrip() % tuple(values.tolist()))
 
 
 class YoloWriter(Writer):
@@ -461,23 +477,27 @@ class YoloWriter(Writer):
             k = self.classes.of(payload, where)
             if k is None:
                 continue
+            # one full-image pass per segment (the compare); contours and IoU on its bounding box
             binary = (mask == payload["index"]).view(np.uint8)
-            contours, _ = cv2().findContours(binary, cv2().RETR_EXTERNAL, cv2().CHAIN_APPROX_SIMPLE)
-            parts = [_outward_corners(c.reshape(-1, 2), binary) for c in contours if len(c)]
+            bx, by, bw, bh = cv2().boundingRect(binary)
+            if bw == 0 or bh == 0:
+                continue
+            crop = np.ascontiguousarray(binary[by:by + bh, bx:bx + bw])
+            contours, _ = cv2().findContours(crop, cv2().RETR_EXTERNAL, cv2().CHAIN_APPROX_SIMPLE,
+                                             offset=(bx, by))
+            parts = [_outward_corners(c.reshape(-1, 2), (0, 0, w, h)) for c in contours if len(c)]
             if not parts:
                 continue
             poly = merge_parts(parts)
-            rle = mask_utils.frPyObjects([poly.ravel()], h, w)
-            truth = mask_utils.encode(np.asfortranarray(binary))
-            iou = float(mask_utils.iou(rle, [truth], [0])[0][0])
+            iou = _polygon_iou(poly, binary, (bx, by, bw, bh))
             ious.append(iou)
             if iou < self.min_iou:
                 seg.warnings.append(
                     f"{payload['label']} (segment {payload['index']}): its polygon covers the mask with IoU "
                     f"{iou:.3f}, below --min-iou {self.min_iou:g}"
                 )
-            norm = (poly / scale).ravel()
-            lines.append(" ".join([str(k), *(_fmt(v) for v in norm.tolist())]))
+            norm = (poly / scale).ravel() + 0.0  # -0.0 would print as "-0"
+            lines.append(f"{k} {_format_coordinates(norm)}")
         text = "".join(line + "\n" for line in lines)
         files = [self.store.put(f"labels/{self.split}/{ref}.txt", text.encode())]
         image_name = self._link_image(ref, seg)
