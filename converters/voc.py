@@ -245,19 +245,119 @@ def _class_lut(table: ClassTable, palette: bytes, path: str, ref: str) -> np.nda
     return lut
 
 
-def read_class_png(data: bytes, table: ClassTable, path: str, ref: str) -> np.ndarray:
-    """SegmentationClass PNG -> (H, W) uint8 class indices (255 void)."""
+def _palette_of(data: bytes) -> bytes | None:
+    """The PLTE chunk's payload (RGB triples) of a PNG, read from the chunk list, or None."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"PLTE":
+            return data[pos + 8:pos + 8 + length]
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+#: (palette, table) -> (colour key -> class value, void's code) or None, per process
+_palette_codes_cache: dict[tuple[bytes, int], tuple[dict[int, int], int] | None] = {}
+
+
+def _palette_codes(table: ClassTable, palette: bytes) -> tuple[dict[int, int], int] | None:
+    """How to read a palette PNG from its RGB expansion: colour key -> class value, and the
+    code that stands for void (255 is no uint8 code). None when colours do not tell the
+    palette's indices apart (two indices of one colour mean different things, as when a
+    palette is padded with black): then the indices must be decoded as they are."""
+    cache_key = (palette, id(table))
+    if cache_key in _palette_codes_cache:
+        return _palette_codes_cache[cache_key]
+    void_code = len(table.names)
+    lut = _class_lut(table, palette, "", "")
+    codes: dict[int, int] = {}
+    others: set[int] = set()  # colours of indices that are no class (a pixel of one fails the image)
+    result: tuple[dict[int, int], int] | None = (codes, void_code)
+    for i in range(len(palette) // 3):
+        key = palette[3 * i] | palette[3 * i + 1] << 8 | palette[3 * i + 2] << 16
+        value = int(lut[i]) if lut is not None else i
+        code = void_code if value == VOID else value
+        if code >= len(table.names) and value != VOID:
+            others.add(key)
+        elif codes.setdefault(key, code) != code:
+            result = None
+            break
+    if result is not None and (void_code >= VOID or others & codes.keys()):
+        result = None
+    if len(_palette_codes_cache) > 64:
+        _palette_codes_cache.clear()
+    _palette_codes_cache[cache_key] = result
+    return result
+
+
+def _read_by_colour(data: bytes, codes: dict[int, int], void_code: int, path: str,
+                    ref: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Decode as RGB (libspng) and map colours to class values in one pass that also counts
+    them (the C kernel behind lut.to_codes); void's code becomes 255. None: not this way."""
+    try:
+        rgb = png.decode_rgb8(data)
+    except ValueError as exc:
+        raise ItemError(str(exc), item=ref, file=path) from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        return None
+    try:
+        out, counts = to_codes(rgb, codes, item=ref, file=path)
+    except ItemError:
+        return None  # a colour of no class: the index decoder names the values
+    out = out.astype(np.uint8, copy=False)
+    full = np.zeros(256, np.int64)
+    full[: len(counts)] = counts
+    if void_code != VOID and full[void_code]:
+        fix = np.arange(256, dtype=np.uint8)
+        fix[void_code] = VOID
+        out = cv2().LUT(out, fix)
+        full[VOID], full[void_code] = full[void_code], 0
+    return out, full
+
+
+def read_class_png(data: bytes, table: ClassTable, path: str, ref: str,
+                   counted: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """SegmentationClass PNG -> (H, W) uint8 class indices (255 void), and the pixel count of
+    every value when the decoding pass gave them.
+
+    With ``counted`` (semantic mode, which needs the counts), an 8-bit palette PNG whose
+    colours tell its indices apart (the VOC palette, labelme's, CVAT's labelmap colours) is
+    decoded as RGB by libspng and mapped back by colour in a pass that counts: CPU per
+    image 1.29 -> 1.06 ms on the bench's VOC set, against Pillow's index decoder plus a
+    histogram. Without it Pillow's decoder is as fast. RGB PNGs always go by colour.
+    """
+    try:
+        header = png.read_header(data)
+    except ValueError as exc:
+        raise ItemError(f"not a PNG mask: {exc}", item=ref, file=path) from None
+    if header.color_type == 3 and header.bit_depth == 8 and counted:
+        palette = _palette_of(data)
+        fast = _palette_codes(table, palette) if palette else None
+        if fast is not None:
+            done = _read_by_colour(data, fast[0], fast[1], path, ref)
+            if done is not None:
+                return done
+    elif header.color_type in (2, 6) and header.bit_depth == 8 and len(table.names) < VOID:
+        codes = table.rgb_codes()
+        void_code = len(table.names)
+        codes = {k: (void_code if v == VOID else v) for k, v in codes.items()}
+        done = _read_by_colour(data, codes, void_code, path, ref)
+        if done is not None:
+            return done
     im = _decode(data, path, ref)
     if im.mode == "P":
         idx = np.asarray(im)
         lut = _class_lut(table, bytes(im.getpalette() or b""), path, ref)
-        return idx if lut is None else cv2().LUT(idx, lut)
+        return (idx if lut is None else cv2().LUT(idx, lut)), None
     if im.mode == "L":
-        return np.asarray(im)
+        return np.asarray(im), None
     if im.mode in ("RGB", "RGBA"):
         rgb = np.ascontiguousarray(np.asarray(im)[..., :3])
         code_map, _ = _rgb_codes(rgb, table.rgb_codes(), "colour", path, ref)
-        return code_map
+        return code_map, None
     raise ItemError(f"SegmentationClass PNG is mode {im.mode}; expected palette, grayscale or RGB", item=ref,
                     file=path)
 
@@ -304,9 +404,9 @@ class VocItem(Item):
             raise ItemError(f"no {CLASS_DIR} PNG for this image", item=ref, file=self.source) from None
         except OSError as exc:
             raise ItemError(f"cannot read: {exc.strerror or exc}", item=ref, file=self.source) from None
-        cls = read_class_png(data, table, self.source, ref)
+        cls, counts = read_class_png(data, table, self.source, ref, counted=self.semantic)
         if self.semantic:
-            return self._semantic(cls)
+            return self._semantic(cls, counts)
         assert self.object_path is not None
         try:
             odata = png.read_bytes(self.object_path)
@@ -333,9 +433,10 @@ class VocItem(Item):
             item=self.reference_id, file=self.source,
         )
 
-    def _semantic(self, cls: np.ndarray) -> Segmentation:
+    def _semantic(self, cls: np.ndarray, counts: np.ndarray | None) -> Segmentation:
         table = self.table
-        counts = histogram(cls, 256)
+        if counts is None:
+            counts = histogram(cls, 256)
         present = np.flatnonzero(counts).tolist()
         bad = [v for v in present if len(table.names) <= v < VOID]
         if bad:

@@ -320,3 +320,23 @@ def test_labelme2voc_layout_reads_its_png_folders(tmp_path):
     assert s.ok and s.converted == 1
     (payload,) = read_payloads(tmp_path / "out")
     assert [a["label"] for a in payload["annotations"]] == ["background", "person", "car", "car"]
+
+
+@given(st.integers(1, 30), st.integers(1, 30), st.data())
+@settings(max_examples=40)
+def test_palette_read_by_colour_equals_the_indices(tmp_path_factory, h, w, data):
+    """The libspng-by-colour path gives exactly Pillow's palette indices and their counts."""
+    import io
+
+    from segconvert.converters.voc import load_class_table, read_class_png
+
+    values = data.draw(st.lists(st.sampled_from([*range(21), 255]), min_size=h * w, max_size=h * w))
+    arr = np.array(values, np.uint8).reshape(h, w)
+    buf = io.BytesIO()
+    im = Image.fromarray(arr, "P")
+    im.putpalette(VOC_PALETTE.tobytes())
+    im.save(buf, "PNG")
+    table = load_class_table(tmp_path_factory.mktemp("t"), void_ignore=False)
+    cls, counts = read_class_png(buf.getvalue(), table, "x.png", "x", counted=True)
+    assert counts is not None  # the fast path was taken
+    assert (cls == arr).all() and (counts == np.bincount(arr.ravel(), minlength=256)).all()
