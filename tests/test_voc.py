@@ -340,3 +340,15 @@ def test_palette_read_by_colour_equals_the_indices(tmp_path_factory, h, w, data)
     cls, counts = read_class_png(buf.getvalue(), table, "x.png", "x", counted=True)
     assert counts is not None  # the fast path was taken
     assert (cls == arr).all() and (counts == np.bincount(arr.ravel(), minlength=256)).all()
+
+
+def test_writer_fails_an_image_with_more_objects_than_an_object_png_holds(tmp_path):
+    from segconvert.errors import ItemError
+    from segconvert.ir import Category, Segmentation, SegmentInfo
+
+    label_map = np.arange(1, 256, dtype=np.uint16).reshape(15, 17)  # 255 objects, one pixel each
+    seg = Segmentation("many", label_map, [SegmentInfo(id=i, label="car", category_id=7) for i in range(1, 256)])
+    writer = VocWriter(tmp_path, ModePlan(mode="instance", categories=[Category(id=7, name="car")]))
+    writer.prepare()
+    with pytest.raises(ItemError, match="more than 254 objects"):
+        writer.write(seg)

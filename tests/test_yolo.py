@@ -357,3 +357,22 @@ def test_merge_parts_equals_ultralytics_merge_multi_segment(parts):
     expected = np.concatenate(reference([list(p) for p in parts]), axis=0)
     got = merge_parts([np.array(p).reshape(-1, 2) for p in parts])
     assert got.shape == expected.shape and (got == expected).all()
+
+
+def test_writer_names_instances_below_min_iou(tmp_path):
+    """A ring loses its hole (outer contours only): IoU 0.816 < --min-iou 0.9, named; the
+    ellipse beside it comes back exactly (IoU 1)."""
+    cls = np.zeros((40, 80), np.uint8)
+    cv2.circle(cls, (20, 20), 12, 15, -1)
+    cv2.circle(cls, (20, 20), 5, 0, -1)
+    cv2.ellipse(cls, (60, 20), (15, 6), 30, 0, 360, 7, -1)
+    obj = np.zeros_like(cls)
+    obj[cls == 15], obj[cls == 7] = 1, 2
+    write_voc(tmp_path / "voc", "e", cls, obj)
+    s = segconvert.convert(tmp_path / "voc", tmp_path / "yolo", from_format="voc", to_format="yolo",
+                           mode="instance", min_iou=0.9, jobs=1)
+    assert s.ok and s.warned == 1 and len(s.warnings) == 1
+    assert "person (segment 1): its polygon covers the mask with IoU 0.816, below --min-iou 0.9" in s.warnings[0]
+    report = json.loads((tmp_path / "yolo" / "polygon_iou.json").read_text())
+    assert report["below_min_iou"] == 1 and report["per_image_mean_iou"]["e"] == pytest.approx((0.816327 + 1) / 2)
+    assert (tmp_path / "yolo" / "labels" / "train" / "e.txt").read_text().startswith("14 ")  # person = class 14
