@@ -28,9 +28,11 @@ and CVAT (which read masks by colour) read it. Grayscale PNGs are read as indice
 PNGs (some exporters write them) through labelmap.txt's colours, else the VOC palette.
 Object PNGs: palette index (or, for RGB, the VOC palette colour) = instance number.
 
-Pairing (instance and panoptic modes): the raw id of a pixel is ``object << 8 | class``,
-so one pass builds the label map and one histogram gives every (object, class) pair's
-pixel count. An object's class is the majority class under it (pixels under it of
+Pairing (instance and panoptic modes): one 2-D histogram gives every (object, class)
+pair's pixel count; the label map is uint8, object pixels keeping their object number and
+class pixels outside every object getting a free value per class (one LUT pass, one
+masked copy), or ``object << 8 | class`` in uint16 when objects and such classes together
+need more than 254 values. An object's class is the majority class under it (pixels under it of
 another class, or of background, are reported as a warning with counts, never
 silently); class pixels outside every object are a stuff segment of that class
 (panoptic keeps them, instance mode drops them). A root without SegmentationObject
