@@ -45,6 +45,11 @@ CASES: dict[str, tuple[str, str, list[str], str]] = {
     "coco-panoptic": ("annotations/panoptic.json", "coco-panoptic", [], "annotations/panoptic"),
     "rgb": ("rgb", "rgb", ["--colormap", "{data}/rgb/colormap.json"], "rgb"),
     "coco-instances": ("annotations/instances.json", "coco-instances", [], "annotations/panoptic"),
+    # made from the same scenes by segconvert's own writers (see derive_voc_yolo); VOC panoptic
+    # decodes two PNGs per image (class + object) against the floor's one
+    "voc": ("voc", "voc", [], "voc/SegmentationClass"),
+    "voc-semantic": ("voc", "voc", ["--mode", "semantic"], "voc/SegmentationClass"),
+    "yolo": ("yolo", "yolo", [], "annotations/panoptic"),
 }
 
 
@@ -71,6 +76,37 @@ def make_data(data: Path, images: int, size: str) -> Path:
     subprocess.run([sys.executable, str(MAKE_DATASET), str(target), "--images", str(images),
                     "--size", size, "--seed", "0"], check=True)
     return target
+
+
+def derive_voc_yolo(data: Path) -> None:
+    """The VOC root and the YOLO set of the same scenes, written once by segconvert itself:
+    COCO panoptic -> voc (things are objects), COCO instances -> yolo (polygons from the
+    masks' contours). YOLO takes sizes from image headers, so every image gets a photo:
+    hard links to one black JPEG per image size."""
+    from PIL import Image
+
+    if not (data / "voc" / "labelmap.txt").exists():
+        subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations/panoptic.json"),
+                        str(data / "voc"), "--from", "coco-panoptic", "--to", "voc", "--mode", "panoptic"],
+                       check=True, capture_output=True)
+    if not (data / "yolo" / "data.yaml").exists():
+        photos = data / "photos"
+        photos.mkdir(exist_ok=True)
+        pan = json.loads((data / "annotations" / "panoptic.json").read_text())
+        by_size: dict[tuple[int, int], Path] = {}
+        for img in pan["images"]:
+            path = photos / (Path(img["file_name"]).stem + ".jpg")
+            size = (img["width"], img["height"])
+            if path.exists():
+                by_size.setdefault(size, path)
+            elif size not in by_size:
+                Image.new("RGB", size).save(path)
+                by_size[size] = path
+            else:
+                os.link(by_size[size], path)
+        subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations/instances.json"),
+                        str(data / "yolo"), "--from", "coco-instances", "--to", "yolo", "--mode", "instance",
+                        "--link-images", str(photos)], check=True, capture_output=True)
 
 
 def replicate(src: Path, scale: int) -> Path:
@@ -225,6 +261,8 @@ def main() -> None:
     from segconvert import registry
 
     data = make_data(a.data, a.images, a.size)
+    if {"voc", "voc-semantic", "yolo"} & set(a.cases.split(",")):
+        derive_voc_yolo(data)
     compile_bytecode()
     out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-"))
     try:

@@ -69,6 +69,7 @@ def convert(
     reader_opts, writer_opts = _split_options(reader_fmt.reader, writer_fmt.writer, options, names)
     reader = reader_fmt.reader(source, **reader_opts)
     mode = mode or reader.default_mode
+    reader.use_mode(mode)
     if index is not None and mode != "semantic":
         raise SourceError(f"{opt('index')} applies to {opt('mode', 'semantic')} only (this run is {mode})")
     plan = ModePlan(mode=mode, index=index or "stable", categories=reader.categories)

@@ -39,6 +39,10 @@ class Reader:
     def __init__(self, source: str | Path, **options: Any) -> None:
         self.source = Path(source)
 
+    def use_mode(self, mode: str) -> None:
+        """Told the run's mode before ``items``: a reader may read less for it (VOC reads only
+        the class PNGs for semantic), or refuse a mode its source cannot give (SourceError)."""
+
     def __len__(self) -> int:
         """How many items ``items`` will yield (for the progress bar); 0 when unknown."""
         return 0

@@ -28,6 +28,8 @@ BUILTIN: dict[str, str] = {
     "cvat": "segconvert.converters.cvat:FORMAT",
     "sa1b": "segconvert.converters.sa1b:FORMAT",
     "label-studio": "segconvert.converters.label_studio:FORMAT",
+    "voc": "segconvert.converters.voc:FORMAT",
+    "yolo": "segconvert.converters.yolo:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}
