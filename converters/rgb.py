@@ -191,62 +191,65 @@ def _chebyshev(colors: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.abs(a[:, None, :] - b[None, :, :]).max(-1)
 
 
+def _unknown_message(
+    table: Table, colors: np.ndarray, counts: np.ndarray, tolerance: int | None, what: str
+) -> str:
+    """Name each colour (most pixels first, at most _MAX_LISTED), its pixels and nearest class."""
+    assert table.color_keys is not None
+    order = np.argsort(-counts, kind="stable")[:_MAX_LISTED]
+    d = _chebyshev(colors[order], table.color_keys)
+    listed = "; ".join(
+        f"{_fmt(color_of_key(int(colors[i])))} in {int(counts[i])} px, nearest {table.color_names[b]!r} "
+        f"{_fmt(color_of_key(int(table.color_keys[b])))} at distance {int(d[n, b])}"
+        for n, (i, b) in enumerate(zip(order.tolist(), d.argmin(1).tolist(), strict=True))
+    )
+    more = f" and {len(colors) - _MAX_LISTED} more" if len(colors) > _MAX_LISTED else ""
+    if tolerance is None:
+        hint = ("add them to the colormap, use --tolerance T for anti-aliased or JPEG masks, "
+                "or --unknown background|ignore")
+    else:
+        hint = ("add them to the colormap, or use --unknown background|ignore; a region of a colour beyond "
+                f"--tolerance {tolerance} of every class is not given its neighbour's class")
+    return f"{len(colors)} colour(s) {what}: {listed}{more}; {hint}"
+
+
 def _resolve_colors(
     spec: Spec, table: Table, lut: np.ndarray, colors: np.ndarray, counts: np.ndarray, where: dict[str, str]
 ) -> None:
-    """Decide colours missing from ``lut``: store answers in it, or raise naming each problem."""
-    assert table.color_keys is not None and table.color_raws is not None
-    unknown: list[tuple[int, int, int, int]] = []  # (colour key, count, nearest entry, distance)
-    ties: list[tuple[int, int, int, int, int]] = []
+    """Colours missing from ``lut`` (exact lookups only): store --unknown's answer, or raise naming them."""
     fallback = {"error": None, "background": 0, "ignore": table.ignore_raw}[spec.unknown]
-    for start in range(0, len(colors), 2048):  # bounded memory for JPEG's many colours
-        cs, ns = colors[start:start + 2048], counts[start:start + 2048]
-        d = _chebyshev(cs, table.color_keys)
-        best = d.argmin(1)
-        dmin = d[np.arange(len(cs)), best]
-        raw_best = table.color_raws[best]
-        at_min = d == dmin[:, None]
-        raws = table.color_raws[None, :]
-        tie = np.where(at_min, raws, -1).max(1) != np.where(at_min, raws, 1 << 40).min(1)
-        near = np.zeros(len(cs), bool) if spec.tolerance is None else dmin <= spec.tolerance
-        ok = near & ~tie
-        lut[cs[ok]] = raw_best[ok].astype(lut.dtype) + 1  # stored + 1, see _color_lut
-        far = ~near
-        if fallback is not None:
-            lut[cs[far]] = fallback + 1
-        else:
-            for i in np.flatnonzero(far).tolist():
-                unknown.append((int(cs[i]), int(ns[i]), int(best[i]), int(dmin[i])))
-        for i in np.flatnonzero(near & tie).tolist():
-            others = np.flatnonzero(at_min[i] & (table.color_raws != raw_best[i]))
-            ties.append((int(cs[i]), int(ns[i]), int(best[i]), int(others[0]), int(dmin[i])))
-    problems = []
-    if ties:
-        ties.sort(key=lambda t: -t[1])
-        listed = "; ".join(
-            f"{_fmt(color_of_key(k))} in {n} px is equally near {table.color_names[a]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[a])))} and {table.color_names[b]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[b])))} (distance {dist})"
-            for k, n, a, b, dist in ties[:_MAX_LISTED]
-        )
-        more = f" and {len(ties) - _MAX_LISTED} more" if len(ties) > _MAX_LISTED else ""
-        problems.append(f"{len(ties)} colour(s) are ambiguous: {listed}{more}; lower --tolerance")
-    if unknown:
-        unknown.sort(key=lambda t: -t[1])
-        listed = "; ".join(
-            f"{_fmt(color_of_key(k))} in {n} px, nearest {table.color_names[b]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[b])))} at distance {dist}"
-            for k, n, b, dist in unknown[:_MAX_LISTED]
-        )
-        more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-        tol = f" within --tolerance {spec.tolerance}" if spec.tolerance is not None else ""
-        problems.append(
-            f"{len(unknown)} colour(s) are not in the colormap{tol}: {listed}{more}; "
-            "add them to the colormap, use --tolerance T for anti-aliased or JPEG masks, "
-            "or --unknown background|ignore"
-        )
-    if problems:
-        raise ItemError(". ".join(problems), **where)
+    if fallback is None:
+        raise ItemError(_unknown_message(table, colors, counts, None, "are not in the colormap"), **where)
+    lut[colors] = fallback + 1  # stored + 1, see _color_lut
+
+
+def _resolve_tolerant(
+    spec: Spec, table: Table, keys: np.ndarray, label_map: np.ndarray, where: dict[str, str]
+) -> tuple[np.ndarray, list[str]]:
+    """--tolerance: inexact colours by colour and neighbourhood (``rgb_resolve``); + warnings."""
+    from segconvert.converters import rgb_resolve
+
+    assert table.color_keys is not None and table.color_raws is not None and spec.tolerance is not None
+    res = rgb_resolve.resolve(keys, label_map, table.color_keys, table.color_raws, spec.tolerance,
+                              label_map.dtype)
+    out = res.label_map
+    warnings = []
+    if res.unresolved is not None:
+        if spec.unknown == "error":
+            colors, counts = np.unique(keys[res.unresolved], return_counts=True)
+            n = int(counts.sum())
+            what = (f"cannot be resolved ({n} px with no class near enough in colour and neighbourhood, "
+                    f"within --tolerance {spec.tolerance})")
+            raise ItemError(_unknown_message(table, colors, counts, spec.tolerance, what), **where)
+        fill = 0 if spec.unknown == "background" else table.ignore_raw
+        assert fill is not None
+        out[res.unresolved] = fill
+        warnings.append(f"{int(np.count_nonzero(res.unresolved))} pixels could not be resolved and are "
+                        f"{spec.unknown} (--unknown {spec.unknown})")
+    if res.voted:
+        warnings.append(f"{res.voted} pixels whose colour is not clearly one class's were given the class "
+                        f"that dominates their neighbourhood (--tolerance {spec.tolerance})")
+    return out, warnings
 
 
 @dataclass
@@ -306,14 +309,18 @@ class RgbItem(Item):
         if void is not None:
             label_map[void] = 0
         sentinel = np.iinfo(label_map.dtype).max
+        warnings: list[str] = []
         if label_map.size and label_map.max() == sentinel:
-            miss = label_map == sentinel
-            missing = keys[miss]
-            colors, counts = np.unique(missing, return_counts=True)
-            _resolve_colors(self.spec, table, lut, colors, counts, where)
-            label_map[miss] = lut[missing] - 1
+            if self.spec.tolerance is not None:
+                label_map, warnings = _resolve_tolerant(self.spec, table, keys, label_map, where)
+            else:
+                miss = label_map == sentinel
+                missing = keys[miss]
+                colors, counts = np.unique(missing, return_counts=True)
+                _resolve_colors(self.spec, table, lut, colors, counts, where)
+                label_map[miss] = lut[missing] - 1
         segments = _class_segments(table, _present(label_map))
-        return Segmentation(self.reference_id, label_map, segments, source=self.source)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
 
     def _palette(
         self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
@@ -498,8 +505,9 @@ class RgbReader(Reader):
         ),
         click.Option(
             ["--tolerance"], type=click.IntRange(0, 255), default=None, metavar="T",
-            help="Map each colour to the nearest class within T (max per channel), for anti-aliased or "
-            "JPEG masks.",
+            help="Anti-aliased or JPEG masks: colours within T (max per channel) of one class are it; blends "
+            "and colours near several classes take the nearest-coloured class around them (5x5..17x17), "
+            "counted per image in the warnings.",
         ),
         click.Option(
             ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
