@@ -34,7 +34,18 @@ import numpy as np
 
 from segconvert import lut as lookups
 from segconvert import png
-from segconvert.converters.rgb_tables import BUILTINS, ENCODINGS, Color, Spec, Table, build_table, color_of_key
+from segconvert.converters.rgb_tables import (
+    BUILTINS,
+    ENCODINGS,
+    IGNORE_LABEL,
+    INDEXED_BUILTINS,
+    VOID_VALUE,
+    Color,
+    Spec,
+    Table,
+    build_table,
+    color_of_key,
+)
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
@@ -252,6 +263,111 @@ def _resolve_tolerant(
     return out, warnings
 
 
+def _index_values(
+    data: bytes, header: png.PngHeader, where: dict[str, str], encoding: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The values of a palette (mode P) or grayscale 1..16-bit PNG, and its void (transparent) pixels."""
+    void = None
+    if header.color_type in (2, 6):
+        raise ItemError(
+            f"mask is {header.description}; --encoding {encoding} reads palette (mode P) or grayscale "
+            "index PNGs; colour masks need --encoding colormap", **where,
+        )
+    if header.color_type == 3 or header.bit_depth < 8:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                values = np.asarray(im)
+                trns = im.info.get("transparency") if im.mode == "P" else None
+        except (OSError, ValueError) as exc:
+            raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
+        if values.dtype == bool:
+            values = values.view(np.uint8)
+        if trns is not None:
+            alpha = np.full(256, 255, np.uint8)
+            if isinstance(trns, bytes):
+                alpha[: len(trns)] = np.frombuffer(trns, np.uint8)[:256]
+            else:
+                alpha[int(trns)] = 0
+            void = _alpha_void(cv2().LUT(values, alpha), where)
+    else:
+        img = _decode(data, where)
+        if img.ndim == 3:  # grayscale + alpha arrives as BGRA
+            void = _alpha_void(img[..., 3], where)
+            img = np.ascontiguousarray(img[..., 0])
+        values = img
+    if values.dtype not in (np.uint8, np.uint16) or values.ndim != 2:
+        raise ItemError(f"cannot read index values from a {values.dtype} {values.shape} image", **where)
+    return values, void
+
+
+def class_instance_segments(
+    values: np.ndarray, counts: np.ndarray, divisor: int, table: Table, spec: Spec, where: dict[str, str]
+) -> tuple[list[SegmentInfo], list[int]]:
+    """Segments (raw id = value + 1) and void raw ids of the values present in a class·D + instance mask.
+
+    ``--below-divisor class`` (Cityscapes ``*_instanceIds``, MOTS): a value below D is
+    class ``value`` without an instance -- a stuff region, or a crowd region of a thing
+    class (``iscrowd``); both fold into background in instance mode -- and a value >= D
+    is instance ``value % D`` of class ``value // D`` (Cityscapes numbers instances from 0).
+    ``--below-divisor instance`` (KITTI, Mapillary Vistas v1.2, whose class 0 is a real
+    class): every value is ``class * D + instance``, and instance 0 is the class without
+    an instance, as those datasets store stuff. Classes the table marks void, and value 0
+    when there is no table, are void.
+    """
+    segments: list[SegmentInfo] = []
+    dropped: list[int] = []
+    unknown: list[int] = []
+    ignore: list[int] = []
+    for v in values.tolist():
+        if spec.below_divisor == "class":
+            cls, inst = (v, None) if v < divisor else divmod(v, divisor)
+        else:
+            cls, inst = divmod(v, divisor)
+            inst = inst or None
+        if table.classes is None:
+            if v == 0:
+                dropped.append(1)
+                continue
+            name, has_instances, supercategory = f"class-{cls}", False, None
+        else:
+            c = table.classes.get(cls)
+            if c is None:
+                if spec.unknown == "error":
+                    unknown.append(v)
+                elif spec.unknown == "ignore":
+                    ignore.append(v + 1)
+                else:
+                    dropped.append(v + 1)
+                continue
+            if c.void:
+                dropped.append(v + 1)
+                continue
+            name, has_instances, supercategory = c.name, c.isthing, c.supercategory
+        meta = {"supercategory": supercategory} if supercategory else {}
+        if inst is None:
+            segments.append(SegmentInfo(id=v + 1, label=name, category_id=cls, isthing=False,
+                                        iscrowd=has_instances, metadata=meta))
+        else:
+            meta["instance"] = inst
+            segments.append(SegmentInfo(id=v + 1, label=name, category_id=cls, isthing=True, metadata=meta))
+    if unknown:
+        below = spec.below_divisor == "class"
+        listed = ", ".join(f"{v} (class {v // divisor if v >= divisor or not below else v}, {int(counts[v])} px)"
+                           for v in unknown[:_MAX_LISTED])
+        more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
+        names = f"--labels {spec.labels}" if spec.labels else f"--colormap {spec.colormap}"
+        raise ItemError(f"{len(unknown)} value(s) are of classes not in {names} (--divisor {divisor}): "
+                        f"{listed}{more}; add the classes, or use --unknown background|ignore", **where)
+    if ignore:
+        cat = table.categories[-1].id if table.categories else None
+        segments.append(SegmentInfo(id=ignore[0], label=IGNORE_LABEL, category_id=cat, isthing=False,
+                                    pixel_ids=tuple(ignore)))
+    return segments, dropped
+
+
 @dataclass
 class RgbItem(Item):
     """One mask file; ``spec`` is the (small, hashable) decoding options."""
@@ -285,7 +401,31 @@ class RgbItem(Item):
         assert header is not None
         if enc == "palette":
             return self._palette(data, header, table, where)
+        if enc == "class-instance":
+            return self._class_instance(data, header, table, where)
         return self._instances(data, header, table, where)
+
+    def _class_instance(
+        self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
+    ) -> Segmentation:
+        """value = class·D + instance (Cityscapes *_instanceIds, KITTI, MOTS, Mapillary v1.2).
+
+        Raw id = value + 1 (uint32), so class 0 with instances (Mapillary's bird) is not void.
+        """
+        values, void = _index_values(data, header, where, "class-instance")
+        divisor = self.spec.divisor
+        assert divisor is not None
+        counts = np.bincount(values.reshape(-1), minlength=1 << (8 * values.itemsize))
+        if void is not None:
+            counts -= np.bincount(values[void], minlength=len(counts))
+        label_map = values.astype(np.uint32)
+        label_map += 1
+        if void is not None:
+            label_map[void] = 0
+        segments, dropped = class_instance_segments(np.flatnonzero(counts), counts, divisor, table, self.spec,
+                                                    where)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(dropped))
 
     def _colormap(
         self, data: bytes, header: png.PngHeader | None, table: Table, where: dict[str, str]
@@ -325,48 +465,21 @@ class RgbItem(Item):
     def _palette(
         self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
     ) -> Segmentation:
-        void = None
-        if header.color_type in (2, 6):
-            raise ItemError(
-                f"mask is {header.description}; --encoding palette reads palette (mode P) or grayscale "
-                "index PNGs; colour masks need --encoding colormap", **where,
-            )
-        if header.color_type == 3 or header.bit_depth < 8:
-            from PIL import Image
-
-            try:
-                with Image.open(io.BytesIO(data)) as im:
-                    im.load()
-                    values = np.asarray(im)
-                    trns = im.info.get("transparency") if im.mode == "P" else None
-            except (OSError, ValueError) as exc:
-                raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
-            if values.dtype == bool:
-                values = values.view(np.uint8)
-            if trns is not None:
-                alpha = np.full(256, 255, np.uint8)
-                if isinstance(trns, bytes):
-                    alpha[: len(trns)] = np.frombuffer(trns, np.uint8)[:256]
-                else:
-                    alpha[int(trns)] = 0
-                void = _alpha_void(cv2().LUT(values, alpha), where)
-        else:
-            img = _decode(data, where)
-            if img.ndim == 3:  # grayscale + alpha arrives as BGRA
-                void = _alpha_void(img[..., 3], where)
-                img = np.ascontiguousarray(img[..., 0])
-            values = img
-        if values.dtype not in (np.uint8, np.uint16) or values.ndim != 2:
-            raise ItemError(f"cannot read index values from a {values.dtype} {values.shape} image", **where)
-        if table.value_lut is None:  # no names: the value is the raw id
+        values, void = _index_values(data, header, where, "palette")
+        if table.value_lut is None:  # no names: the value is the raw id, 255 void
             label_map = values if values.flags.writeable and values.flags.owndata else values.copy()
             if void is not None:
                 label_map[void] = 0
-            segments = [
-                SegmentInfo(id=v, label=f"class-{v}", category_id=v, isthing=False)
-                for v in _present(label_map).tolist()
-            ]
-            return Segmentation(self.reference_id, label_map, segments, source=self.source)
+            segments = []
+            dropped: list[int] = []
+            for v in _present(label_map).tolist():
+                if v == VOID_VALUE and self.spec.void == "background":
+                    dropped.append(v)
+                else:
+                    label = IGNORE_LABEL if v == VOID_VALUE else f"class-{v}"
+                    segments.append(SegmentInfo(id=v, label=label, category_id=v, isthing=False))
+            return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                                dropped_ids=frozenset(dropped))
         lut = table.value_lut
         if values.dtype == np.uint8 and lut.dtype == np.uint8:
             label_map = cv2().LUT(values, lut[:256])
@@ -480,6 +593,13 @@ def _list_files(source: Path, suffix: str | None) -> list[Path]:
     raise SourceError("no such folder or file", file=source)
 
 
+def _option_file(value: str | Path | None) -> str | None:
+    """A built-in table name as it is, a file as its absolute path (workers may run elsewhere)."""
+    if value is None:
+        return None
+    return str(value) if str(value) in BUILTINS else str(Path(value).resolve())
+
+
 class RgbReader(Reader):
     """A folder (searched recursively) or glob of mask images; one item per file."""
 
@@ -487,7 +607,8 @@ class RgbReader(Reader):
         click.Option(
             ["--encoding"], type=click.Choice(ENCODINGS), default="colormap", show_default=True,
             help="How a pixel becomes a segment: colour = class (colormap), palette/grayscale index = class "
-            "(palette), R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
+            "(palette), class * D + instance in 8/16-bit PNGs (class-instance, with --divisor), "
+            "R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
         ),
         click.Option(
             ["--colormap"], default=None, metavar="FILE|NAME",
@@ -495,8 +616,21 @@ class RgbReader(Reader):
             + "|".join(BUILTINS) + ". Labels void/background/unlabeled are background (0).",
         ),
         click.Option(
-            ["--labels"], type=click.Path(dir_okay=False, path_type=Path), default=None,
-            help='JSON {"id": "label"} naming the values of palette/id/ade20k masks.',
+            ["--labels"], default=None, metavar="FILE|NAME",
+            help='Class names by id for palette/class-instance/id/ade20k masks: JSON {"id": "label"}, a label '
+            "file of another tool (Datumaro dataset_meta.json, Mapillary config_v*.json, CVAT labelmap.txt, "
+            "labelme2voc labels.txt), or built-in " + "|".join(INDEXED_BUILTINS) + ".",
+        ),
+        click.Option(
+            ["--divisor"], type=click.IntRange(2, 65536), default=None, metavar="D",
+            help="--encoding class-instance: value = class * D + instance (1000: Cityscapes _instanceIds, "
+            "KITTI-STEP, MOTS; 256: KITTI instance, Mapillary v1.2 instances).",
+        ),
+        click.Option(
+            ["--below-divisor"], type=click.Choice(("class", "instance")), default="class", show_default=True,
+            help="--encoding class-instance: a value below D is that class without an instance (class: "
+            "Cityscapes, MOTS), or instance of class 0, every value being class * D + instance with instance 0 "
+            "= no instance (instance: KITTI, Mapillary v1.2).",
         ),
         click.Option(
             ["--unknown"], type=click.Choice(("error", "background", "ignore")), default="error",
@@ -531,6 +665,8 @@ class RgbReader(Reader):
         tolerance: int | None = None,
         void: str = "background",
         strip_suffix: str | None = None,
+        divisor: int | None = None,
+        below_divisor: str = "class",
     ) -> None:
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
@@ -539,16 +675,16 @@ class RgbReader(Reader):
             raise SourceError(f"--void must be background or ignore, not {void!r}")
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"--tolerance must be in 0..255, not {tolerance}")
-        cmap = None
-        if colormap is not None:
-            cmap = str(colormap) if str(colormap) in BUILTINS else str(Path(colormap).resolve())
+        cmap = _option_file(colormap)
         self.spec = Spec(
             encoding=encoding,
             colormap=cmap,
-            labels=str(Path(labels).resolve()) if labels is not None else None,
+            labels=_option_file(labels),
             unknown=unknown,
             tolerance=int(tolerance) if tolerance is not None else None,
             void=void,
+            divisor=int(divisor) if divisor is not None else None,
+            below_divisor=below_divisor,
         )
         table = build_table(self.spec)  # validates the options and files once, in the main process
         self.categories = table.categories

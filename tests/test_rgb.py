@@ -373,8 +373,9 @@ def test_jpeg_coco_panoptic_scene_is_read_as_a_person_would(tmp_path_factory, se
     right = got == exp
     assert right.mean() >= 0.995
     assert right[away_from_boundaries(lab)].all()
-    stray = ~np.isin(got, list(set(exp.ravel())))  # classes the scene does not have (blends at edges)
-    assert stray.sum() <= 10 and not stray[away_from_boundaries(lab, 2)].any()
+    # a blend at a boundary can look like a third class: a few such pixels, never away from a boundary
+    stray = ~np.isin(got, list(set(exp.ravel())))
+    assert stray.mean() <= 0.001 and not stray[away_from_boundaries(lab, 2)].any()
     assert len(seg.warnings) == 1 and "dominates their neighbourhood" in seg.warnings[0]
 
 
@@ -514,11 +515,17 @@ def test_palette_plain_index_mask_no_labels(tmp_path: Path):
     p = tmp_path / "x.png"
     Image.fromarray(lab, "L").save(p)
     reader = rgb.RgbReader(p, encoding="palette")
-    assert len(reader.categories) == 255
+    assert len(reader.categories) == 254  # 255 is void: VOC's boundary, labelme2voc's __ignore__
     seg = next(reader.items()).load()
     np.testing.assert_array_equal(seg.label_map, lab)
+    assert seg.dropped_ids == {255}
     plan = ModePlan("semantic", "stable", reader.categories)
-    assert [s.id for s in plan.apply(seg).segments] == [1, 2, 255]
+    assert [s.id for s in plan.apply(seg).segments] == [1, 2]
+    reader = rgb.RgbReader(p, encoding="palette", void="ignore")
+    assert reader.categories[-1].name == "ignore"
+    seg = next(reader.items()).load()
+    assert [(s.id, s.label) for s in seg.segments] == [(1, "class-1"), (2, "class-2"), (255, "ignore")]
+    assert [s.id for s in ModePlan("semantic", "stable", reader.categories).apply(seg).segments] == [1, 2, 255]
 
 
 def test_palette_rejects_rgb_png(tmp_path: Path):
@@ -754,3 +761,275 @@ def test_edited_colormap_is_reread(tmp_path: Path):
     assert names_of(load_one(tmp_path / "m", colormap=cm)) == {1: "a"}
     cm.write_text(json.dumps({"zz": [9, 9, 9], "bb": [1, 2, 3]}))
     assert names_of(load_one(tmp_path / "m", colormap=cm)) == {2: "bb"}
+
+
+# --------------------------------------------------------------------------- class-instance
+
+
+CITYSCAPES_POLYGONS = sorted((FIXTURES.parent / "cityscapes").rglob("*_polygons.json"))
+
+
+def _cityscapes_reference(path: Path, kind: str) -> np.ndarray:
+    """cityscapesScripts' own json2labelImg / json2instanceImg image of a polygon JSON."""
+    pytest.importorskip("cityscapesscripts.helpers.labels")
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+    from cityscapesscripts.preparation.json2labelImg import createLabelImage
+
+    annotation = Annotation()
+    annotation.fromJsonFile(str(path))
+    img = createLabelImage(annotation, "ids") if kind == "ids" else createInstanceImage(annotation, "ids")
+    return np.asarray(img).astype(np.int64)
+
+
+def save_16bit(path: Path, values: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values.astype(np.uint16)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("polygons", CITYSCAPES_POLYGONS, ids=lambda p: p.name)
+def test_class_instance_reads_cityscapes_instance_ids(tmp_path: Path, polygons: Path):
+    """A *_instanceIds.png made by cityscapesScripts: classes by label id, instances >= 1000, ids 0-4 void."""
+    theirs = _cityscapes_reference(polygons, "instance")
+    stem = polygons.name.replace("_polygons.json", "_instanceIds.png")
+    p = save_16bit(tmp_path / stem, theirs)
+    reader = rgb.RgbReader(p, encoding="class-instance", divisor=1000, labels="cityscapes",
+                           strip_suffix="_gtFine_instanceIds")
+    assert reader.default_mode == "panoptic"
+    (seg,) = [it.load() for it in reader.items()]
+    assert seg.reference_id == polygons.name.replace("_gtFine_polygons.json", "")
+    cls = np.where(theirs >= 1000, theirs // 1000, theirs)
+    semantic = ModePlan("semantic", "category-id", reader.categories).apply(seg).resolved_label_map(np.int64)
+    np.testing.assert_array_equal(semantic, np.where(cls <= 4, 0, cls))  # ego vehicle etc. are void
+    ours = ModePlan("instance").apply(seg).resolved_label_map(np.int64)
+    pairs = set(zip(ours.ravel().tolist(), np.where(theirs >= 1000, theirs, 0).ravel().tolist(), strict=True))
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # the same partition
+    from cityscapesscripts.helpers.labels import id2label
+
+    for s in seg.segments:
+        v = s.id - 1
+        assert s.label == id2label[v if v < 1000 else v // 1000].name
+        assert s.isthing == (v >= 1000)
+        assert s.iscrowd == (v < 1000 and id2label[v].hasInstances)  # a group ("cargroup") region
+        if v >= 1000:
+            assert s.metadata["instance"] == v % 1000
+
+
+def test_builtin_cityscapes_ids_0_to_4_are_void():
+    pytest.importorskip("cityscapesscripts.helpers.labels")
+    from cityscapesscripts.helpers.labels import labels as cs
+
+    table = rgb.build_table(rgb.Spec(encoding="class-instance", labels="cityscapes", divisor=1000))
+    assert table.classes is not None
+    void = sorted(i for i, c in table.classes.items() if c.void)
+    # the void labels drawn black, ignoreInEval without instances; dynamic (5) and ground (6) keep their class
+    assert void == [x.id for x in cs if x.color == (0, 0, 0) and x.id >= 0] == [0, 1, 2, 3, 4]
+    assert {c.name for c in table.categories} == {x.name for x in cs if x.id > 4}
+    assert {c.name for c in table.categories if c.isthing} == {x.name for x in cs if x.hasInstances}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    divisor=st.sampled_from([256, 1000]),
+    below=st.sampled_from(["class", "instance"]),
+    cls=st.lists(st.integers(0, 7), min_size=12, max_size=12),
+    inst=st.lists(st.integers(0, 3), min_size=12, max_size=12),
+)
+def test_class_instance_property(tmp_path_factory, divisor: int, below: str, cls: list[int], inst: list[int]):
+    """Every pixel's class name and instance come back, in both layouts (Cityscapes; KITTI/Mapillary)."""
+    tmp = tmp_path_factory.mktemp("ci")
+    names = {i: f"c{i}" for i in range(8)}
+    (tmp / "l.json").write_text(json.dumps({str(k): v for k, v in names.items()}))
+    c = np.array(cls).reshape(3, 4)
+    i = np.array(inst).reshape(3, 4)
+    if below == "class":  # Cityscapes: instances are >= D, so class 0 has none
+        c = np.where(i > 0, np.maximum(c, 1), c)
+        values = np.where(i > 0, c * divisor + i, c)
+    else:  # KITTI / Mapillary: class * D + instance everywhere, instance 0 = no instance
+        values = c * divisor + i
+    p = save_16bit(tmp / "m" / "x.png", values)
+    seg = load_one(p, encoding="class-instance", divisor=divisor, below_divisor=below, labels=tmp / "l.json")
+    by_raw = {s.id: s for s in seg.segments}
+    for y in range(3):
+        for x in range(4):
+            s = by_raw[int(seg.label_map[y, x])]
+            assert s.label == names[c[y, x]] and s.category_id == c[y, x]
+            assert s.isthing == (i[y, x] > 0)
+            assert s.metadata.get("instance") == (i[y, x] if i[y, x] > 0 else None)
+    assert len(seg.segments) == len(np.unique(values))
+
+
+def test_class_instance_errors_unknown_and_no_table(tmp_path: Path):
+    values = np.array([[0, 7, 7001], [7002, 9, 9001]])
+    p = save_16bit(tmp_path / "m" / "x.png", values)
+    with pytest.raises(SourceError, match="needs --divisor D: 1000 for Cityscapes"):
+        rgb.RgbReader(p, encoding="class-instance")
+    with pytest.raises(SourceError, match="--divisor only applies"):
+        rgb.RgbReader(p, encoding="palette", divisor=1000)
+    (tmp_path / "l.json").write_text(json.dumps({"0": "unlabeled", "7": "road"}))
+    with pytest.raises(ItemError, match=r"2 value\(s\) are of classes not in --labels .*: 9 \(class 9, 1 px\), "
+                                        r"9001 \(class 9, 1 px\)"):
+        load_one(p, encoding="class-instance", divisor=1000, labels=tmp_path / "l.json")
+    seg = load_one(p, encoding="class-instance", divisor=1000, labels=tmp_path / "l.json", unknown="ignore")
+    assert [(s.label, s.pixels) for s in seg.segments][-1] == ("ignore", (10, 9002))
+    seg = load_one(p, encoding="class-instance", divisor=1000, labels=tmp_path / "l.json", unknown="background")
+    assert seg.dropped_ids == {1, 10, 9002}  # unlabeled (named void) and the unknown class 9
+    seg = load_one(p, encoding="class-instance", divisor=1000)  # no table: class-<id>, 0 void
+    assert [(s.id, s.label, s.isthing) for s in seg.segments] == [
+        (8, "class-7", False), (10, "class-9", False), (7002, "class-7", True), (7003, "class-7", True),
+        (9002, "class-9", True)]
+    assert seg.dropped_ids == {1}
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(ItemError, match="--encoding class-instance reads palette"):
+        load_one(tmp_path / "rgb.png", encoding="class-instance", divisor=256)
+
+
+def test_class_instance_mapillary_class_0_has_instances(tmp_path: Path):
+    """Mapillary v1.2: class 0 is a real class (bird); value = class * 256 + instance, instance 0 = stuff."""
+    cfg = {"labels": [{"name": "animal--bird", "readable": "Bird", "color": [165, 42, 42], "instances": True},
+                      {"name": "construction--flat--road", "readable": "Road", "color": [128, 64, 128],
+                       "instances": False},
+                      {"name": "void--unlabeled", "readable": "Unlabeled", "color": [0, 0, 0],
+                       "instances": False}]}
+    (tmp_path / "config_v1.2.json").write_text(json.dumps(cfg))
+    values = np.array([[1, 2], [256, 512]])  # bird 1, bird 2, road, unlabeled
+    p = save_16bit(tmp_path / "m" / "x.png", values)
+    reader = rgb.RgbReader(p, encoding="class-instance", divisor=256, below_divisor="instance",
+                           labels=tmp_path / "config_v1.2.json")
+    assert [(c.id, c.name, c.isthing) for c in reader.categories] == [
+        (0, "animal--bird", True), (1, "construction--flat--road", False)]
+    seg = next(reader.items()).load()
+    assert [(s.id, s.label, s.isthing, s.metadata.get("instance")) for s in seg.segments] == [
+        (2, "animal--bird", True, 1), (3, "animal--bird", True, 2), (257, "construction--flat--road", False, None)]
+    assert seg.dropped_ids == {513}
+    # the Cityscapes reading of the same values: 1 and 2 are classes road and void
+    seg = load_one(p, encoding="class-instance", divisor=256, labels=tmp_path / "config_v1.2.json")
+    assert [(s.id, s.label, s.isthing) for s in seg.segments] == [
+        (2, "construction--flat--road", False), (257, "construction--flat--road", True)]
+    assert seg.dropped_ids == {3, 513}
+
+
+# --------------------------------------------------------------------------- index masks: background, 255
+
+
+@pytest.mark.parametrize("name", ["_background_", "background", "unlabeled", "void", "__background__"])
+def test_palette_index_0_named_background_is_background(tmp_path: Path, name: str):
+    (tmp_path / "labels.txt").write_text(f"{name}\ncat\ndog\n")  # labelme2voc-style class names
+    lab = np.array([[0, 1, 2], [0, 255, 1]], np.uint8)
+    p = tmp_path / "m" / "x.png"
+    p.parent.mkdir()
+    Image.fromarray(lab, "L").save(p)
+    reader = rgb.RgbReader(p, encoding="palette", labels=tmp_path / "labels.txt")
+    assert [c.name for c in reader.categories] == ["cat", "dog"]
+    seg = next(reader.items()).load()
+    assert labels_of(seg).tolist() == [["", "cat", "dog"], ["", "", "cat"]]  # 0 background, 255 void
+    seg = load_one(p, encoding="palette", labels=tmp_path / "labels.txt", void="ignore")
+    assert labels_of(seg).tolist() == [["", "cat", "dog"], ["", "ignore", "cat"]]
+
+
+def test_palette_labelme2voc_labels_txt_with_ignore(tmp_path: Path):
+    """labelme2voc's labels.txt: __ignore__ is -1 (stored 255), _background_ 0."""
+    (tmp_path / "labels.txt").write_text("__ignore__\n_background_\ncat\n")
+    lab = np.array([[0, 1, 255]], np.uint8)
+    Image.fromarray(lab, "L").save(tmp_path / "x.png")
+    seg = load_one(tmp_path / "x.png", encoding="palette", labels=tmp_path / "labels.txt")
+    assert labels_of(seg).tolist() == [["", "cat", ""]]
+
+
+def test_palette_255_named_by_the_table_is_a_class(tmp_path: Path):
+    (tmp_path / "l.json").write_text(json.dumps({"1": "cat", "255": "edge"}))
+    Image.fromarray(np.array([[1, 255, 7]], np.uint8), "L").save(tmp_path / "x.png")
+    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in --labels: 7 \(1 px\)"):
+        load_one(tmp_path / "x.png", encoding="palette", labels=tmp_path / "l.json")
+    Image.fromarray(np.array([[1, 255]], np.uint8), "L").save(tmp_path / "x.png")
+    seg = load_one(tmp_path / "x.png", encoding="palette", labels=tmp_path / "l.json")
+    assert labels_of(seg).tolist() == [["cat", "edge"]]
+
+
+# --------------------------------------------------------------------------- label files of other tools
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_label_files_kinds(tmp_path: Path):
+    from segconvert.converters.label_files import LabelEntry, load_colour_table
+
+    datumaro = _write(tmp_path, "dataset_meta.json", json.dumps({
+        "labels": ["background", "car", "person"], "label_map": {"0": "background", "1": "car", "2": "person"},
+        "segmentation_colors": [[0, 0, 0], [0, 0, 142], [220, 20, 60]], "background_label": "0"}))
+    assert load_colour_table(datumaro) == [
+        LabelEntry(0, "background", (0, 0, 0)), LabelEntry(1, "car", (0, 0, 142)),
+        LabelEntry(2, "person", (220, 20, 60))]
+    plain = _write(tmp_path, "meta2.json", json.dumps({"labels": ["a", "b"]}))
+    assert load_colour_table(plain) == [LabelEntry(0, "a", None), LabelEntry(1, "b", None)]
+    mapillary = _write(tmp_path, "config_v2.0.json", json.dumps({"labels": [
+        {"name": "animal--bird", "readable": "Bird", "color": [165, 42, 42], "instances": True, "evaluate": True},
+        {"name": "void--unlabeled", "readable": "Unlabeled", "color": [0, 0, 0], "instances": False}]}))
+    assert load_colour_table(mapillary) == [
+        LabelEntry(0, "animal--bird", (165, 42, 42), True), LabelEntry(1, "void--unlabeled", (0, 0, 0), False)]
+    labelmap = _write(tmp_path, "labelmap.txt",
+                      "# label:color_rgb:parts:actions\nbackground:0,0,0::\naeroplane:128,0,0::\ncat:::\n")
+    assert load_colour_table(labelmap) == [
+        LabelEntry(0, "background", (0, 0, 0)), LabelEntry(1, "aeroplane", (128, 0, 0)),
+        LabelEntry(2, "cat", None)]
+    camvid = FIXTURES / "label_colors.txt"
+    rows = load_colour_table(camvid)
+    assert rows[0] == LabelEntry(1, "Animal", (64, 128, 64)) and len(rows) == len(P.CAMVID)
+    names = _write(tmp_path, "class_names.txt", "_background_\ncat\n")
+    assert load_colour_table(names) == [LabelEntry(0, "_background_", None), LabelEntry(1, "cat", None)]
+    labels_json = _write(tmp_path, "l.json", json.dumps({"3": "cat", "1": "dog"}))
+    assert load_colour_table(labels_json) == [LabelEntry(1, "dog", None), LabelEntry(3, "cat", None)]
+    cmap_json = _write(tmp_path, "c.json", json.dumps({"road": "#804080", "car": [0, 0, 142]}))
+    assert load_colour_table(cmap_json) == [LabelEntry(0, "road", (128, 64, 128)), LabelEntry(1, "car", (0, 0, 142))]
+
+
+def test_label_files_errors(tmp_path: Path):
+    from segconvert.converters.label_files import load_colour_table
+
+    bad = _write(tmp_path, "labelmap.txt", "background:0,0,0::\ncar:0,x,0::\n")
+    with pytest.raises(SourceError, match="line 2: colour '0,x,0' is not r,g,b"):
+        load_colour_table(bad)
+    bad = _write(tmp_path, "dataset_meta.json", json.dumps({"label_map": {"0": "a", "1": "b"},
+                                                            "segmentation_colors": [[0, 0, 0]]}))
+    with pytest.raises(SourceError, match=r"label 'b' \(index 1\) has no segmentation_colors entry"):
+        load_colour_table(bad)
+    bad = _write(tmp_path, "dup.txt", "a:1,2,3::\na:4,5,6::\n")
+    with pytest.raises(SourceError, match="label 'a' appears twice"):
+        load_colour_table(bad)
+    with pytest.raises(SourceError, match="label file not found"):
+        load_colour_table(tmp_path / "nope.txt")
+    with pytest.raises(SourceError, match="lists no classes"):
+        load_colour_table(_write(tmp_path, "empty.txt", "# nothing\n"))
+
+
+@pytest.mark.parametrize("kind", ["datumaro", "mapillary", "labelmap"])
+def test_colormap_from_other_tools_label_files(tmp_path: Path, kind: str):
+    """Each tool's file as --colormap reads the same colour mask; its void/background entry is void."""
+    colors = {"background": (0, 0, 0), "road": (128, 64, 128), "car": (0, 0, 142)}
+    if kind == "datumaro":
+        f = _write(tmp_path, "dataset_meta.json", json.dumps({
+            "label_map": {str(i): n for i, n in enumerate(colors)},
+            "segmentation_colors": [list(c) for c in colors.values()]}))
+    elif kind == "mapillary":
+        f = _write(tmp_path, "config_v1.2.json", json.dumps({"labels": [
+            {"name": "void--unlabeled" if n == "background" else n, "readable": n, "color": list(c),
+             "instances": n == "car"} for n, c in colors.items()]}))
+    else:
+        f = _write(tmp_path, "labelmap.txt", "".join(f"{n}:{c[0]},{c[1]},{c[2]}::\n" for n, c in colors.items()))
+    lab = np.array([[0, 1, 2], [2, 1, 0]])
+    save_rgb(tmp_path / "m" / "x.png", paint(lab, dict(enumerate(colors.values()))))
+    reader = rgb.RgbReader(tmp_path / "m", colormap=f)
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "road"), (2, "car")]
+    if kind == "mapillary":
+        assert [c.isthing for c in reader.categories] == [False, True]
+    seg = next(reader.items()).load()
+    assert labels_of(seg).tolist() == [["", "road", "car"], ["car", "road", ""]]
+    # and as --labels for the index mask of the same scene
+    Image.fromarray(lab.astype(np.uint8), "L").save(tmp_path / "i.png")
+    seg = load_one(tmp_path / "i.png", encoding="palette", labels=f)
+    assert labels_of(seg).tolist() == [["", "road", "car"], ["car", "road", ""]]
