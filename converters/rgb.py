@@ -555,31 +555,66 @@ _ADE_R_CORRECTION = ((np.arange(256) - np.arange(256) // 10) << 16).astype(np.ui
 # --------------------------------------------------------------------------- reader
 
 
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES
+#: folders of photos in the layouts datasets ship in, never read as masks when a folder is
+#: walked (VOC JPEGImages, Cityscapes leftImg8bit, CamVid 701_StillsRaw_full, KITTI image_2/3)
+PHOTO_FOLDERS = frozenset({"jpegimages", "leftimg8bit", "701_stillsraw_full", "image_2", "image_3"})
+#: folder names that hold photos when a sibling folder holds the masks (ADE20K images/ +
+#: annotations/, YOLO-style images/ + labels/)
+PHOTO_FOLDERS_WITH_SIBLINGS = frozenset({"images", "imgs", "img", "photos"})
+#: colour tables recognised at the top of a colour-mask folder, in the order they are preferred.
+#: (Not Datumaro's dataset_meta.json, whose common_semantic_segmentation masks are index
+#: masks, nor Mapillary's config, whose root also holds 16-bit instance PNGs: give those
+#: with --colormap / --labels.)
+COLOUR_FILES = ("colormap.json", "label_colors.txt", "labelmap.txt")
 
 
-def _walk(root: Path) -> list[Path]:
-    """Image files under ``root``, skipping hidden folders and segconvert outputs (they hold masks too)."""
+def _is_image(p: Path, jpeg: bool = True) -> bool:
+    suffix = p.suffix.lower()
+    return suffix == ".png" or (jpeg and suffix in (".jpg", ".jpeg"))
+
+
+def _photo_folders(dirs: list[str]) -> set[str]:
+    """The sub-folders of one folder that hold photos, by the dataset layouts' names.
+
+    CamVid's SegNet layout pairs ``train/`` (photos, PNG too) with ``trainannot/``; VOC pairs
+    ``SegmentationObject/`` (instances, read with ``--instances``) with ``SegmentationClass/``.
+    """
+    names = {d.lower(): d for d in dirs}
+    skip = {d for d in dirs if d.lower() in PHOTO_FOLDERS or names.get(d.lower() + "annot")}
+    if len(dirs) > 1:
+        skip |= {d for d in dirs if d.lower() in PHOTO_FOLDERS_WITH_SIBLINGS}
+    if "segmentationclass" in names and "segmentationobject" in names:
+        skip.add(names["segmentationobject"])
+    return skip
+
+
+def _walk(root: Path, jpeg: bool = True) -> list[Path]:
+    """Mask files under ``root``: no hidden folders, photo folders or segconvert outputs (they hold masks too).
+
+    ``jpeg=False`` leaves out .jpg/.jpeg files: a JPEG in a dataset folder is a photo unless
+    the user said the masks are JPEGs (``--tolerance``).
+    """
     found = []
     for folder, dirs, files in os.walk(root):
         if ".segconvert" in dirs and Path(folder) != root:
             dirs[:] = []  # an earlier run's OUTPUT inside SOURCE: its masks are not input
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(folder, f) for f in files if not f.startswith(".") and _is_image(Path(f)))
+        visible = [d for d in dirs if not d.startswith(".")]
+        photos = _photo_folders(visible)
+        dirs[:] = [d for d in visible if d not in photos]
+        found.extend(Path(folder, f) for f in files if not f.startswith(".") and _is_image(Path(f), jpeg))
     return found
 
 
-def _list_files(source: Path, suffix: str | None) -> list[Path]:
+def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Path]:
     text = str(source)
     if source.is_dir():
-        files = _walk(source)
+        files = _walk(source, jpeg)
         if suffix:
             files = [p for p in files if p.stem.endswith(suffix)]
         files.sort(key=lambda p: p.relative_to(source).as_posix())
         if not files:
-            what = f"ending in {suffix}" if suffix else "(.png, .jpg)"
+            what = f"ending in {suffix}" if suffix else "(.png, .jpg)" if jpeg else "(.png; .jpg only with --tolerance)"
             raise SourceError(f"no mask images {what} in this folder or below", file=source)
         return files
     if source.is_file():
@@ -591,6 +626,16 @@ def _list_files(source: Path, suffix: str | None) -> list[Path]:
             raise SourceError("the pattern matches no .png/.jpg files", file=text)
         return files
     raise SourceError("no such folder or file", file=source)
+
+
+def colour_file_of(folder: Path) -> Path | None:
+    """The colour table a colour-mask folder carries at its top (the first of :data:`COLOUR_FILES`)."""
+    if not folder.is_dir():
+        return None
+    for name in COLOUR_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def _option_file(value: str | Path | None) -> str | None:
@@ -675,6 +720,11 @@ class RgbReader(Reader):
             raise SourceError(f"--void must be background or ignore, not {void!r}")
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"--tolerance must be in 0..255, not {tolerance}")
+        if colormap is None and encoding == "colormap":
+            found = colour_file_of(Path(source))
+            if found is not None:  # the folder names its own colours (what --from auto recognised it by)
+                colormap = found
+        self.colormap_file = colormap
         cmap = _option_file(colormap)
         self.spec = Spec(
             encoding=encoding,
@@ -692,7 +742,7 @@ class RgbReader(Reader):
         if strip_suffix is None and encoding == "ade20k":
             strip_suffix = "_seg"
         self.strip_suffix = strip_suffix or None
-        self._files = _list_files(self.source, self.strip_suffix)
+        self._files = _list_files(self.source, self.strip_suffix, jpeg=self.spec.tolerance is not None)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -725,8 +775,11 @@ class RgbReader(Reader):
 
 
 def sniff(path: Path) -> bool:
-    """A folder with a colormap.json or CamVid label_colors.txt at its top."""
-    return path.is_dir() and ((path / "colormap.json").is_file() or (path / "label_colors.txt").is_file())
+    """A folder with a colour table at its top (colormap.json, label_colors.txt, labelmap.txt, ...).
+
+    Not a Pascal VOC root (SegmentationClass/ next to labelmap.txt): that is the voc reader's.
+    """
+    return colour_file_of(path) is not None and not (path / "SegmentationClass").is_dir()
 
 
 FORMAT = Format(

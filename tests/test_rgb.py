@@ -1033,3 +1033,81 @@ def test_colormap_from_other_tools_label_files(tmp_path: Path, kind: str):
     Image.fromarray(lab.astype(np.uint8), "L").save(tmp_path / "i.png")
     seg = load_one(tmp_path / "i.png", encoding="palette", labels=f)
     assert labels_of(seg).tolist() == [["", "road", "car"], ["car", "road", ""]]
+
+
+# --------------------------------------------------------------------------- sources as users give them
+
+
+def _camvid_root(tmp_path: Path) -> Path:
+    """CamVid as SegNet ships it: train/ + trainannot/, val/ + valannot/ (photos are PNG too), label_colors.txt."""
+    root = tmp_path / "CamVid"
+    rng = np.random.default_rng(0)
+    colors = {0: P.CAMVID[0][0], 1: P.CAMVID[4][0], 2: P.CAMVID[5][0]}
+    for split in ("train", "val"):
+        for k in range(2):
+            lab = rng.integers(0, 3, (6, 8))
+            save_rgb(root / f"{split}annot" / f"{split}_{k}.png", paint(lab, colors))
+            save_rgb(root / split / f"{split}_{k}.png", rng.integers(0, 256, (6, 8, 3)))  # a photo
+    (root / "label_colors.txt").write_text((FIXTURES / "label_colors.txt").read_text())
+    return root
+
+
+def test_camvid_root_reads_only_the_masks_with_its_label_colors(tmp_path: Path):
+    root = _camvid_root(tmp_path)
+    assert rgb.sniff(root)
+    reader = rgb.RgbReader(root)  # no --colormap: the folder's label_colors.txt
+    assert reader.colormap_file == root / "label_colors.txt"
+    assert [p.relative_to(root).as_posix() for p in reader._files] == [
+        "trainannot/train_0.png", "trainannot/train_1.png", "valannot/val_0.png", "valannot/val_1.png"]
+    segs = [it.load() for it in reader.items()]
+    assert {s.label for seg in segs for s in seg.segments} <= {"Animal", "Building", "Car"}
+
+
+def test_cli_from_auto_uses_the_folders_colour_table(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    root = _camvid_root(tmp_path)
+    result = CliRunner().invoke(main, ["convert", str(root), str(tmp_path / "out"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "as rgb" in result.output
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [
+        "train_0.png", "train_1.png", "val_0.png", "val_1.png"]
+
+
+def test_photo_folders_and_jpegs_are_not_masks(tmp_path: Path, cmap: Path):
+    root = tmp_path / "VOC"
+    lab = scene()
+    for folder in ("SegmentationClass", "SegmentationObject", "JPEGImages"):
+        (root / folder).mkdir(parents=True)
+    Image.fromarray(lab, "L").save(root / "SegmentationClass" / "a.png")
+    Image.fromarray(lab * 2, "L").save(root / "SegmentationObject" / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "JPEGImages" / "a.jpg")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "JPEGImages" / "b.png")
+    reader = rgb.RgbReader(root, encoding="palette")
+    assert [p.relative_to(root).as_posix() for p in reader._files] == ["SegmentationClass/a.png"]
+    # ADE20K: images/ + annotations/
+    ade = tmp_path / "ade"
+    save_rgb(ade / "annotations" / "x.png", paint(lab, SCENE_COLORS))
+    save_rgb(ade / "images" / "x.png", np.zeros((2, 2, 3)))
+    assert [p.relative_to(ade).as_posix() for p in rgb.RgbReader(ade, colormap=cmap)._files] == [
+        "annotations/x.png"]
+    # a JPEG next to its mask is the photo; with --tolerance (JPEG masks) it is read
+    flat = tmp_path / "flat"
+    save_rgb(flat / "x.png", paint(lab, SCENE_COLORS))
+    Image.fromarray(paint(lab, SCENE_COLORS)).save(flat / "y.jpg")
+    assert [p.name for p in rgb.RgbReader(flat, colormap=cmap)._files] == ["x.png"]
+    assert [p.name for p in rgb.RgbReader(flat, colormap=cmap, tolerance=20)._files] == ["x.png", "y.jpg"]
+    # a folder literally named images, with no sibling, is read
+    only = tmp_path / "only"
+    save_rgb(only / "images" / "x.png", paint(lab, SCENE_COLORS))
+    assert len(rgb.RgbReader(only, colormap=cmap)._files) == 1
+
+
+def test_sniff_leaves_voc_roots_to_the_voc_reader(tmp_path: Path):
+    (tmp_path / "SegmentationClass").mkdir()
+    (tmp_path / "labelmap.txt").write_text("background:0,0,0::\ncat:64,0,0::\n")
+    assert not rgb.sniff(tmp_path)
+    (tmp_path / "SegmentationClass").rmdir()
+    assert rgb.sniff(tmp_path)
