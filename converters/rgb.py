@@ -375,8 +375,17 @@ class RgbItem(Item):
     reference_id: str
     source: str
     spec: Spec
+    instance_source: str | None = None  # --instances: the instance mask of the same stem
 
     def load(self) -> Segmentation:
+        seg = self._load_classes()
+        if self.instance_source is None:
+            return seg
+        from segconvert.converters import rgb_instances
+
+        return rgb_instances.pair(seg, build_table(self.spec), self.instance_source, self.spec)
+
+    def _load_classes(self) -> Segmentation:
         where = {"item": self.reference_id, "file": self.source}
         data = _read(self.source, self.reference_id)
         is_jpeg = data[:3] == _JPEG_MAGIC
@@ -693,6 +702,16 @@ class RgbReader(Reader):
             help="Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'.",
         ),
         click.Option(
+            ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+            help="Pair each class mask with the instance mask of the same stem under DIR (Cityscapes "
+            "_labelIds + _instanceIds, ADE20K, ...): an instance's class is the class under most of it.",
+        ),
+        click.Option(
+            ["--instance-suffix"], default=None, metavar="SUFFIX",
+            help="With --instances: the instance masks' stem is reference_id + SUFFIX (e.g. "
+            "_gtFine_instanceIds) [default: the class mask's stem].",
+        ),
+        click.Option(
             ["--strip-suffix"], default=None, metavar="SUFFIX",
             help="Remove SUFFIX from file stems to make reference_ids (e.g. _gtFine_color, _seg, _L); in a "
             "folder, only files ending in it are read [default for ade20k: _seg].",
@@ -712,6 +731,8 @@ class RgbReader(Reader):
         strip_suffix: str | None = None,
         divisor: int | None = None,
         below_divisor: str = "class",
+        instances: str | Path | None = None,
+        instance_suffix: str | None = None,
     ) -> None:
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
@@ -735,6 +756,7 @@ class RgbReader(Reader):
             void=void,
             divisor=int(divisor) if divisor is not None else None,
             below_divisor=below_divisor,
+            instances=instances is not None,
         )
         table = build_table(self.spec)  # validates the options and files once, in the main process
         self.categories = table.categories
@@ -743,6 +765,31 @@ class RgbReader(Reader):
             strip_suffix = "_seg"
         self.strip_suffix = strip_suffix or None
         self._files = _list_files(self.source, self.strip_suffix, jpeg=self.spec.tolerance is not None)
+        self.instance_suffix = instance_suffix
+        self._instances: dict[str, list[str]] | None = None
+        if instances is not None:
+            self._instances = self._index_instances(Path(instances))
+
+    def _index_instances(self, folder: Path) -> dict[str, list[str]]:
+        """Instance mask paths by stem under ``folder`` (one walk, in the main process; paths only)."""
+        if not folder.is_dir():
+            raise SourceError("--instances: no such folder", file=folder)
+        suffix = self.instance_suffix if self.instance_suffix is not None else self.strip_suffix
+        by_stem: dict[str, list[str]] = {}
+        class_files = {p.resolve() for p in self._files}
+        for p in _walk(folder, jpeg=False):
+            stem = p.stem
+            if suffix:
+                if not stem.endswith(suffix):
+                    continue
+                stem = stem[: -len(suffix)]
+            if p.resolve() in class_files:
+                continue  # the class masks themselves (DIR may be SOURCE, as in Cityscapes' gtFine)
+            by_stem.setdefault(stem, []).append(str(p))
+        if not by_stem:
+            what = f" ending in {suffix}" if suffix else ""
+            raise SourceError(f"--instances: no instance masks (.png){what} in this folder or below", file=folder)
+        return by_stem
 
     def __len__(self) -> int:
         return len(self._files)
@@ -770,6 +817,15 @@ class RgbReader(Reader):
                     "a unique file stem: rename them, or convert the folders separately", item=ref, file=p,
                 )
                 yield FailedItem(ref, err, source=str(p))
+            elif self._instances is not None:
+                found = self._instances.get(ref, [])
+                if len(found) != 1:
+                    suffix = self.instance_suffix if self.instance_suffix is not None else self.strip_suffix
+                    what = (f"no instance mask {ref}{suffix or ''}.png under --instances" if not found else
+                            f"{len(found)} instance masks named {ref}{suffix or ''}.png ({', '.join(found)})")
+                    yield FailedItem(ref, ItemError(what, item=ref, file=p), source=str(p))
+                else:
+                    yield RgbItem(ref, str(p), self.spec, found[0])
             else:
                 yield RgbItem(ref, str(p), self.spec)
 

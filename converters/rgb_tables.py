@@ -53,6 +53,7 @@ class Spec:
     void: str = "background"
     divisor: int | None = None
     below_divisor: str = "class"
+    instances: bool = False  # --instances DIR: class masks paired with instance masks
 
 
 @dataclass
@@ -245,8 +246,11 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         raise SourceError(
             "--labels is for --encoding palette, id or ade20k; a colormap names its own classes"
         )
-    if spec.divisor is not None and spec.encoding != "class-instance":
-        raise SourceError("--divisor only applies to --encoding class-instance")
+    if spec.divisor is not None and spec.encoding != "class-instance" and not spec.instances:
+        raise SourceError("--divisor only applies to --encoding class-instance or --instances masks")
+    if spec.instances and spec.encoding not in ("colormap", "palette"):
+        raise SourceError(f"--instances pairs class masks (--encoding colormap or palette) with instance masks; "
+                          f"--encoding {spec.encoding} masks carry their instances themselves")
     if spec.below_divisor not in ("class", "instance"):
         raise SourceError(f"--below-divisor must be class or instance, not {spec.below_divisor!r}")
 

@@ -1112,3 +1112,111 @@ def test_sniff_leaves_voc_roots_to_the_voc_reader(tmp_path: Path):
     assert not rgb.sniff(tmp_path)
     (tmp_path / "SegmentationClass").rmdir()
     assert rgb.sniff(tmp_path)
+
+
+# --------------------------------------------------------------------------- --instances DIR
+
+
+def _cityscapes_pair(tmp_path: Path, polygons: Path) -> tuple[np.ndarray, np.ndarray]:
+    """_labelIds (8-bit) and _instanceIds (16-bit) PNGs as cityscapesScripts makes them, in one folder."""
+    ids = _cityscapes_reference(polygons, "ids")
+    inst = _cityscapes_reference(polygons, "instance")
+    stem = polygons.name.replace("_polygons.json", "")
+    Image.fromarray(ids.astype(np.uint8), "L").save(tmp_path / f"{stem}_labelIds.png")
+    save_16bit(tmp_path / f"{stem}_instanceIds.png", inst)
+    return ids, inst
+
+
+@pytest.mark.parametrize("polygons", CITYSCAPES_POLYGONS[:2], ids=lambda p: p.name)
+def test_instances_cityscapes_label_ids_with_instance_ids(tmp_path: Path, polygons: Path):
+    ids, inst = _cityscapes_pair(tmp_path, polygons)
+    reader = rgb.RgbReader(tmp_path, encoding="palette", labels="cityscapes", strip_suffix="_gtFine_labelIds",
+                           instances=tmp_path, instance_suffix="_gtFine_instanceIds", divisor=1000)
+    (item,) = list(reader.items())
+    seg = item.load()
+    assert seg.warnings == []  # cityscapesScripts' two images agree pixel for pixel
+    semantic = ModePlan("semantic", "category-id", reader.categories).apply(seg).resolved_label_map(np.int64)
+    np.testing.assert_array_equal(semantic, np.where(ids <= 4, 0, ids))
+    ours = ModePlan("instance").apply(seg).resolved_label_map(np.int64)
+    theirs = np.where(inst >= 1000, inst, 0)
+    pairs = set(zip(ours.ravel().tolist(), theirs.ravel().tolist(), strict=True))
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})
+    from cityscapesscripts.helpers.labels import id2label
+
+    things = [s for s in seg.segments if s.isthing]
+    assert [(s.label, s.metadata["instance"]) for s in things] == [
+        (id2label[v // 1000].name, v) for v in np.unique(theirs[theirs > 0]).tolist()]
+    # the same image read from _instanceIds alone gives the same panoptic partition
+    alone = load_one(tmp_path / polygons.name.replace("_polygons.json", "_instanceIds.png"),
+                     encoding="class-instance", divisor=1000, labels="cityscapes")
+    a = ModePlan("panoptic").apply(alone).resolved_label_map(np.int64)
+    b = ModePlan("panoptic").apply(seg).resolved_label_map(np.int64)
+    assert len(set(zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))) == len(np.unique(a)) == len(
+        np.unique(b))
+
+
+def test_instances_majority_class_and_warning(tmp_path: Path):
+    (tmp_path / "l.json").write_text(json.dumps({"0": "background", "1": "cat", "2": "dog"}))
+    cls = np.zeros((6, 8), np.uint8)
+    cls[:, :4] = 1
+    cls[:, 4:] = 2
+    obj = np.zeros((6, 8), np.uint8)
+    obj[1:5, 1:5] = 3  # 12 px over cat, 4 over dog
+    obj[0, 6:] = 7  # over dog only
+    obj[5, :] = 255  # VOC-style void ring
+    for folder, arr in (("class", cls), ("object", obj)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(arr, "L").save(tmp_path / folder / "a.png")
+    reader = rgb.RgbReader(tmp_path / "class", encoding="palette", labels=tmp_path / "l.json",
+                           instances=tmp_path / "object")
+    seg = next(reader.items()).load()
+    assert seg.warnings == [f"instance 3 of {tmp_path / 'object' / 'a.png'} lies on 'cat' (12 px) and 'dog' 4 px; "
+                            "it is 'cat' (the majority)"]
+    things = [(s.label, s.metadata["instance"]) for s in seg.segments if s.isthing]
+    assert things == [("cat", 3), ("dog", 7)]
+    inst = ModePlan("instance").apply(seg).resolved_label_map(np.int64)
+    a, b = inst[1, 1], inst[0, 6]
+    assert 0 < a != b > 0 and (inst[1:5, 1:5] == a).all() and (inst[0, 6:] == b).all()
+    assert np.count_nonzero(inst) == 16 + 2  # everything else is background in instance mode
+    assert labels_of(seg)[5].tolist() == ["cat"] * 4 + ["dog"] * 4  # the object mask's 255: no instance
+    regions = [(s.label, s.isthing, s.iscrowd) for s in seg.segments if not s.isthing]
+    assert regions == [("cat", False, False), ("dog", False, False)]
+
+
+def test_instances_missing_and_mismatched(tmp_path: Path):
+    for folder in ("class", "object"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.ones((4, 4), np.uint8), "L").save(tmp_path / "class" / "a.png")
+    Image.fromarray(np.ones((4, 4), np.uint8), "L").save(tmp_path / "class" / "b.png")
+    Image.fromarray(np.ones((3, 4), np.uint8), "L").save(tmp_path / "object" / "a.png")
+    reader = rgb.RgbReader(tmp_path / "class", encoding="palette", instances=tmp_path / "object")
+    a, b = reader.items()
+    with pytest.raises(ItemError, match=r"instance mask is 4x3 but the class mask .*a.png is 4x4"):
+        a.load()
+    with pytest.raises(ItemError, match="no instance mask b.png under --instances"):
+        b.load()
+    with pytest.raises(SourceError, match="--instances: no such folder"):
+        rgb.RgbReader(tmp_path / "class", encoding="palette", instances=tmp_path / "nope")
+    with pytest.raises(SourceError, match="carry their instances themselves"):
+        rgb.RgbReader(tmp_path / "class", encoding="id", instances=tmp_path / "object")
+
+
+def test_cli_instances(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    (tmp_path / "l.json").write_text(json.dumps({"1": "cat"}))
+    for folder in ("class", "object"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.array([[1, 1, 0, 1]], np.uint8), "L").save(tmp_path / "class" / "a.png")
+    Image.fromarray(np.array([[1, 1, 0, 2]], np.uint8), "L").save(tmp_path / "object" / "a.png")
+    result = CliRunner().invoke(main, [
+        "convert", str(tmp_path / "class"), str(tmp_path / "out"), "--from", "rgb", "--encoding", "palette",
+        "--labels", str(tmp_path / "l.json"), "--instances", str(tmp_path / "object"), "--mode", "instance",
+        "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "out" / "annotations.jsonl").read_text())
+    assert [(a["label"], a["index"]) for a in payload["annotations"]] == [("background", 0), ("cat", 1), ("cat", 2)]
+    mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "a.png"))
+    assert mask.tolist() == [[1, 1, 0, 2]]
