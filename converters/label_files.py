@@ -21,6 +21,9 @@ Kinds recognised (by content, the file name only breaking ties):
   (``#`` comments; an empty colour is ``None``); ids = line position (VOC's palette index).
 - ``label-colors-txt``: CamVid ``label_colors.txt``, lines ``R G B name``; ids = position + 1
   (CamVid's own numbering is by colour; there is no index mask).
+- ``ade20k-objectinfo``: ADE20K SceneParsing's ``objectInfo150.csv`` (``Idx,Ratio,Train,Val,Name``):
+  ids = ``Idx``; the label is the first of the ``;``-separated names (``windowpane;window`` is
+  ``windowpane``), as the built-in ``ade20k`` table and mmsegmentation name them.
 - ``class-names-txt``: one name per line (labelme2voc's ``labels.txt`` / ``class_names.txt``):
   ids = position, or position - 1 when the first line is ``__ignore__`` (labelme2voc's -1).
 
@@ -39,7 +42,7 @@ from segconvert.errors import SourceError
 Color = tuple[int, int, int]
 
 KINDS = ("colormap-json", "labels-json", "datumaro", "mapillary", "labelmap-txt", "label-colors-txt",
-         "class-names-txt")
+         "ade20k-objectinfo", "class-names-txt")
 
 
 class LabelEntry(NamedTuple):
@@ -102,6 +105,8 @@ def kind_of(path: Path, text: str) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise SourceError("the label file lists no classes", file=path)
+    if re.fullmatch(r"\s*Idx\s*,\s*Ratio\s*,\s*Train\s*,\s*Val\s*,\s*Name\s*", lines[0]):
+        return "ade20k-objectinfo"
     if all(re.fullmatch(r"\s*\d+\s+\d+\s+\d+\s+\S.*", ln) for ln in lines):
         return "label-colors-txt"
     if all(":" in ln for ln in lines):
@@ -220,6 +225,18 @@ def _label_colors_txt(path: Path, text: str) -> list[LabelEntry]:
     return out
 
 
+def _ade20k_objectinfo(path: Path, text: str) -> list[LabelEntry]:
+    out = []
+    for n, line in _text_lines(text)[1:]:
+        cols = line.split(",", 4)
+        try:
+            idx, name = int(cols[0]), cols[4].strip()
+        except (ValueError, IndexError):
+            raise SourceError(f"line {n}: expected 'Idx,Ratio,Train,Val,Name', got {line!r}", file=path) from None
+        out.append(LabelEntry(idx, name.split(";")[0].strip(), None))
+    return out
+
+
 def _class_names_txt(path: Path, text: str) -> list[LabelEntry]:
     names = [line for _, line in _text_lines(text)]
     start = -1 if names and names[0] == "__ignore__" else 0
@@ -233,5 +250,6 @@ _PARSERS = {
     "mapillary": _mapillary,
     "labelmap-txt": _labelmap_txt,
     "label-colors-txt": _label_colors_txt,
+    "ade20k-objectinfo": _ade20k_objectinfo,
     "class-names-txt": _class_names_txt,
 }

@@ -529,6 +529,7 @@ class RgbItem(Item):
             cv2().cvtColor(img, cv2().COLOR_BGR2BGRA if img.shape[2] == 3 else cv2().COLOR_BGRA2BGRA, dst=buf)
             packed = buf.view("<u4").reshape(h, w)  # B + 256 G + 65536 R (+ alpha << 24)
             np.bitwise_and(packed, 0xFFFFFF, out=packed)
+            b_channel = buf[..., 0]
             label_map = np.take(_ADE_R_CORRECTION, packed >> 16)
             np.subtract(packed, label_map, out=label_map)
             np.putmask(label_map, label_map < 256, 0)  # class 0: not annotated
@@ -547,14 +548,20 @@ class RgbItem(Item):
                 label = labels.get(i, f"segment-{i}")
                 cat = table.label_category.get(label) if table.label_category else None
                 segments.append(SegmentInfo(id=i, label=label, category_id=cat, isthing=True))
-        else:
+        warnings: list[str] = []
+        if enc == "ade20k":
+            if table.labels is None:  # names from the image's own .json (2021) or _atr.txt (2016)
+                from segconvert.converters import ade20k_names
+
+                hist = cv2().calcHist([b_channel], [0], None, [256], [0, 256]).ravel()
+                labels, warnings = ade20k_names.image_names(self.source, ids.tolist(), np.flatnonzero(hist))
             for raw in sorted(ids.tolist(), key=lambda r: (r & 255, r)):  # ADE numbers instances by B
                 cls = raw >> 8
                 segments.append(
                     SegmentInfo(id=raw, label=labels.get(cls, f"class-{cls}"), category_id=cls, isthing=True,
                                 metadata={"instance": raw & 255})
                 )
-        return Segmentation(self.reference_id, label_map, segments, source=self.source)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
 
 
 # R → R - R//10 in the bits 16..23 of B + 256 G + 65536 R

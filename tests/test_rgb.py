@@ -1220,3 +1220,66 @@ def test_cli_instances(tmp_path: Path):
     assert [(a["label"], a["index"]) for a in payload["annotations"]] == [("background", 0), ("cat", 1), ("cat", 2)]
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "a.png"))
     assert mask.tolist() == [[1, 1, 0, 2]]
+
+
+# --------------------------------------------------------------------------- ADE20K names from the dataset
+
+
+def _ade_seg(path: Path, cls: np.ndarray, inst: np.ndarray) -> Path:
+    """An ADE20K _seg.png: R/10*256 + G = class, B = instance (CSAILVision utils_ade20k.loadAde20K)."""
+    r, g = (cls // 256) * 10, cls % 256
+    return save_rgb(path, np.stack([r, g, inst], -1))
+
+
+def _ade_object(ndx: int, name: str, level: int = 0) -> dict:
+    return {"id": ndx, "name": name, "name_ndx": ndx, "raw_name": name.split(",")[0],
+            "parts": {"hasparts": [], "ispartof": [], "part_level": level}}
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_ade20k_2021_names_from_the_image_json(tmp_path: Path, offset: int):
+    cls = np.array([[0, 2855, 2855], [401, 401, 2855]]) + offset * np.array([[0, 1, 1], [1, 1, 1]])
+    inst = np.array([[0, 1, 1], [2, 2, 3]])
+    _ade_seg(tmp_path / "ADE_train_00016900_seg.png", cls, inst)
+    objects = [_ade_object(2855, "tree"), _ade_object(401, "car, auto, automobile, machine, motorcar"),
+               _ade_object(33, "wheel", level=1)]
+    (tmp_path / "ADE_train_00016900.json").write_text(json.dumps({"annotation": {"object": objects}}))
+    reader = rgb.RgbReader(tmp_path, encoding="ade20k")
+    seg = next(reader.items()).load()
+    assert [(s.label, s.category_id) for s in seg.segments] == [
+        ("tree", 2855 + offset), ("car, auto, automobile, machine, motorcar", 401 + offset), ("tree", 2855 + offset)]
+    assert seg.warnings == []
+
+
+def test_ade20k_2021_class_without_a_name_is_reported(tmp_path: Path):
+    _ade_seg(tmp_path / "x_seg.png", np.array([[2855, 7]]), np.array([[1, 2]]))
+    (tmp_path / "x.json").write_text(json.dumps({"annotation": {"object": [_ade_object(2855, "tree")]}}))
+    seg = next(rgb.RgbReader(tmp_path, encoding="ade20k").items()).load()
+    assert [s.label for s in seg.segments] == ["tree", "class-7"]
+    assert seg.warnings == [f"{tmp_path / 'x.json'}: no object names class value(s) 7; they are class-<value>"]
+
+
+def test_ade20k_2016_names_from_atr_txt(tmp_path: Path):
+    """_atr.txt instance k is the k-th distinct B value (0-based, as MATLAB loadAde20K numbers them)."""
+    cls = np.array([[0, 2978, 2978], [165, 165, 2978]])
+    inst = np.array([[0, 5, 5], [9, 9, 5]])  # distinct B: 0, 5, 9 -> instances 0, 1, 2
+    _ade_seg(tmp_path / "ADE_train_00000001_seg.png", cls, inst)
+    (tmp_path / "ADE_train_00000001_atr.txt").write_text(
+        '001 # 0 # 0 # wall # wall # ""\n002 # 0 # 0 # ceiling # ceiling # ""\n003 # 1 # 0 # door # door # ""\n')
+    seg = next(rgb.RgbReader(tmp_path, encoding="ade20k").items()).load()
+    assert [(s.label, s.category_id, s.metadata["instance"]) for s in seg.segments] == [
+        ("wall", 2978, 5), ("ceiling", 165, 9)]
+
+
+def test_ade20k_scene_parsing_objectinfo150(tmp_path: Path):
+    """ADEChallengeData2016 index masks with objectInfo150.csv: names as the built-in ade20k table has them."""
+    f = _write(tmp_path, "objectInfo150.csv", "Idx,Ratio,Train,Val,Name\n1,0.1576,11664,1172,wall\n"
+               "2,0.1072,6046,612,building;edifice\n3,0.0878,8265,796,sky\n9,0.0226,5284,500,windowpane;window\n")
+    from segconvert.converters.label_files import load_colour_table
+
+    rows = load_colour_table(f)
+    builtin = {i: n for i, n, _ in P.ADE20K}
+    assert [(r.id, r.name) for r in rows] == [(i, builtin[i]) for i in (1, 2, 3, 9)]
+    Image.fromarray(np.array([[0, 1, 2], [3, 9, 9]], np.uint8), "L").save(tmp_path / "ADE_val_00000001.png")
+    seg = load_one(tmp_path / "ADE_val_00000001.png", encoding="palette", labels=f)
+    assert labels_of(seg).tolist() == [["", "wall", "building"], ["sky", "windowpane", "windowpane"]]
