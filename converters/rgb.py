@@ -1,11 +1,18 @@
 """Colour-coded and index-coded mask PNGs: one mask image per image, no JSON.
 
-Four encodings say how a pixel becomes a segment (``--encoding``):
+Five encodings say how a pixel becomes a segment (``--encoding``):
 
 - ``colormap``: each colour is a class (``--colormap`` file or built-in table);
+  ``--tolerance`` resolves JPEG / anti-aliased colours (``rgb_resolve``);
 - ``palette``: the pixel value of a palette (mode P) or grayscale PNG is the class id;
+- ``class-instance``: 8/16-bit value class·D + instance (``--divisor``; Cityscapes
+  ``*_instanceIds``, MOTS, KITTI, Mapillary);
 - ``id``: COCO-panoptic-style id R + 256·G + 256²·B, each distinct id one instance;
-- ``ade20k``: ADE20K ``*_seg.png``: class R/10·256 + G, instance B.
+- ``ade20k``: ADE20K ``*_seg.png``: class R/10·256 + G, instance B; names from the
+  image's own files (``ade20k_names``).
+
+``--instances DIR`` pairs colormap/palette class masks with instance masks
+(``rgb_instances``); label files of other tools are read by ``label_files``.
 
 The tables that depend only on the options (colours, classes, value lookup) live in
 ``rgb_tables``, built once per process from the small, hashable ``Spec`` each item
@@ -847,7 +854,8 @@ def sniff(path: Path) -> bool:
 
 FORMAT = Format(
     name="rgb",
-    description="mask PNGs: colour-coded classes, palette/grayscale indices, RGB instance ids, ADE20K _seg",
+    description="mask PNGs: colour-coded classes, palette/grayscale indices, class*D+instance, RGB instance ids, "
+    "ADE20K _seg",
     reader=RgbReader,
     sniff=sniff,
 )
