@@ -1283,3 +1283,48 @@ def test_ade20k_scene_parsing_objectinfo150(tmp_path: Path):
     Image.fromarray(np.array([[0, 1, 2], [3, 9, 9]], np.uint8), "L").save(tmp_path / "ADE_val_00000001.png")
     seg = load_one(tmp_path / "ADE_val_00000001.png", encoding="palette", labels=f)
     assert labels_of(seg).tolist() == [["", "wall", "building"], ["sky", "windowpane", "windowpane"]]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_class_instance_cityscapes(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    polygons = CITYSCAPES_POLYGONS[0]
+    inst = _cityscapes_reference(polygons, "instance")
+    save_16bit(tmp_path / "in" / polygons.name.replace("_polygons.json", "_instanceIds.png"), inst)
+    result = CliRunner().invoke(main, [
+        "convert", str(tmp_path / "in"), str(tmp_path / "out"), "--from", "rgb", "--encoding", "class-instance",
+        "--divisor", "1000", "--labels", "cityscapes", "--strip-suffix", "_gtFine_instanceIds",
+        "--mode", "instance", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "out" / "annotations.jsonl").read_text())
+    mask = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{payload['reference_id']}.png"))
+    things = np.unique(inst[inst >= 1000])
+    assert len(payload["annotations"]) == len(things) + 1  # background + one per instance
+    assert len(np.unique(mask)) == len(things) + 1
+    from cityscapesscripts.helpers.labels import id2label
+
+    assert sorted(a["label"] for a in payload["annotations"][1:]) == sorted(
+        id2label[v // 1000].name for v in things.tolist())
+
+
+def test_cli_tolerance_reports_resolved_pixels(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    lab = coco_scene(3)
+    colors = np.array([c[-1] for c in P.COCO_PANOPTIC], np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(colors[lab]).save(tmp_path / "in" / "x.jpg", quality=92)
+    args = ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--from", "rgb", "--colormap",
+            "coco-panoptic", "--jobs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "no mask images" in result.output  # a .jpg is a photo without --tolerance
+    result = CliRunner().invoke(main, [*args, "--tolerance", "40"])
+    assert result.exit_code == 0, result.output
+    assert "pixels whose colour is not clearly one class's were given the class" in result.output
