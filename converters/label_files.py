@@ -28,6 +28,7 @@ Kinds recognised (by content, the file name only breaking ties):
   ids = position, or position - 1 when the first line is ``__ignore__`` (labelme2voc's -1).
 
 Errors are :class:`SourceError` naming the file and, for text files, the line.
+:func:`is_void_name` says which names mean void/background (``_background_``, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from segconvert.errors import SourceError
 
 Color = tuple[int, int, int]
 
+#: class names that mean "no class": void / background (labelme2voc's ``_background_``,
+#: Detectron's ``__background__``, labelme's ``__ignore__``; Mapillary's ``void--unlabeled``
+#: by its last ``--`` part). Readers make such classes void rather than a class.
+VOID_NAMES = frozenset({"void", "background", "unlabeled", "_background_", "__background__", "__ignore__"})
+
 KINDS = ("colormap-json", "labels-json", "datumaro", "mapillary", "labelmap-txt", "label-colors-txt",
          "ade20k-objectinfo", "class-names-txt")
 
@@ -52,6 +58,12 @@ class LabelEntry(NamedTuple):
     name: str
     color: Color | None
     isthing: bool | None = None
+
+
+def is_void_name(name: str) -> bool:
+    """Whether a class of this name is void/background (:data:`VOID_NAMES`, case-insensitive)."""
+    name = name.strip().lower()
+    return name in VOID_NAMES or name.rsplit("--", 1)[-1] in VOID_NAMES
 
 
 def parse_color(value: Any, label: str, file: Path | str) -> Color:
@@ -116,6 +128,11 @@ def kind_of(path: Path, text: str) -> str:
 
 def load_colour_table(path: str | Path) -> list[LabelEntry]:
     """The classes of a label file of any kind in :data:`KINDS`, in file order (see the module doc)."""
+    return read_label_file(path)[1]
+
+
+def read_label_file(path: str | Path) -> tuple[str, list[LabelEntry]]:
+    """(kind, classes) of a label file: :func:`load_colour_table` plus which of :data:`KINDS` it was."""
     path = Path(path)
     text = _read_text(path)
     kind = kind_of(path, text)
@@ -131,7 +148,7 @@ def load_colour_table(path: str | Path) -> list[LabelEntry]:
             raise SourceError(f"class id {e.id} appears twice", file=path)
         seen[e.name] = e.id
         ids.add(e.id)
-    return entries
+    return kind, entries
 
 
 def _json(path: Path, text: str) -> Any:

@@ -25,9 +25,6 @@ ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
 #: builtins that number their classes (usable as the class table of index masks)
 INDEXED_BUILTINS = ("voc", "cityscapes", "ade20k", "coco-panoptic")
-#: class names that mean "no class" (labelme2voc's ``_background_``, Detectron's
-#: ``__background__``, labelme's ``__ignore__``, Mapillary's ``void--unlabeled``)
-VOID_NAMES = frozenset({"void", "background", "unlabeled", "_background_", "__background__", "__ignore__"})
 VOID_VALUE = 255  # an index-mask value the table does not name: void (Pascal VOC's boundary)
 IGNORE_LABEL = "ignore"
 
@@ -100,8 +97,9 @@ def color_of_key(k: int) -> Color:
 
 
 def _is_void(name: str) -> bool:
-    name = name.strip().lower()
-    return name in VOID_NAMES or name.rsplit("--", 1)[-1] in VOID_NAMES
+    from segconvert.converters.label_files import is_void_name
+
+    return is_void_name(name)
 
 
 # --------------------------------------------------------------------------- colour tables
@@ -148,8 +146,7 @@ def _colormap_file(path: Path) -> list[_Class]:
 
     if not path.is_file():
         raise SourceError("colormap file not found (built-in names: " + ", ".join(BUILTINS) + ")", file=path)
-    kind = label_files.kind_of(path, label_files._read_text(path))
-    rows = label_files.load_colour_table(path)
+    kind, rows = label_files.read_label_file(path)
     missing = [r.name for r in rows if r.color is None]
     if missing:
         raise SourceError(
@@ -244,7 +241,7 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         raise SourceError("--tolerance only applies to --encoding colormap")
     if spec.labels is not None and spec.encoding == "colormap":
         raise SourceError(
-            "--labels is for --encoding palette, id or ade20k; a colormap names its own classes"
+            "--labels is for --encoding palette, class-instance, id or ade20k; a colormap names its own classes"
         )
     if spec.divisor is not None and spec.encoding != "class-instance" and not spec.instances:
         raise SourceError("--divisor only applies to --encoding class-instance or --instances masks")
