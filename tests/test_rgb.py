@@ -1328,3 +1328,22 @@ def test_cli_tolerance_reports_resolved_pixels(tmp_path: Path):
     result = CliRunner().invoke(main, [*args, "--tolerance", "40"])
     assert result.exit_code == 0, result.output
     assert "pixels whose colour is not clearly one class's were given the class" in result.output
+
+
+def test_instances_rgb_id_mask_over_colour_classes(tmp_path: Path, cmap: Path):
+    """An RGB instance mask (R + 256 G + 256^2 B ids, 0 none) over a colour class mask; alpha 0 is void."""
+    lab = scene()
+    save_rgb(tmp_path / "class" / "x.png", paint(lab, SCENE_COLORS))
+    ids = np.zeros((*lab.shape, 4), np.uint8)
+    ids[..., 3] = 255
+    ids[12:20, 4:10, :3] = (1, 2, 0)  # instance 513 over the car
+    ids[12:20, 10:16, :3] = (7, 0, 0)  # instance 7 over the car
+    ids[0, 0, 3] = 0  # transparent: void in the instance mask, so no instance there
+    (tmp_path / "obj").mkdir()
+    Image.fromarray(ids, "RGBA").save(tmp_path / "obj" / "x.png")
+    seg = load_one(tmp_path / "class", colormap=cmap, instances=tmp_path / "obj")
+    things = [(s.label, s.metadata["instance"]) for s in seg.segments if s.isthing]
+    assert things == [("car", 7), ("car", 513)] and seg.warnings == []
+    np.testing.assert_array_equal(labels_of(seg), expected_names(lab))  # the classes stay as they were
+    regions = [s.label for s in seg.segments if not s.isthing]
+    assert regions == ["road", "sky"]  # the car is all instances: no car region left
