@@ -265,8 +265,8 @@ def _resolve_tolerant(
         warnings.append(f"{int(np.count_nonzero(res.unresolved))} pixels could not be resolved and are "
                         f"{spec.unknown} (--unknown {spec.unknown})")
     if res.voted:
-        warnings.append(f"{res.voted} pixels whose colour is not clearly one class's were given the class "
-                        f"that dominates their neighbourhood (--tolerance {spec.tolerance})")
+        warnings.append(f"{res.voted} pixels whose colour is not clearly one class's were given the "
+                        f"nearest-coloured class around them (--tolerance {spec.tolerance})")
     return out, warnings
 
 

@@ -312,8 +312,8 @@ def test_tolerance_maps_near_colours_and_resolves_ties_by_neighbourhood(tmp_path
     seg = load_one(tmp_path / "t", colormap=cmap, tolerance=100)
     got = labels_of(seg)
     assert got[2, 2] == "car" and (got[:, :2] == "").all() and (got[:, 2:] == "car").all()
-    assert seg.warnings == ["1 pixels whose colour is not clearly one class's were given the class that "
-                            "dominates their neighbourhood (--tolerance 100)"]
+    assert seg.warnings == ["1 pixels whose colour is not clearly one class's were given the "
+                            "nearest-coloured class around them (--tolerance 100)"]
     tie[:, 2:] = 0
     tie[:, :2] = (0, 0, 142)
     tie[2, 2] = (0, 0, 71)
@@ -377,7 +377,7 @@ def test_jpeg_coco_panoptic_scene_is_read_as_a_person_would(tmp_path_factory, se
     # passes through light (255, 228, 255)): a thin band at most, never away from a boundary
     stray = ~np.isin(got, list(set(exp.ravel())))
     assert stray.mean() <= 0.005 and not stray[away_from_boundaries(lab, 2)].any()
-    assert len(seg.warnings) == 1 and "dominates their neighbourhood" in seg.warnings[0]
+    assert len(seg.warnings) == 1 and "nearest-coloured class around them" in seg.warnings[0]
 
 
 def test_jpeg_region_of_an_unknown_colour_fails_as_a_whole(tmp_path: Path):
@@ -1327,7 +1327,7 @@ def test_cli_tolerance_reports_resolved_pixels(tmp_path: Path):
     assert result.exit_code == 2 and "no mask images" in result.output  # a .jpg is a photo without --tolerance
     result = CliRunner().invoke(main, [*args, "--tolerance", "40"])
     assert result.exit_code == 0, result.output
-    assert "pixels whose colour is not clearly one class's were given the class" in result.output
+    assert "pixels whose colour is not clearly one class's were given the nearest-coloured class" in result.output
 
 
 def test_instances_rgb_id_mask_over_colour_classes(tmp_path: Path, cmap: Path):
