@@ -27,12 +27,12 @@ colours per image. So a pixel is read in two steps, both vectorised:
    the decided pixels a 3x3 ring at a time (at most ``PROPAGATION_ROUNDS``).
 
    Measured (10 JPEG q92 copies of the benchmark's 640x480 masks, COCO panoptic's 133
-   colours, ``--tolerance 40``): 99.76 % of pixels right (~0.1-0.2 s per 640x480 image,
-   ~1 s per 2048x1024 on this shared machine), all of those more than 4 px
-   from a boundary; ranking by anchor count first gave 99.53 %, by colour distance
-   without luma 99.69 %. A blend can still look like a third class along a boundary
-   (snow (255, 255, 255) against net (193, 0, 92) passes through light (255, 228, 255)):
-   a thin band of stray pixels, in 1 of the 10 benchmark masks.
+   colours, ``--tolerance 40``): 99.76 % of pixels right, and every pixel more than 4 px
+   from a boundary; ~0.1-0.2 s per 640x480 image, ~1 s per 2048x1024 on this shared
+   machine. Ranking by anchor count first gave 99.53 %, by colour distance without luma
+   99.69 %. A blend can still look like a third class along a boundary (snow
+   (255, 255, 255) against net (193, 0, 92) passes through light (255, 228, 255)): a
+   thin band of stray pixels, in 1 of the 10 benchmark masks.
 
 A pixel left without any anchor in its 17x17 window cannot be resolved, and neither can
 the connected region of pixels beyond ``T`` of every class colour it lies in (the edge of
