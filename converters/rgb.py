@@ -680,8 +680,10 @@ class RgbReader(Reader):
         ),
         click.Option(
             ["--colormap"], default=None, metavar="FILE|NAME",
-            help="Colour table: JSON {label: [r, g, b] | \"#rrggbb\"}, CamVid label_colors.txt, or built-in "
-            + "|".join(BUILTINS) + ". Labels void/background/unlabeled are background (0).",
+            help="Colour table: JSON {label: [r, g, b] | \"#rrggbb\"}, CamVid label_colors.txt, CVAT labelmap.txt, "
+            "Datumaro dataset_meta.json, Mapillary config_v*.json, or built-in " + "|".join(BUILTINS)
+            + " [default: the folder's colormap.json / label_colors.txt / labelmap.txt]. Labels void/background/"
+            "unlabeled/_background_ are background (0).",
         ),
         click.Option(
             ["--labels"], default=None, metavar="FILE|NAME",
@@ -713,7 +715,8 @@ class RgbReader(Reader):
         ),
         click.Option(
             ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'.",
+            help="Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
+            "__ignore__): background, or a segment 'ignore'.",
         ),
         click.Option(
             ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
