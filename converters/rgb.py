@@ -1,11 +1,18 @@
 """Colour-coded and index-coded mask PNGs: one mask image per image, no JSON.
 
-Four encodings say how a pixel becomes a segment (``--encoding``):
+Five encodings say how a pixel becomes a segment (``--encoding``):
 
 - ``colormap``: each colour is a class (``--colormap`` file or built-in table);
+  ``--tolerance`` resolves JPEG / anti-aliased colours (``rgb_resolve``);
 - ``palette``: the pixel value of a palette (mode P) or grayscale PNG is the class id;
+- ``class-instance``: 8/16-bit value class·D + instance (``--divisor``; Cityscapes
+  ``*_instanceIds``, MOTS, KITTI, Mapillary);
 - ``id``: COCO-panoptic-style id R + 256·G + 256²·B, each distinct id one instance;
-- ``ade20k``: ADE20K ``*_seg.png``: class R/10·256 + G, instance B.
+- ``ade20k``: ADE20K ``*_seg.png``: class R/10·256 + G, instance B; names from the
+  image's own files (``ade20k_names``).
+
+``--instances DIR`` pairs colormap/palette class masks with instance masks
+(``rgb_instances``); label files of other tools are read by ``label_files``.
 
 The tables that depend only on the options (colours, classes, value lookup) live in
 ``rgb_tables``, built once per process from the small, hashable ``Spec`` each item
@@ -34,7 +41,18 @@ import numpy as np
 
 from segconvert import lut as lookups
 from segconvert import png
-from segconvert.converters.rgb_tables import BUILTINS, ENCODINGS, Color, Spec, Table, build_table, color_of_key
+from segconvert.converters.rgb_tables import (
+    BUILTINS,
+    ENCODINGS,
+    IGNORE_LABEL,
+    INDEXED_BUILTINS,
+    VOID_VALUE,
+    Color,
+    Spec,
+    Table,
+    build_table,
+    color_of_key,
+)
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
@@ -191,62 +209,170 @@ def _chebyshev(colors: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.abs(a[:, None, :] - b[None, :, :]).max(-1)
 
 
+def _unknown_message(
+    table: Table, colors: np.ndarray, counts: np.ndarray, tolerance: int | None, what: str
+) -> str:
+    """Name each colour (most pixels first, at most _MAX_LISTED), its pixels and nearest class."""
+    assert table.color_keys is not None
+    order = np.argsort(-counts, kind="stable")[:_MAX_LISTED]
+    d = _chebyshev(colors[order], table.color_keys)
+    listed = "; ".join(
+        f"{_fmt(color_of_key(int(colors[i])))} in {int(counts[i])} px, nearest {table.color_names[b]!r} "
+        f"{_fmt(color_of_key(int(table.color_keys[b])))} at distance {int(d[n, b])}"
+        for n, (i, b) in enumerate(zip(order.tolist(), d.argmin(1).tolist(), strict=True))
+    )
+    more = f" and {len(colors) - _MAX_LISTED} more" if len(colors) > _MAX_LISTED else ""
+    if tolerance is None:
+        hint = ("add them to the colormap, use --tolerance T for anti-aliased or JPEG masks, "
+                "or --unknown background|ignore")
+    else:
+        hint = ("add them to the colormap, or use --unknown background|ignore; a region of a colour beyond "
+                f"--tolerance {tolerance} of every class is not given its neighbour's class")
+    return f"{len(colors)} colour(s) {what}: {listed}{more}; {hint}"
+
+
 def _resolve_colors(
     spec: Spec, table: Table, lut: np.ndarray, colors: np.ndarray, counts: np.ndarray, where: dict[str, str]
 ) -> None:
-    """Decide colours missing from ``lut``: store answers in it, or raise naming each problem."""
-    assert table.color_keys is not None and table.color_raws is not None
-    unknown: list[tuple[int, int, int, int]] = []  # (colour key, count, nearest entry, distance)
-    ties: list[tuple[int, int, int, int, int]] = []
+    """Colours missing from ``lut`` (exact lookups only): store --unknown's answer, or raise naming them."""
     fallback = {"error": None, "background": 0, "ignore": table.ignore_raw}[spec.unknown]
-    for start in range(0, len(colors), 2048):  # bounded memory for JPEG's many colours
-        cs, ns = colors[start:start + 2048], counts[start:start + 2048]
-        d = _chebyshev(cs, table.color_keys)
-        best = d.argmin(1)
-        dmin = d[np.arange(len(cs)), best]
-        raw_best = table.color_raws[best]
-        at_min = d == dmin[:, None]
-        raws = table.color_raws[None, :]
-        tie = np.where(at_min, raws, -1).max(1) != np.where(at_min, raws, 1 << 40).min(1)
-        near = np.zeros(len(cs), bool) if spec.tolerance is None else dmin <= spec.tolerance
-        ok = near & ~tie
-        lut[cs[ok]] = raw_best[ok].astype(lut.dtype) + 1  # stored + 1, see _color_lut
-        far = ~near
-        if fallback is not None:
-            lut[cs[far]] = fallback + 1
+    if fallback is None:
+        raise ItemError(_unknown_message(table, colors, counts, None, "are not in the colormap"), **where)
+    lut[colors] = fallback + 1  # stored + 1, see _color_lut
+
+
+def _resolve_tolerant(
+    spec: Spec, table: Table, keys: np.ndarray, label_map: np.ndarray, where: dict[str, str]
+) -> tuple[np.ndarray, list[str]]:
+    """--tolerance: inexact colours by colour and neighbourhood (``rgb_resolve``); + warnings."""
+    from segconvert.converters import rgb_resolve
+
+    assert table.color_keys is not None and table.color_raws is not None and spec.tolerance is not None
+    res = rgb_resolve.resolve(keys, label_map, table.color_keys, table.color_raws, spec.tolerance,
+                              label_map.dtype)
+    out = res.label_map
+    warnings = []
+    if res.unresolved is not None:
+        if spec.unknown == "error":
+            colors, counts = np.unique(keys[res.unresolved], return_counts=True)
+            n = int(counts.sum())
+            what = (f"cannot be resolved ({n} px with no class near enough in colour and neighbourhood, "
+                    f"within --tolerance {spec.tolerance})")
+            raise ItemError(_unknown_message(table, colors, counts, spec.tolerance, what), **where)
+        fill = 0 if spec.unknown == "background" else table.ignore_raw
+        assert fill is not None
+        out[res.unresolved] = fill
+        warnings.append(f"{int(np.count_nonzero(res.unresolved))} pixels could not be resolved and are "
+                        f"{spec.unknown} (--unknown {spec.unknown})")
+    if res.voted:
+        warnings.append(f"{res.voted} pixels whose colour is not clearly one class's were given the "
+                        f"nearest-coloured class around them (--tolerance {spec.tolerance})")
+    return out, warnings
+
+
+def _index_values(
+    data: bytes, header: png.PngHeader, where: dict[str, str], encoding: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The values of a palette (mode P) or grayscale 1..16-bit PNG, and its void (transparent) pixels."""
+    void = None
+    if header.color_type in (2, 6):
+        raise ItemError(
+            f"mask is {header.description}; --encoding {encoding} reads palette (mode P) or grayscale "
+            "index PNGs; colour masks need --encoding colormap", **where,
+        )
+    if header.color_type == 3 or header.bit_depth < 8:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                values = np.asarray(im)
+                trns = im.info.get("transparency") if im.mode == "P" else None
+        except (OSError, ValueError) as exc:
+            raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
+        if values.dtype == bool:
+            values = values.view(np.uint8)
+        if trns is not None:
+            alpha = np.full(256, 255, np.uint8)
+            if isinstance(trns, bytes):
+                alpha[: len(trns)] = np.frombuffer(trns, np.uint8)[:256]
+            else:
+                alpha[int(trns)] = 0
+            void = _alpha_void(cv2().LUT(values, alpha), where)
+    else:
+        img = _decode(data, where)
+        if img.ndim == 3:  # grayscale + alpha arrives as BGRA
+            void = _alpha_void(img[..., 3], where)
+            img = np.ascontiguousarray(img[..., 0])
+        values = img
+    if values.dtype not in (np.uint8, np.uint16) or values.ndim != 2:
+        raise ItemError(f"cannot read index values from a {values.dtype} {values.shape} image", **where)
+    return values, void
+
+
+def class_instance_segments(
+    values: np.ndarray, counts: np.ndarray, divisor: int, table: Table, spec: Spec, where: dict[str, str]
+) -> tuple[list[SegmentInfo], list[int]]:
+    """Segments (raw id = value + 1) and void raw ids of the values present in a class·D + instance mask.
+
+    ``--below-divisor class`` (Cityscapes ``*_instanceIds``, MOTS): a value below D is
+    class ``value`` without an instance -- a stuff region, or a crowd region of a thing
+    class (``iscrowd``); both fold into background in instance mode -- and a value >= D
+    is instance ``value % D`` of class ``value // D`` (Cityscapes numbers instances from 0).
+    ``--below-divisor instance`` (KITTI, Mapillary Vistas v1.2, whose class 0 is a real
+    class): every value is ``class * D + instance``, and instance 0 is the class without
+    an instance, as those datasets store stuff. Classes the table marks void, and value 0
+    when there is no table, are void.
+    """
+    segments: list[SegmentInfo] = []
+    dropped: list[int] = []
+    unknown: list[int] = []
+    ignore: list[int] = []
+    for v in values.tolist():
+        if spec.below_divisor == "class":
+            cls, inst = (v, None) if v < divisor else divmod(v, divisor)
         else:
-            for i in np.flatnonzero(far).tolist():
-                unknown.append((int(cs[i]), int(ns[i]), int(best[i]), int(dmin[i])))
-        for i in np.flatnonzero(near & tie).tolist():
-            others = np.flatnonzero(at_min[i] & (table.color_raws != raw_best[i]))
-            ties.append((int(cs[i]), int(ns[i]), int(best[i]), int(others[0]), int(dmin[i])))
-    problems = []
-    if ties:
-        ties.sort(key=lambda t: -t[1])
-        listed = "; ".join(
-            f"{_fmt(color_of_key(k))} in {n} px is equally near {table.color_names[a]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[a])))} and {table.color_names[b]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[b])))} (distance {dist})"
-            for k, n, a, b, dist in ties[:_MAX_LISTED]
-        )
-        more = f" and {len(ties) - _MAX_LISTED} more" if len(ties) > _MAX_LISTED else ""
-        problems.append(f"{len(ties)} colour(s) are ambiguous: {listed}{more}; lower --tolerance")
+            cls, inst = divmod(v, divisor)
+            inst = inst or None
+        if table.classes is None:
+            if v == 0:
+                dropped.append(1)
+                continue
+            name, has_instances, supercategory = f"class-{cls}", False, None
+        else:
+            c = table.classes.get(cls)
+            if c is None:
+                if spec.unknown == "error":
+                    unknown.append(v)
+                elif spec.unknown == "ignore":
+                    ignore.append(v + 1)
+                else:
+                    dropped.append(v + 1)
+                continue
+            if c.void:
+                dropped.append(v + 1)
+                continue
+            name, has_instances, supercategory = c.name, c.isthing, c.supercategory
+        meta = {"supercategory": supercategory} if supercategory else {}
+        if inst is None:
+            segments.append(SegmentInfo(id=v + 1, label=name, category_id=cls, isthing=False,
+                                        iscrowd=has_instances, metadata=meta))
+        else:
+            meta["instance"] = inst
+            segments.append(SegmentInfo(id=v + 1, label=name, category_id=cls, isthing=True, metadata=meta))
     if unknown:
-        unknown.sort(key=lambda t: -t[1])
-        listed = "; ".join(
-            f"{_fmt(color_of_key(k))} in {n} px, nearest {table.color_names[b]!r} "
-            f"{_fmt(color_of_key(int(table.color_keys[b])))} at distance {dist}"
-            for k, n, b, dist in unknown[:_MAX_LISTED]
-        )
+        below = spec.below_divisor == "class"
+        listed = ", ".join(f"{v} (class {v // divisor if v >= divisor or not below else v}, {int(counts[v])} px)"
+                           for v in unknown[:_MAX_LISTED])
         more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-        tol = f" within --tolerance {spec.tolerance}" if spec.tolerance is not None else ""
-        problems.append(
-            f"{len(unknown)} colour(s) are not in the colormap{tol}: {listed}{more}; "
-            "add them to the colormap, use --tolerance T for anti-aliased or JPEG masks, "
-            "or --unknown background|ignore"
-        )
-    if problems:
-        raise ItemError(". ".join(problems), **where)
+        names = f"--labels {spec.labels}" if spec.labels else f"--colormap {spec.colormap}"
+        raise ItemError(f"{len(unknown)} value(s) are of classes not in {names} (--divisor {divisor}): "
+                        f"{listed}{more}; add the classes, or use --unknown background|ignore", **where)
+    if ignore:
+        cat = table.categories[-1].id if table.categories else None
+        segments.append(SegmentInfo(id=ignore[0], label=IGNORE_LABEL, category_id=cat, isthing=False,
+                                    pixel_ids=tuple(ignore)))
+    return segments, dropped
 
 
 @dataclass
@@ -256,8 +382,17 @@ class RgbItem(Item):
     reference_id: str
     source: str
     spec: Spec
+    instance_source: str | None = None  # --instances: the instance mask of the same stem
 
     def load(self) -> Segmentation:
+        seg = self._load_classes()
+        if self.instance_source is None:
+            return seg
+        from segconvert.converters import rgb_instances
+
+        return rgb_instances.pair(seg, build_table(self.spec), self.instance_source, self.spec)
+
+    def _load_classes(self) -> Segmentation:
         where = {"item": self.reference_id, "file": self.source}
         data = _read(self.source, self.reference_id)
         is_jpeg = data[:3] == _JPEG_MAGIC
@@ -282,7 +417,31 @@ class RgbItem(Item):
         assert header is not None
         if enc == "palette":
             return self._palette(data, header, table, where)
+        if enc == "class-instance":
+            return self._class_instance(data, header, table, where)
         return self._instances(data, header, table, where)
+
+    def _class_instance(
+        self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
+    ) -> Segmentation:
+        """value = class·D + instance (Cityscapes *_instanceIds, KITTI, MOTS, Mapillary v1.2).
+
+        Raw id = value + 1 (uint32), so class 0 with instances (Mapillary's bird) is not void.
+        """
+        values, void = _index_values(data, header, where, "class-instance")
+        divisor = self.spec.divisor
+        assert divisor is not None
+        counts = np.bincount(values.reshape(-1), minlength=1 << (8 * values.itemsize))
+        if void is not None:
+            counts -= np.bincount(values[void], minlength=len(counts))
+        label_map = values.astype(np.uint32)
+        label_map += 1
+        if void is not None:
+            label_map[void] = 0
+        segments, dropped = class_instance_segments(np.flatnonzero(counts), counts, divisor, table, self.spec,
+                                                    where)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(dropped))
 
     def _colormap(
         self, data: bytes, header: png.PngHeader | None, table: Table, where: dict[str, str]
@@ -306,60 +465,37 @@ class RgbItem(Item):
         if void is not None:
             label_map[void] = 0
         sentinel = np.iinfo(label_map.dtype).max
+        warnings: list[str] = []
         if label_map.size and label_map.max() == sentinel:
-            miss = label_map == sentinel
-            missing = keys[miss]
-            colors, counts = np.unique(missing, return_counts=True)
-            _resolve_colors(self.spec, table, lut, colors, counts, where)
-            label_map[miss] = lut[missing] - 1
+            if self.spec.tolerance is not None:
+                label_map, warnings = _resolve_tolerant(self.spec, table, keys, label_map, where)
+            else:
+                miss = label_map == sentinel
+                missing = keys[miss]
+                colors, counts = np.unique(missing, return_counts=True)
+                _resolve_colors(self.spec, table, lut, colors, counts, where)
+                label_map[miss] = lut[missing] - 1
         segments = _class_segments(table, _present(label_map))
-        return Segmentation(self.reference_id, label_map, segments, source=self.source)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
 
     def _palette(
         self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
     ) -> Segmentation:
-        void = None
-        if header.color_type in (2, 6):
-            raise ItemError(
-                f"mask is {header.description}; --encoding palette reads palette (mode P) or grayscale "
-                "index PNGs; colour masks need --encoding colormap", **where,
-            )
-        if header.color_type == 3 or header.bit_depth < 8:
-            from PIL import Image
-
-            try:
-                with Image.open(io.BytesIO(data)) as im:
-                    im.load()
-                    values = np.asarray(im)
-                    trns = im.info.get("transparency") if im.mode == "P" else None
-            except (OSError, ValueError) as exc:
-                raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
-            if values.dtype == bool:
-                values = values.view(np.uint8)
-            if trns is not None:
-                alpha = np.full(256, 255, np.uint8)
-                if isinstance(trns, bytes):
-                    alpha[: len(trns)] = np.frombuffer(trns, np.uint8)[:256]
-                else:
-                    alpha[int(trns)] = 0
-                void = _alpha_void(cv2().LUT(values, alpha), where)
-        else:
-            img = _decode(data, where)
-            if img.ndim == 3:  # grayscale + alpha arrives as BGRA
-                void = _alpha_void(img[..., 3], where)
-                img = np.ascontiguousarray(img[..., 0])
-            values = img
-        if values.dtype not in (np.uint8, np.uint16) or values.ndim != 2:
-            raise ItemError(f"cannot read index values from a {values.dtype} {values.shape} image", **where)
-        if table.value_lut is None:  # no names: the value is the raw id
+        values, void = _index_values(data, header, where, "palette")
+        if table.value_lut is None:  # no names: the value is the raw id, 255 void
             label_map = values if values.flags.writeable and values.flags.owndata else values.copy()
             if void is not None:
                 label_map[void] = 0
-            segments = [
-                SegmentInfo(id=v, label=f"class-{v}", category_id=v, isthing=False)
-                for v in _present(label_map).tolist()
-            ]
-            return Segmentation(self.reference_id, label_map, segments, source=self.source)
+            segments = []
+            dropped: list[int] = []
+            for v in _present(label_map).tolist():
+                if v == VOID_VALUE and self.spec.void == "background":
+                    dropped.append(v)
+                else:
+                    label = IGNORE_LABEL if v == VOID_VALUE else f"class-{v}"
+                    segments.append(SegmentInfo(id=v, label=label, category_id=v, isthing=False))
+            return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                                dropped_ids=frozenset(dropped))
         lut = table.value_lut
         if values.dtype == np.uint8 and lut.dtype == np.uint8:
             label_map = cv2().LUT(values, lut[:256])
@@ -400,6 +536,7 @@ class RgbItem(Item):
             cv2().cvtColor(img, cv2().COLOR_BGR2BGRA if img.shape[2] == 3 else cv2().COLOR_BGRA2BGRA, dst=buf)
             packed = buf.view("<u4").reshape(h, w)  # B + 256 G + 65536 R (+ alpha << 24)
             np.bitwise_and(packed, 0xFFFFFF, out=packed)
+            b_channel = buf[..., 0]
             label_map = np.take(_ADE_R_CORRECTION, packed >> 16)
             np.subtract(packed, label_map, out=label_map)
             np.putmask(label_map, label_map < 256, 0)  # class 0: not annotated
@@ -418,14 +555,20 @@ class RgbItem(Item):
                 label = labels.get(i, f"segment-{i}")
                 cat = table.label_category.get(label) if table.label_category else None
                 segments.append(SegmentInfo(id=i, label=label, category_id=cat, isthing=True))
-        else:
+        warnings: list[str] = []
+        if enc == "ade20k":
+            if table.labels is None:  # names from the image's own .json (2021) or _atr.txt (2016)
+                from segconvert.converters import ade20k_names
+
+                hist = cv2().calcHist([b_channel], [0], None, [256], [0, 256]).ravel()
+                labels, warnings = ade20k_names.image_names(self.source, ids.tolist(), np.flatnonzero(hist))
             for raw in sorted(ids.tolist(), key=lambda r: (r & 255, r)):  # ADE numbers instances by B
                 cls = raw >> 8
                 segments.append(
                     SegmentInfo(id=raw, label=labels.get(cls, f"class-{cls}"), category_id=cls, isthing=True,
                                 metadata={"instance": raw & 255})
                 )
-        return Segmentation(self.reference_id, label_map, segments, source=self.source)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
 
 
 # R → R - R//10 in the bits 16..23 of B + 256 G + 65536 R
@@ -435,31 +578,66 @@ _ADE_R_CORRECTION = ((np.arange(256) - np.arange(256) // 10) << 16).astype(np.ui
 # --------------------------------------------------------------------------- reader
 
 
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES
+#: folders of photos in the layouts datasets ship in, never read as masks when a folder is
+#: walked (VOC JPEGImages, Cityscapes leftImg8bit, CamVid 701_StillsRaw_full, KITTI image_2/3)
+PHOTO_FOLDERS = frozenset({"jpegimages", "leftimg8bit", "701_stillsraw_full", "image_2", "image_3"})
+#: folder names that hold photos when a sibling folder holds the masks (ADE20K images/ +
+#: annotations/, YOLO-style images/ + labels/)
+PHOTO_FOLDERS_WITH_SIBLINGS = frozenset({"images", "imgs", "img", "photos"})
+#: colour tables recognised at the top of a colour-mask folder, in the order they are preferred.
+#: (Not Datumaro's dataset_meta.json, whose common_semantic_segmentation masks are index
+#: masks, nor Mapillary's config, whose root also holds 16-bit instance PNGs: give those
+#: with --colormap / --labels.)
+COLOUR_FILES = ("colormap.json", "label_colors.txt", "labelmap.txt")
 
 
-def _walk(root: Path) -> list[Path]:
-    """Image files under ``root``, skipping hidden folders and segconvert outputs (they hold masks too)."""
+def _is_image(p: Path, jpeg: bool = True) -> bool:
+    suffix = p.suffix.lower()
+    return suffix == ".png" or (jpeg and suffix in (".jpg", ".jpeg"))
+
+
+def _photo_folders(dirs: list[str]) -> set[str]:
+    """The sub-folders of one folder that hold photos, by the dataset layouts' names.
+
+    CamVid's SegNet layout pairs ``train/`` (photos, PNG too) with ``trainannot/``; VOC pairs
+    ``SegmentationObject/`` (instances, read with ``--instances``) with ``SegmentationClass/``.
+    """
+    names = {d.lower(): d for d in dirs}
+    skip = {d for d in dirs if d.lower() in PHOTO_FOLDERS or names.get(d.lower() + "annot")}
+    if len(dirs) > 1:
+        skip |= {d for d in dirs if d.lower() in PHOTO_FOLDERS_WITH_SIBLINGS}
+    if "segmentationclass" in names and "segmentationobject" in names:
+        skip.add(names["segmentationobject"])
+    return skip
+
+
+def _walk(root: Path, jpeg: bool = True) -> list[Path]:
+    """Mask files under ``root``: no hidden folders, photo folders or segconvert outputs (they hold masks too).
+
+    ``jpeg=False`` leaves out .jpg/.jpeg files: a JPEG in a dataset folder is a photo unless
+    the user said the masks are JPEGs (``--tolerance``).
+    """
     found = []
     for folder, dirs, files in os.walk(root):
         if ".segconvert" in dirs and Path(folder) != root:
             dirs[:] = []  # an earlier run's OUTPUT inside SOURCE: its masks are not input
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(folder, f) for f in files if not f.startswith(".") and _is_image(Path(f)))
+        visible = [d for d in dirs if not d.startswith(".")]
+        photos = _photo_folders(visible)
+        dirs[:] = [d for d in visible if d not in photos]
+        found.extend(Path(folder, f) for f in files if not f.startswith(".") and _is_image(Path(f), jpeg))
     return found
 
 
-def _list_files(source: Path, suffix: str | None) -> list[Path]:
+def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Path]:
     text = str(source)
     if source.is_dir():
-        files = _walk(source)
+        files = _walk(source, jpeg)
         if suffix:
             files = [p for p in files if p.stem.endswith(suffix)]
         files.sort(key=lambda p: p.relative_to(source).as_posix())
         if not files:
-            what = f"ending in {suffix}" if suffix else "(.png, .jpg)"
+            what = f"ending in {suffix}" if suffix else "(.png, .jpg)" if jpeg else "(.png; .jpg only with --tolerance)"
             raise SourceError(f"no mask images {what} in this folder or below", file=source)
         return files
     if source.is_file():
@@ -473,6 +651,23 @@ def _list_files(source: Path, suffix: str | None) -> list[Path]:
     raise SourceError("no such folder or file", file=source)
 
 
+def colour_file_of(folder: Path) -> Path | None:
+    """The colour table a colour-mask folder carries at its top (the first of :data:`COLOUR_FILES`)."""
+    if not folder.is_dir():
+        return None
+    for name in COLOUR_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _option_file(value: str | Path | None) -> str | None:
+    """A built-in table name as it is, a file as its absolute path (workers may run elsewhere)."""
+    if value is None:
+        return None
+    return str(value) if str(value) in BUILTINS else str(Path(value).resolve())
+
+
 class RgbReader(Reader):
     """A folder (searched recursively) or glob of mask images; one item per file."""
 
@@ -480,16 +675,32 @@ class RgbReader(Reader):
         click.Option(
             ["--encoding"], type=click.Choice(ENCODINGS), default="colormap", show_default=True,
             help="How a pixel becomes a segment: colour = class (colormap), palette/grayscale index = class "
-            "(palette), R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
+            "(palette), class * D + instance in 8/16-bit PNGs (class-instance, with --divisor), "
+            "R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
         ),
         click.Option(
             ["--colormap"], default=None, metavar="FILE|NAME",
-            help="Colour table: JSON {label: [r, g, b] | \"#rrggbb\"}, CamVid label_colors.txt, or built-in "
-            + "|".join(BUILTINS) + ". Labels void/background/unlabeled are background (0).",
+            help="Colour table: JSON {label: [r, g, b] | \"#rrggbb\"}, CamVid label_colors.txt, CVAT labelmap.txt, "
+            "Datumaro dataset_meta.json, Mapillary config_v*.json, or built-in " + "|".join(BUILTINS)
+            + " [default: the folder's colormap.json / label_colors.txt / labelmap.txt]. Labels void/background/"
+            "unlabeled/_background_ are background (0).",
         ),
         click.Option(
-            ["--labels"], type=click.Path(dir_okay=False, path_type=Path), default=None,
-            help='JSON {"id": "label"} naming the values of palette/id/ade20k masks.',
+            ["--labels"], default=None, metavar="FILE|NAME",
+            help='Class names by id for palette/class-instance/id/ade20k masks: JSON {"id": "label"}, a label '
+            "file of another tool (Datumaro dataset_meta.json, Mapillary config_v*.json, CVAT labelmap.txt, "
+            "labelme2voc labels.txt), or built-in " + "|".join(INDEXED_BUILTINS) + ".",
+        ),
+        click.Option(
+            ["--divisor"], type=click.IntRange(2, 65536), default=None, metavar="D",
+            help="--encoding class-instance: value = class * D + instance (1000: Cityscapes _instanceIds, "
+            "KITTI-STEP, MOTS; 256: KITTI instance, Mapillary v1.2 instances).",
+        ),
+        click.Option(
+            ["--below-divisor"], type=click.Choice(("class", "instance")), default="class", show_default=True,
+            help="--encoding class-instance: a value below D is that class without an instance (class: "
+            "Cityscapes, MOTS), or instance of class 0, every value being class * D + instance with instance 0 "
+            "= no instance (instance: KITTI, Mapillary v1.2).",
         ),
         click.Option(
             ["--unknown"], type=click.Choice(("error", "background", "ignore")), default="error",
@@ -498,12 +709,24 @@ class RgbReader(Reader):
         ),
         click.Option(
             ["--tolerance"], type=click.IntRange(0, 255), default=None, metavar="T",
-            help="Map each colour to the nearest class within T (max per channel), for anti-aliased or "
-            "JPEG masks.",
+            help="Anti-aliased or JPEG masks: colours within T (max per channel) of one class are it; blends "
+            "and colours near several classes take the nearest-coloured class around them (5x5..17x17), "
+            "counted per image in the warnings.",
         ),
         click.Option(
             ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'.",
+            help="Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
+            "__ignore__): background, or a segment 'ignore'.",
+        ),
+        click.Option(
+            ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+            help="Pair each class mask with the instance mask of the same stem under DIR (Cityscapes "
+            "_labelIds + _instanceIds, ADE20K, ...): an instance's class is the class under most of it.",
+        ),
+        click.Option(
+            ["--instance-suffix"], default=None, metavar="SUFFIX",
+            help="With --instances: the instance masks' stem is reference_id + SUFFIX (e.g. "
+            "_gtFine_instanceIds) [default: the class mask's stem].",
         ),
         click.Option(
             ["--strip-suffix"], default=None, metavar="SUFFIX",
@@ -523,6 +746,10 @@ class RgbReader(Reader):
         tolerance: int | None = None,
         void: str = "background",
         strip_suffix: str | None = None,
+        divisor: int | None = None,
+        below_divisor: str = "class",
+        instances: str | Path | None = None,
+        instance_suffix: str | None = None,
     ) -> None:
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
@@ -531,16 +758,22 @@ class RgbReader(Reader):
             raise SourceError(f"--void must be background or ignore, not {void!r}")
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"--tolerance must be in 0..255, not {tolerance}")
-        cmap = None
-        if colormap is not None:
-            cmap = str(colormap) if str(colormap) in BUILTINS else str(Path(colormap).resolve())
+        if colormap is None and encoding == "colormap":
+            found = colour_file_of(Path(source))
+            if found is not None:  # the folder names its own colours (what --from auto recognised it by)
+                colormap = found
+        self.colormap_file = colormap
+        cmap = _option_file(colormap)
         self.spec = Spec(
             encoding=encoding,
             colormap=cmap,
-            labels=str(Path(labels).resolve()) if labels is not None else None,
+            labels=_option_file(labels),
             unknown=unknown,
             tolerance=int(tolerance) if tolerance is not None else None,
             void=void,
+            divisor=int(divisor) if divisor is not None else None,
+            below_divisor=below_divisor,
+            instances=instances is not None,
         )
         table = build_table(self.spec)  # validates the options and files once, in the main process
         self.categories = table.categories
@@ -548,7 +781,32 @@ class RgbReader(Reader):
         if strip_suffix is None and encoding == "ade20k":
             strip_suffix = "_seg"
         self.strip_suffix = strip_suffix or None
-        self._files = _list_files(self.source, self.strip_suffix)
+        self._files = _list_files(self.source, self.strip_suffix, jpeg=self.spec.tolerance is not None)
+        self.instance_suffix = instance_suffix
+        self._instances: dict[str, list[str]] | None = None
+        if instances is not None:
+            self._instances = self._index_instances(Path(instances))
+
+    def _index_instances(self, folder: Path) -> dict[str, list[str]]:
+        """Instance mask paths by stem under ``folder`` (one walk, in the main process; paths only)."""
+        if not folder.is_dir():
+            raise SourceError("--instances: no such folder", file=folder)
+        suffix = self.instance_suffix if self.instance_suffix is not None else self.strip_suffix
+        by_stem: dict[str, list[str]] = {}
+        class_files = {p.resolve() for p in self._files}
+        for p in _walk(folder, jpeg=False):
+            stem = p.stem
+            if suffix:
+                if not stem.endswith(suffix):
+                    continue
+                stem = stem[: -len(suffix)]
+            if p.resolve() in class_files:
+                continue  # the class masks themselves (DIR may be SOURCE, as in Cityscapes' gtFine)
+            by_stem.setdefault(stem, []).append(str(p))
+        if not by_stem:
+            what = f" ending in {suffix}" if suffix else ""
+            raise SourceError(f"--instances: no instance masks (.png){what} in this folder or below", file=folder)
+        return by_stem
 
     def __len__(self) -> int:
         return len(self._files)
@@ -576,18 +834,31 @@ class RgbReader(Reader):
                     "a unique file stem: rename them, or convert the folders separately", item=ref, file=p,
                 )
                 yield FailedItem(ref, err, source=str(p))
+            elif self._instances is not None:
+                found = self._instances.get(ref, [])
+                if len(found) != 1:
+                    suffix = self.instance_suffix if self.instance_suffix is not None else self.strip_suffix
+                    what = (f"no instance mask {ref}{suffix or ''}.png under --instances" if not found else
+                            f"{len(found)} instance masks named {ref}{suffix or ''}.png ({', '.join(found)})")
+                    yield FailedItem(ref, ItemError(what, item=ref, file=p), source=str(p))
+                else:
+                    yield RgbItem(ref, str(p), self.spec, found[0])
             else:
                 yield RgbItem(ref, str(p), self.spec)
 
 
 def sniff(path: Path) -> bool:
-    """A folder with a colormap.json or CamVid label_colors.txt at its top."""
-    return path.is_dir() and ((path / "colormap.json").is_file() or (path / "label_colors.txt").is_file())
+    """A folder with a colour table at its top (colormap.json, label_colors.txt, labelmap.txt, ...).
+
+    Not a Pascal VOC root (SegmentationClass/ next to labelmap.txt): that is the voc reader's.
+    """
+    return colour_file_of(path) is not None and not (path / "SegmentationClass").is_dir()
 
 
 FORMAT = Format(
     name="rgb",
-    description="mask PNGs: colour-coded classes, palette/grayscale indices, RGB instance ids, ADE20K _seg",
+    description="mask PNGs: colour-coded classes, palette/grayscale indices, class*D+instance, RGB instance ids, "
+    "ADE20K _seg",
     reader=RgbReader,
     sniff=sniff,
 )

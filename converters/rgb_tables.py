@@ -12,21 +12,20 @@ a ``--colormap`` file (JSON ``{label: [r, g, b] | "#rrggbb"}`` or CamVid's
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from segconvert.errors import SourceError
 from segconvert.ir import Category
 
-ENCODINGS = ("colormap", "palette", "id", "ade20k")
+ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
-VOID_NAMES = frozenset({"void", "background", "unlabeled"})
+#: builtins that number their classes (usable as the class table of index masks)
+INDEXED_BUILTINS = ("voc", "cityscapes", "ade20k", "coco-panoptic")
+VOID_VALUE = 255  # an index-mask value the table does not name: void (Pascal VOC's boundary)
 IGNORE_LABEL = "ignore"
 
 Color = tuple[int, int, int]
@@ -49,6 +48,9 @@ class Spec:
     unknown: str = "error"
     tolerance: int | None = None
     void: str = "background"
+    divisor: int | None = None
+    below_divisor: str = "class"
+    instances: bool = False  # --instances DIR: class masks paired with instance masks
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Table:
 
     ``color_keys``/``color_raws``: 24-bit colour key → raw id (0 = void) for ``colormap``;
     ``value_lut``: pixel value → raw id for ``palette`` (``None``: the value is the raw id);
-    ``labels``: id → label for ``id``/``ade20k``.
+    ``labels``: id → label for ``id``/``ade20k``; ``classes``: class id → class for
+    ``class-instance`` (``None``: no table, every class is ``class-<id>``).
     """
 
     categories: list[Category] | None
@@ -77,6 +80,7 @@ class Table:
     value_lut: np.ndarray | None = None
     labels: dict[int, str] | None = None
     label_category: dict[str, int] | None = None
+    classes: dict[int, _Class] | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -93,7 +97,9 @@ def color_of_key(k: int) -> Color:
 
 
 def _is_void(name: str) -> bool:
-    return name.strip().lower() in VOID_NAMES
+    from segconvert.converters.label_files import is_void_name
+
+    return is_void_name(name)
 
 
 # --------------------------------------------------------------------------- colour tables
@@ -134,91 +140,63 @@ def _builtin(name: str) -> tuple[list[_Class], list[_Class]]:
     raise AssertionError(name)
 
 
-def _parse_color(value: Any, label: str, file: Path) -> Color:
-    if isinstance(value, str):
-        m = re.fullmatch(r"#?([0-9a-fA-F]{6})", value.strip())
-        if m:
-            h = m.group(1)
-            return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-    elif (
-        isinstance(value, list | tuple)
-        and len(value) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
-    ):
-        return (value[0], value[1], value[2])
-    raise SourceError(
-        f"colour of {label!r} must be [r, g, b] (0..255) or \"#rrggbb\", got {value!r}", file=file
-    )
-
-
 def _colormap_file(path: Path) -> list[_Class]:
-    """JSON ``{label: [r, g, b] | "#rrggbb"}`` or CamVid ``label_colors.txt`` ("R G B label")."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SourceError("colormap file not found (built-in names: " + ", ".join(BUILTINS) + ")",
-                          file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read the colormap: {exc}", file=path) from None
-    pairs: list[tuple[str, Color]] = []
-    if text.lstrip().startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"colormap is not valid JSON: {exc}", file=path) from None
-        pairs = [(str(k), _parse_color(v, str(k), path)) for k, v in doc.items()]
-    else:
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parts = line.split(None, 3)
-            try:
-                rgb = tuple(int(p) for p in parts[:3])
-                label = parts[3].strip()
-            except (ValueError, IndexError):
-                err = f"line {n}: expected 'R G B label', got {line.strip()!r}"
-                raise SourceError(err, file=path) from None
-            pairs.append((label, _parse_color(list(rgb), label, path)))
-    if not pairs:
-        raise SourceError("the colormap lists no colours", file=path)
+    """A colour table from any label file ``label_files`` knows that gives colours."""
+    from segconvert.converters import label_files
+
+    if not path.is_file():
+        raise SourceError("colormap file not found (built-in names: " + ", ".join(BUILTINS) + ")", file=path)
+    kind, rows = label_files.read_label_file(path)
+    missing = [r.name for r in rows if r.color is None]
+    if missing:
+        raise SourceError(
+            f"{len(missing)} class(es) have no colour ({', '.join(map(repr, missing[:5]))}); a colour mask "
+            "needs a colour per class (an index mask: --encoding palette --labels FILE)", file=path,
+        )
     classes: list[_Class] = []
     seen_color: dict[Color, str] = {}
-    seen_name: set[str] = set()
-    for label, color in pairs:
-        if color in seen_color:
-            raise SourceError(f"{label!r} and {seen_color[color]!r} have the same colour {color}", file=path)
-        if label in seen_name:
-            raise SourceError(f"label {label!r} appears twice", file=path)
-        seen_color[color] = label
-        seen_name.add(label)
-        classes.append(_Class(0, label, color, void=_is_void(label)))
-    pos = 0
-    numbered = []
-    for c in classes:  # category ids 1..K in file order, void entries not counted
-        if not c.void:
-            pos += 1
-        numbered.append(_Class(0 if c.void else pos, c.name, c.color, void=c.void))
-    return numbered
+    for r in rows:
+        assert r.color is not None
+        if r.color in seen_color:
+            raise SourceError(f"{r.name!r} and {seen_color[r.color]!r} have the same colour {r.color}", file=path)
+        seen_color[r.color] = r.name
+        classes.append(_Class(r.id, r.name, r.color, isthing=bool(r.isthing), void=_is_void(r.name)))
+    if kind in ("colormap-json", "label-colors-txt"):  # no ids of their own: 1..K in file order, void skipped
+        pos = 0
+        numbered = []
+        for c in classes:
+            if not c.void:
+                pos += 1
+            numbered.append(_Class(0 if c.void else pos, c.name, c.color, void=c.void))
+        return numbered
+    return classes
 
 
-def _labels_file(path: Path) -> dict[int, str]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise SourceError("labels file not found", file=path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"cannot read the labels JSON: {exc}", file=path) from None
-    if not isinstance(doc, dict):
-        raise SourceError('labels must be a JSON object {"id": "label"}', file=path)
-    out: dict[int, str] = {}
-    for k, v in doc.items():
-        try:
-            out[int(k)] = str(v)
-        except ValueError:
-            raise SourceError(f"labels key {k!r} is not an integer id", file=path) from None
-        if int(k) < 0:
-            raise SourceError(f"labels key {k!r} is negative", file=path)
-    return out
+def _labels_file(path: Path) -> list[_Class]:
+    """Classes by id from ``--labels``: JSON ``{"id": "name"}`` or any ``label_files`` kind."""
+    from segconvert.converters import label_files
+
+    rows = label_files.load_colour_table(path)
+    return [_Class(r.id, r.name, r.color, isthing=bool(r.isthing), void=_is_void(r.name))
+            for r in rows if r.id >= 0]
+
+
+def _index_classes(spec: Spec) -> list[_Class] | None:
+    """The class table of index masks (palette, class-instance): --labels file or built-in; None: none."""
+    name = spec.labels if spec.labels in INDEXED_BUILTINS else None
+    if name is None and spec.labels is None and spec.colormap is not None:
+        if spec.colormap not in INDEXED_BUILTINS:
+            raise SourceError(
+                f"--encoding {spec.encoding} takes class names from --labels FILE or the built-in "
+                + "|".join(INDEXED_BUILTINS) + " (CamVid and colormap files have no class indices)"
+            )
+        name = spec.colormap
+    if name is not None:
+        classes, extra = _builtin(name)
+        return classes + [c for c in extra if c.id not in {k.id for k in classes}]
+    if spec.labels is not None:
+        return _labels_file(Path(spec.labels))
+    return None
 
 
 def _entries(classes: list[_Class], spec: Spec) -> tuple[list[Entry], int | None]:
@@ -263,9 +241,15 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         raise SourceError("--tolerance only applies to --encoding colormap")
     if spec.labels is not None and spec.encoding == "colormap":
         raise SourceError(
-            "--labels is for --encoding palette, id or ade20k; a colormap names its own classes"
+            "--labels is for --encoding palette, class-instance, id or ade20k; a colormap names its own classes"
         )
-    labels = _labels_file(Path(spec.labels)) if spec.labels is not None else None
+    if spec.divisor is not None and spec.encoding != "class-instance" and not spec.instances:
+        raise SourceError("--divisor only applies to --encoding class-instance or --instances masks")
+    if spec.instances and spec.encoding not in ("colormap", "palette"):
+        raise SourceError(f"--instances pairs class masks (--encoding colormap or palette) with instance masks; "
+                          f"--encoding {spec.encoding} masks carry their instances themselves")
+    if spec.below_divisor not in ("class", "instance"):
+        raise SourceError(f"--below-divisor must be class or instance, not {spec.below_divisor!r}")
 
     if spec.encoding == "colormap":
         if spec.colormap is None:
@@ -309,11 +293,15 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         )
 
     if spec.encoding == "palette":
-        return _palette_table(spec, labels)
+        return _palette_table(spec, _index_classes(spec))
+    if spec.encoding == "class-instance":
+        return _class_instance_table(spec, _index_classes(spec))
 
     # id / ade20k: instances, classes only by label
-    if labels is None:
+    found = _index_classes(spec) if spec.labels is not None else None
+    if found is None:
         return Table(categories=None, entries=[], labels=None)
+    labels = {c.id: c.name for c in found}
     label_category: dict[str, int] = {}
     if spec.encoding == "ade20k":
         cats = [Category(id=i, name=n, isthing=True) for i, n in sorted(labels.items()) if i > 0]
@@ -326,24 +314,40 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
     return Table(categories=cats, entries=[], labels=labels, label_category=label_category)
 
 
-def _palette_table(spec: Spec, labels: dict[int, str] | None) -> Table:
-    """Value → raw id table for index masks: from --labels, a built-in, or the identity."""
-    if labels is not None:
-        classes = [_Class(i, n, None, void=_is_void(n)) for i, n in sorted(labels.items())]
-        boundary = None
-    elif spec.colormap is None:
-        # no names: value v is class "class-v"; raw id = value, categories 1..255
-        cats = [Category(id=v, name=f"class-{v}", isthing=False) for v in range(1, 256)]
-        return Table(categories=cats, entries=[Entry(c.id, c) for c in cats])
-    elif spec.colormap in ("voc", "cityscapes", "ade20k", "coco-panoptic"):
-        classes, extra = _builtin(spec.colormap)
-        classes = classes + [c for c in extra if c.id not in {k.id for k in classes}]
-        boundary = 255 if spec.colormap == "voc" else None
-    else:
+def _class_instance_table(spec: Spec, classes: list[_Class] | None) -> Table:
+    """Classes by id for class·D + instance masks; ``None`` classes: names ``class-<id>``."""
+    if spec.divisor is None:
         raise SourceError(
-            "--encoding palette takes class names from --labels FILE or --colormap voc|cityscapes|ade20k|"
-            "coco-panoptic (CamVid and colormap files have no class indices)"
+            "--encoding class-instance needs --divisor D: 1000 for Cityscapes *_instanceIds.png, KITTI-STEP "
+            "and MOTS; 256 for KITTI instance and Mapillary Vistas v1.2 instance PNGs"
         )
+    if not 2 <= spec.divisor <= 65536:
+        raise SourceError(f"--divisor must be in 2..65536, not {spec.divisor}")
+    if classes is None:
+        return Table(categories=None, entries=[], classes=None)
+    by_id = {}
+    for c in classes:
+        by_id.setdefault(c.id, c)
+    cats = [Category(id=c.id, name=c.name, isthing=c.isthing, supercategory=c.supercategory)
+            for c in sorted(by_id.values(), key=lambda c: c.id) if not c.void]
+    if spec.unknown == "ignore":
+        cats.append(Category(id=max((c.id for c in cats), default=0) + 1, name=IGNORE_LABEL, isthing=False))
+    return Table(categories=cats, entries=[], classes=by_id)
+
+
+def _palette_table(spec: Spec, classes: list[_Class] | None) -> Table:
+    """Value → raw id table for index masks: from --labels, a built-in, or the identity.
+
+    0 is background unless the table names it as a class; a value the table does not
+    name is --unknown's, except 255, which is void (``--void``) unless named: Pascal
+    VOC's boundary ring, labelme2voc's ``__ignore__``, Cityscapes' trainId 255.
+    """
+    if classes is None:
+        # no names: value v is class "class-v"; raw id = value, categories 1..254, 255 void
+        cats = [Category(id=v, name=f"class-{v}", isthing=False) for v in range(1, VOID_VALUE)]
+        if spec.void == "ignore":
+            cats.append(Category(id=VOID_VALUE, name=IGNORE_LABEL, isthing=False))
+        return Table(categories=cats, entries=[Entry(c.id, c) for c in cats])
     entries, ignore_raw = _entries(classes, spec)
     top = max(c.id for c in classes)
     if top >= 65536:
@@ -352,11 +356,10 @@ def _palette_table(spec: Spec, labels: dict[int, str] | None) -> Table:
     sentinel = np.iinfo(dtype).max
     fill = {"error": sentinel, "background": 0, "ignore": ignore_raw}[spec.unknown]
     lut = np.full(65536, fill, dtype)  # 16-bit masks index it too; 64-128 kB
-    lut[0] = 0  # 0 is background in index masks unless --labels names it
+    lut[0] = 0  # 0 is background in index masks unless the table names it
+    lut[VOID_VALUE] = ignore_raw if spec.void == "ignore" and ignore_raw else 0
     it = iter(entries)
     for c in classes:
         lut[c.id] = 0 if c.void else next(it).raw
-    if boundary is not None:
-        lut[boundary] = ignore_raw if spec.void == "ignore" and ignore_raw else 0
     cats = [e.category for e in entries]
     return Table(categories=cats, entries=entries, ignore_raw=ignore_raw, value_lut=lut)
