@@ -294,6 +294,54 @@ done:
     return result;
 }
 
+/* code_boxes(codes, width, boxes): the bounding box of every code of a uint8 code map, in
+ * one pass (writers need a box per segment: COCO's bbox). boxes is 256 x 4 int32, filled by
+ * the caller with (width, height, -1, -1) and left with (min x, min y, max x, max y) of each
+ * code that occurs. Run by run: one compare per pixel, the updates once per run. */
+static PyObject *code_boxes(PyObject *self, PyObject *args) {
+    Py_buffer codes, boxes;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*", &codes, &width, &boxes))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || codes.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "codes must hold whole rows of `width` bytes");
+    } else if (boxes.len != 256 * 4 * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "boxes must be 256 x 4 int32");
+    } else if (width >= ((Py_ssize_t)1 << 31) || codes.len / width >= ((Py_ssize_t)1 << 31)) {
+        PyErr_SetString(PyExc_ValueError, "image too large for int32 boxes");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        int32_t *b = (int32_t *)boxes.buf;
+        Py_ssize_t rows = codes.len / width;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *row = c + y * width;
+            Py_ssize_t x = 0;
+            while (x < width) {
+                uint8_t v = row[x];
+                Py_ssize_t end = x + 1;
+                while (end < width && row[end] == v)
+                    end++;
+                int32_t *box = b + 4 * v;
+                if (x < box[0]) box[0] = (int32_t)x;
+                if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);
+                if (box[3] != (int32_t)y) { /* first run of v in this row */
+                    if (box[3] < 0) box[1] = (int32_t)y;
+                    box[3] = (int32_t)y;
+                }
+                x = end;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&boxes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -301,6 +349,9 @@ static PyMethodDef methods[] = {
     {"rgb_codes", rgb_codes, METH_VARARGS,
      "rgb_codes(rgb, codes, out, hist, unknown=255): out[i] = codes.get(R | G<<8 | B<<16, unknown);"
      " hist[out[i]] += 1. codes: dict of int id -> int code 0..255; ids outside 24 bits never match."},
+    {"code_boxes", code_boxes, METH_VARARGS,
+     "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
+     " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
     {NULL, NULL, 0, NULL},
 };
 

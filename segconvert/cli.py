@@ -43,7 +43,8 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
     reader = registry.reader_for(from_format).reader
     writer = registry.writer_for(to_format).writer
     assert reader is not None and writer is not None
-    return list(reader.options) + list(writer.options)
+    shared = {o.name for o in reader.options}  # declared by both (--background-label): parsed once, given to both
+    return list(reader.options) + [o for o in writer.options if o.name not in shared]
 
 
 @main.command(

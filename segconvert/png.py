@@ -157,3 +157,29 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
 
 
 _temp_counter = itertools.count()
+
+
+def _encode_raw(rows: np.ndarray, width: int, height: int, bit_depth: int, color_type: int) -> bytes:
+    """One IDAT of filter-None rows (``rows``: (H, row bytes) uint8), deflated at level 1."""
+    raw = np.empty((height, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = 0
+    raw[:, 1:] = rows
+    idat = _deflate_lib.compress(raw, 1)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def encode_rgb8(rgb: np.ndarray) -> bytes:
+    """Encode an (H, W, 3) uint8 array (R, G, B order) as an 8-bit RGB PNG, as encode_gray8 does."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    return _encode_raw(rgb.reshape(h, w * 3), w, h, 8, 2)
+
+
+def encode_gray16(mask: np.ndarray) -> bytes:
+    """Encode a 2-D uint16 array as a 16-bit grayscale PNG (big-endian samples, as PNG stores them)."""
+    if mask.ndim != 2 or mask.dtype != np.uint16:
+        raise ValueError(f"expected a 2-D uint16 mask, got {mask.dtype} {mask.shape}")
+    h, w = mask.shape
+    return _encode_raw(mask.astype(">u2").view(np.uint8).reshape(h, w * 2), w, h, 16, 0)

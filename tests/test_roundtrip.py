@@ -1,0 +1,89 @@
+"""IR -> format -> IR is the identity (property tests over random scenes), and file round trips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, SHARED, snapshot
+from hypothesis import HealthCheck, given, settings
+from roundtrip import ALL_FIELDS, canonical, read_back, scenes, write_scenes
+
+import segconvert
+
+PROPERTY = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[*settings.default.suppress_health_check,
+                                           HealthCheck.function_scoped_fixture])
+
+
+def assert_same(before, after, fields=ALL_FIELDS):
+    want_segments, want_map = canonical(before, fields)
+    got_segments, got_map = canonical(after, fields)
+    assert got_segments == want_segments
+    assert np.array_equal(got_map, want_map)
+
+
+@PROPERTY
+@given(seg=scenes())
+def test_nucleus_round_trip(tmp_path_factory, seg):
+    out = tmp_path_factory.mktemp("nucleus")
+    summary = write_scenes([seg], "nucleus", out)
+    assert summary.ok, summary.failures
+    (back,) = read_back(out, "nucleus").values()
+    assert_same(seg, back)
+
+
+@PROPERTY
+@given(seg=scenes())
+def test_coco_panoptic_round_trip(tmp_path_factory, seg):
+    out = tmp_path_factory.mktemp("panoptic")
+    summary = write_scenes([seg], "coco-panoptic", out)
+    assert summary.ok, summary.failures
+    (back,) = read_back(out / "panoptic.json", "coco-panoptic").values()
+    assert_same(seg, back)
+    # the IR's ids fit 24 bits: they are the PNG's ids
+    assert [s.id for s in back.segments] == [s.id for s in seg.segments if (seg.ids() == s.id).any()]
+
+
+def _panoptic_sources() -> list[Path]:
+    found = [FIXTURES / "coco-panoptic" / "panoptic.json"]
+    # ../shared beside the repo, or beside the folder of worktrees (wt/NAME)
+    for shared in (SHARED, SHARED.parent.parent / "shared"):
+        sample = shared / "data" / "coco-panoptic-sample" / "panoptic.json"
+        if sample.is_file():
+            return [*found, sample]
+    return found
+
+
+@pytest.mark.parametrize("source", _panoptic_sources(), ids=lambda p: p.parent.name)
+def test_panoptic_nucleus_panoptic_nucleus(tmp_path, source):
+    """coco-panoptic -> nucleus -> coco-panoptic -> nucleus: the same masks, byte for byte, and
+    the same Segments."""
+    first, middle, second = tmp_path / "n1", tmp_path / "p", tmp_path / "n2"
+    for src, out, frm, to in ((source, first, "coco-panoptic", "nucleus"), (first, middle, "nucleus", "coco-panoptic"),
+                              (middle / "panoptic.json", second, "coco-panoptic", "nucleus")):
+        summary = segconvert.convert(src, out, from_format=frm, to_format=to, jobs=1)
+        assert summary.converted > 0 and summary.ok, summary.failures
+    a, b = snapshot(first), snapshot(second)
+    assert a.keys() == b.keys()
+    for name in a:
+        if name.endswith(".png"):
+            assert a[name] == b[name], name
+    rows = [[json.loads(line) for line in (d / "annotations.jsonl").read_text().splitlines()] for d in (first, second)]
+    for x, y in zip(*rows):
+        assert x["annotations"] == y["annotations"] and x["reference_id"] == y["reference_id"]
+
+
+def test_panoptic_writer_same_bytes_for_any_jobs(tmp_path):
+    src = FIXTURES / "coco-panoptic" / "panoptic.json"
+    shutil.copytree(src.parent, tmp_path / "src")
+    outs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        assert segconvert.convert(tmp_path / "src" / "panoptic.json", out, to_format="coco-panoptic",
+                                  mode="semantic", jobs=jobs).ok
+        outs.append(snapshot(out))
+    assert outs[0] == outs[1]
