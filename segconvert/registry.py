@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "cityscapes": "segconvert.converters.cityscapes:FORMAT",
     "labelme": "segconvert.converters.labelme:FORMAT",
     "cvat": "segconvert.converters.cvat:FORMAT",
+    "index": "segconvert.converters.index:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}
