@@ -145,7 +145,7 @@ class NucleusItem(Item):
         warnings: list[str] = []
         try:
             if header.color_type == 0 and header.bit_depth == 8:
-                mask = png.decode(data)
+                mask = png.decode_gray8(data)
             elif header.color_type == 2 and header.bit_depth == 8:
                 rgb = png.decode_rgb8(data)
                 mask = np.ascontiguousarray(rgb[..., 0])

@@ -23,8 +23,13 @@ import numpy as np
 
 from segconvert.errors import ItemError
 from segconvert.ir import Category, Segmentation, SegmentInfo
-from segconvert.lut import MAX_CODE, code_boxes, to_codes
+from segconvert.lut import MAX_CODE, code_boxes, count_codes_uint8, to_codes
 from segconvert.opencv import cv2
+
+try:  # the C kernel (see segconvert/_kernels.c); the same result without it
+    from segconvert._kernels import code_colors as _code_colors_c
+except ImportError:  # pragma: no cover - depends on the build
+    _code_colors_c = None
 
 
 @dataclass
@@ -58,7 +63,21 @@ def segment_pixels(seg: Segmentation) -> SegmentPixels:
             codes[raw] = pos
     if len(seg.segments) > MAX_CODE:
         raise ItemError(f"{len(seg.segments)} segments in one image is more than segconvert handles", **where)
-    code_map, counts = to_codes(seg.label_map, codes, **where)
+    lm = seg.label_map
+    if lm.ndim == 2 and lm.dtype == np.uint8 and len(seg.segments) < 255:
+        # the values' histogram (the reader's, when it made one) gives the counts and refuses
+        # unknown values; one 256-entry LUT gives the codes, none when they already are the values
+        counts = count_codes_uint8(lm, codes, seg.pixel_counts, **where)
+        if all(raw == code for raw, code in codes.items()):
+            code_map = lm
+        else:
+            table = np.zeros(256, np.uint8)
+            for raw, code in codes.items():
+                if 0 <= raw < 256:
+                    table[raw] = code
+            code_map = cv2().LUT(lm, table)
+    else:
+        code_map, counts = to_codes(lm, codes, **where)
     count_list = counts.tolist()
     count_list += [0] * (len(seg.segments) + 1 - len(count_list))
     return SegmentPixels(code_map, count_list, seg.segments)
@@ -74,9 +93,10 @@ def warn_empty(seg: Segmentation, pixels: SegmentPixels) -> None:
 def map_codes(code_map: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values[code]`` at every pixel: ``values`` is (n,) uint8/uint16 or (n, 3) uint8 (colours).
 
-    uint8 codes go through ``cv2.LUT`` (a colour table: a 3-channel LUT over the code map
-    replicated by ``cvtColor``, both SIMD), ~0.2 ms for 640x480 where numpy's fancy
-    indexing costs ~1 ms; wider codes or values use ``np.take``.
+    uint8 codes go through ``cv2.LUT`` (~0.1 ms for 640x480 where numpy's fancy indexing
+    costs ~1 ms), colours through the C kernel ``code_colors`` (run by run, ~0.1 ms; without
+    it a 3-channel ``cv2.LUT`` over the code map replicated by ``cvtColor``, ~0.7 ms); wider
+    codes or values use ``np.take``.
     """
     n = len(values)
     if code_map.dtype == np.uint8 and values.dtype == np.uint8 and n <= 256:
@@ -84,6 +104,10 @@ def map_codes(code_map: np.ndarray, values: np.ndarray) -> np.ndarray:
         table[:n] = values
         if values.ndim == 1:
             return cv2().LUT(code_map, table)
+        if _code_colors_c is not None and code_map.flags.c_contiguous:
+            out = np.empty(code_map.shape + (3,), np.uint8)
+            _code_colors_c(code_map, table, out)
+            return out
         three = cv2().cvtColor(code_map, cv2().COLOR_GRAY2RGB)
         return cv2().LUT(three, table.reshape(256, 1, 3))
     return np.take(values, code_map, axis=0)
