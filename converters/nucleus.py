@@ -115,8 +115,6 @@ class NucleusWriter(Writer):
 # --------------------------------------------------------------------------- reader
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")  # what the client calls remote
-#: metadata keys that become SegmentInfo fields
-_FIELDS = ("category_id", "isthing", "iscrowd")
 
 
 @dataclass
@@ -239,18 +237,22 @@ def segments_from_payload(raw: Any, background_label: str, category_ids: bool) -
         meta = s.get("metadata") or {}
         if not isinstance(meta, dict):
             raise ItemError(f"annotations[{j}] ({label!r}): metadata must be an object")
+        # runs for every segment of every image: the common case (bools, an int id) inline
+        rest = dict(meta)
+        isthing, iscrowd = rest.pop("isthing", None), rest.pop("iscrowd", None)
+        category_id = rest.pop("category_id", None) if category_ids else None
         try:
-            category_id = None
-            if category_ids:
-                category_id = cocojson.integer(meta["category_id"])
-            isthing = _flag(meta, "isthing", label != background_label)
-            iscrowd = _flag(meta, "iscrowd", False)
+            if type(category_id) is not int and category_ids:
+                category_id = cocojson.integer(category_id)
+            if type(isthing) is not bool:
+                isthing = _flag(meta, "isthing", label != background_label)
+            if type(iscrowd) is not bool:
+                iscrowd = _flag(meta, "iscrowd", False)
         except TypeError:
             raise ItemError(f"annotations[{j}] ({label!r}): category_id {meta.get('category_id')!r} "
                             "is not an integer") from None
         except ItemError as exc:
             raise ItemError(f"annotations[{j}] ({label!r}): {exc.message}") from None
-        rest = {k: v for k, v in meta.items() if k not in _FIELDS or (k == "category_id" and not category_ids)}
         segments.append(SegmentInfo(index, label, category_id, isthing, iscrowd, rest))
     return segments
 

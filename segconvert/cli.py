@@ -57,7 +57,8 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 @click.option("--from", "from_format", default="auto", show_default=True,
               help="Source format (see `segconvert formats`); auto recognises COCO JSONs, CVAT XML and "
               "folders of LabelMe, Cityscapes or colour masks with a colormap.")
-@click.option("--to", "to_format", default="nucleus", show_default=True, help="Output format.")
+@click.option("--to", "to_format", default="nucleus", show_default=True,
+              help="Output format: nucleus, coco-panoptic, coco-instances, index, rgb (see `segconvert formats`).")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="panoptic | instance | semantic [default: the source format's natural mode].")
 @click.option("--index", type=click.Choice(INDEX_POLICIES), default=None,

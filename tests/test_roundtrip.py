@@ -87,3 +87,30 @@ def test_panoptic_writer_same_bytes_for_any_jobs(tmp_path):
                                   mode="semantic", jobs=jobs).ok
         outs.append(snapshot(out))
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(("to", "options", "expect"), [
+    ("nucleus", [], ["annotations.jsonl", "masks/example_000.png"]),
+    ("coco-panoptic", ["--image-ext", ".png"], ["panoptic.json", "panoptic/example_000.png"]),
+    ("coco-instances", ["--segmentation", "polygon"], ["instances.json"]),
+    ("index", ["--preset", "mmseg"], ["labels.json", "colors.json", "masks/example_000.png"]),
+    ("rgb", ["--colormap", "coco-panoptic"], ["colormap.json", "masks/example_000.png"]),
+])
+def test_every_writer_from_the_cli_and_resume(tmp_path, to, options, expect):
+    from click.testing import CliRunner
+
+    from segconvert.cli import main
+
+    src = FIXTURES / "coco-panoptic" / "panoptic.json"
+    args = ["convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--to", to, "--jobs", "1", *options]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    files = snapshot(tmp_path / "o")
+    assert set(expect) <= set(files)
+    # resume redoes the item whose file is gone, and only that; dataset-wide files are rebuilt
+    (tmp_path / "o" / expect[-1]).unlink()
+    again = CliRunner().invoke(main, args)
+    per_item = expect[-1].endswith(".png")
+    assert again.exit_code == 0
+    assert ("converted 1, skipped 2" if per_item else "converted 0, skipped 3") in again.output
+    assert snapshot(tmp_path / "o") == files
