@@ -53,7 +53,7 @@ from segconvert.modes import ModePlan
 from segconvert.opencv import cv2
 from segconvert.paths import output_stem
 from segconvert.shapes import check_overlap, images_option, labels_option
-from segconvert.writing import CategoryTable, Spool, segment_pixels, warn_empty
+from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -537,30 +537,15 @@ class CocoInstancesWriter(Writer):
         return Written(orjson.dumps([ref, seg.width, seg.height, rows]).decode())
 
     def finish(self, records: Iterator[str]) -> None:
-        table = CategoryTable(self.plan.categories)
-        with Spool(records) as spool:
-            for line in spool:
-                for label, cid, isthing, _, _, _, _, sup in orjson.loads(line)[3]:
-                    table.see(label, cid, isthing, sup)
-            table.resolve()
-            with self.store.replacing("instances.json") as fh:
-                fh.write('{"images": [')
-                for k, line in enumerate(spool, start=1):
-                    ref, width, height, _ = orjson.loads(line)
-                    image = {"id": k, "file_name": ref + self.image_ext, "width": width, "height": height}
-                    fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(image).decode())
-                fh.write('],\n"annotations": [')
-                aid = 0
-                for k, line in enumerate(spool, start=1):
-                    for label, cid, _, crowd, geometry, area, bbox, _ in orjson.loads(line)[3]:
-                        aid += 1
-                        ann = {"id": aid, "image_id": k, "category_id": table.id_of(label, cid),
-                               "segmentation": geometry, "area": area, "bbox": bbox, "iscrowd": crowd}
-                        fh.write(("\n" if aid == 1 else ",\n") + orjson.dumps(ann).decode())
-                fh.write('],\n"categories": [')
-                rows = [{k: v for k, v in c.items() if k != "color"} for c in table.listing()]
-                fh.write(",".join("\n" + orjson.dumps(c).decode() for c in rows))
-                fh.write("]}\n")
+        next_id = iter(range(1, 1 << 62))  # annotation ids 1..M in source order
+
+        def annotations(k: int, record: list[Any], table: CategoryTable) -> list[dict[str, Any]]:
+            return [{"id": next(next_id), "image_id": k, "category_id": table.id_of(label, cid),
+                     "segmentation": geometry, "area": area, "bbox": bbox, "iscrowd": crowd}
+                    for label, cid, _, crowd, geometry, area, bbox, _ in record[3]]
+
+        write_coco_json(self.store, "instances.json", records, self.plan.categories, self.image_ext,
+                        lambda row: (row[0], row[1], row[2], row[7]), annotations, keep_colors=False)
 
 
 FORMAT = Format(

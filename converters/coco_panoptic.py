@@ -30,7 +30,7 @@ from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
 from segconvert.paths import output_stem
-from segconvert.writing import CategoryTable, Spool, map_codes, segment_pixels, warn_empty
+from segconvert.writing import CategoryTable, map_codes, segment_pixels, warn_empty, write_coco_json
 
 #: category id -> (name, isthing, supercategory): tuples pickle in C, once per batch of items
 CategoryRows = dict[int, tuple[str, bool, str | None]]
@@ -250,28 +250,14 @@ class CocoPanopticWriter(Writer):
         return Written(record, (stamp,))
 
     def finish(self, records: Iterator[str]) -> None:
-        table = CategoryTable(self.plan.categories)
-        with Spool(records) as spool:
-            for line in spool:
-                for _, label, cid, isthing, _, _, _, sup in orjson.loads(line)[3]:
-                    table.see(label, cid, isthing, sup)
-            table.resolve()
-            with self.store.replacing("panoptic.json") as fh:
-                fh.write('{"images": [')
-                for k, line in enumerate(spool, start=1):
-                    ref, width, height, _ = orjson.loads(line)
-                    image = {"id": k, "file_name": ref + self.image_ext, "width": width, "height": height}
-                    fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(image).decode())
-                fh.write('],\n"annotations": [')
-                for k, line in enumerate(spool, start=1):
-                    ref, _, _, rows = orjson.loads(line)
-                    infos = [{"id": sid, "category_id": table.id_of(label, cid), "iscrowd": crowd, "bbox": bbox,
-                              "area": area} for sid, label, cid, _, crowd, area, bbox, _ in rows]
-                    ann = {"image_id": k, "file_name": f"{ref}.png", "segments_info": infos}
-                    fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(ann).decode())
-                fh.write('],\n"categories": [')
-                fh.write(",".join("\n" + orjson.dumps(c).decode() for c in table.listing()))
-                fh.write("]}\n")
+        def annotations(k: int, record: list[Any], table: CategoryTable) -> list[dict[str, Any]]:
+            ref, _, _, rows = record
+            infos = [{"id": sid, "category_id": table.id_of(label, cid), "iscrowd": crowd, "bbox": bbox, "area": area}
+                     for sid, label, cid, _, crowd, area, bbox, _ in rows]
+            return [{"image_id": k, "file_name": f"{ref}.png", "segments_info": infos}]
+
+        write_coco_json(self.store, "panoptic.json", records, self.plan.categories, self.image_ext,
+                        lambda row: (row[1], row[2], row[3], row[7]), annotations)
 
 
 FORMAT = Format(

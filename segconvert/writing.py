@@ -15,16 +15,18 @@ to 255 segments: the code map widens to uint16.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from segconvert.errors import ItemError
 from segconvert.ir import Category, Segmentation, SegmentInfo
 from segconvert.lut import MAX_CODE, code_boxes, count_codes_uint8, to_codes
 from segconvert.opencv import cv2
+from segconvert.storage import OutputStore
 
 try:  # the C kernel (see segconvert/_kernels.c); the same result without it
     from segconvert._kernels import code_colors as _code_colors_c
@@ -189,3 +191,43 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: one class of a record row, for the category table: (label, category_id, isthing, supercategory)
+ClassOf = Callable[[list[Any]], tuple[str, int | None, bool, str | None]]
+
+
+def write_coco_json(store: OutputStore, name: str, records: Iterator[str], categories: list[Category] | None,
+                    image_ext: str, class_of: ClassOf,
+                    annotations: Callable[[int, list[Any], CategoryTable], Iterable[dict[str, Any]]],
+                    keep_colors: bool = True) -> None:
+    """The dataset file of a COCO writer, from records ``[reference_id, width, height, rows]``.
+
+    Two passes over the spooled records: the first builds the :class:`CategoryTable` from
+    each row's class (``class_of``), the second writes ``images`` (ids 1..N in source order,
+    ``file_name`` = reference_id + ``image_ext``) and the ``annotations`` the format makes of
+    each image's record (given its image id); then ``categories``. One entry per line, replaced atomically.
+    """
+    table = CategoryTable(categories)
+    with Spool(records) as spool:
+        for line in spool:
+            for row in orjson.loads(line)[3]:
+                table.see(*class_of(row))
+        table.resolve()
+        with store.replacing(name) as fh:
+            fh.write('{"images": [')
+            for k, line in enumerate(spool, start=1):
+                ref, width, height, _ = orjson.loads(line)
+                image = {"id": k, "file_name": ref + image_ext, "width": width, "height": height}
+                fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(image).decode())
+            fh.write('],\n"annotations": [')
+            first = True
+            for k, line in enumerate(spool, start=1):
+                for ann in annotations(k, orjson.loads(line), table):
+                    fh.write(("\n" if first else ",\n") + orjson.dumps(ann).decode())
+                    first = False
+            fh.write('],\n"categories": [')
+            rows = table.listing() if keep_colors else [{k: v for k, v in c.items() if k != "color"}
+                                                         for c in table.listing()]
+            fh.write(",".join("\n" + orjson.dumps(c).decode() for c in rows))
+            fh.write("]}\n")
