@@ -174,3 +174,34 @@ def test_auto_detects_a_nucleus_folder(tmp_path):
     _mask(tmp_path / "masks" / "a.png", MASK)
     _write_jsonl(tmp_path, [_payload("a", "masks/a.png", SEGMENTS)])
     assert registry.detect(tmp_path) == "nucleus"
+
+
+def test_export_rows_made_by_the_official_client(tmp_path):
+    """Rows as a user saves Dataset.items_and_annotations(): the client's own objects' payloads."""
+    nucleus = pytest.importorskip("nucleus")
+    _mask(tmp_path / "masks" / "a.png", MASK)
+    ann = nucleus.SegmentationAnnotation(
+        mask_url=str(tmp_path / "masks" / "a.png"),
+        annotations=[nucleus.Segment("background", 0), nucleus.Segment("car", 1, {"category_id": 3}),
+                     nucleus.Segment("road", 2, {"category_id": 9, "isthing": False})],
+        reference_id="a",
+    )
+    item = nucleus.DatasetItem(image_location="s3://bucket/a.jpg", reference_id="a")
+    rows = [{"item": item.to_payload(), "annotations": {"segmentation": ann.to_payload(), "box": []}}]
+    (tmp_path / "export.json").write_text(json.dumps(rows))
+    _, (loaded,) = _load_all(tmp_path / "export.json")
+    seg = loaded.load()
+    assert loaded.reference_id == "a" and np.array_equal(seg.label_map, MASK)
+    assert [(s.id, s.label, s.category_id, s.isthing) for s in seg.segments] == [(1, "car", 3, True),
+                                                                                 (2, "road", 9, False)]
+
+
+def test_background_label_goes_to_reader_and_writer(tmp_path):
+    _mask(tmp_path / "masks" / "a.png", MASK)
+    plain = [{"label": "bg", "index": 0}, {"label": "car", "index": 1}, {"label": "bg", "index": 2}]
+    _write_jsonl(tmp_path, [_payload("a", "masks/a.png", plain)])
+    out = tmp_path / "out"
+    assert segconvert.convert(tmp_path, out, from_format="nucleus", mode="instance", background_label="bg",
+                              jobs=1).ok
+    row = json.loads((out / "annotations.jsonl").read_text())
+    assert [(s["label"], s["index"]) for s in row["annotations"]] == [("bg", 0), ("car", 1)]  # stuff 'bg' dropped

@@ -114,3 +114,36 @@ def test_every_writer_from_the_cli_and_resume(tmp_path, to, options, expect):
     assert again.exit_code == 0
     assert ("converted 1, skipped 2" if per_item else "converted 0, skipped 3") in again.output
     assert snapshot(tmp_path / "o") == files
+
+
+@pytest.mark.parametrize(("to", "options"), [
+    ("nucleus", {}), ("coco-panoptic", {}), ("coco-instances", {"segmentation": "polygon"}),
+    ("index", {"preset": "detectron2"}), ("rgb", {}),
+])
+def test_every_writer_same_bytes_for_any_jobs(tmp_path, to, options):
+    src = FIXTURES / "coco-panoptic" / "panoptic.json"
+    outs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        assert segconvert.convert(src, out, from_format="coco-panoptic", to_format=to, jobs=jobs, **options).ok
+        outs.append({k: v for k, v in snapshot(out).items() if k != "annotations.jsonl"})  # that has paths
+        if to == "nucleus":  # mask_url is the mask's absolute path: compare the rest
+            rows = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+            outs[-1]["rows"] = [{**r, "mask_url": Path(r["mask_url"]).name} for r in rows]  # type: ignore[assignment]
+    assert outs[0] == outs[1]
+
+
+def test_coco_panoptic_writer_takes_more_than_255_segments(tmp_path):
+    from segconvert.ir import Segmentation, SegmentInfo
+
+    label_map = (np.arange(20 * 30, dtype=np.uint32).reshape(20, 30) % 300) + 1
+    segments = [SegmentInfo(i, "car", 3) for i in range(1, 301)]
+    seg = Segmentation("many", label_map, segments)
+    assert write_scenes([seg], "coco-panoptic", tmp_path).ok
+    (back,) = read_back(tmp_path / "panoptic.json", "coco-panoptic").values()
+    assert_same(seg, back)
+    doc = json.loads((tmp_path / "panoptic.json").read_text())
+    infos = doc["annotations"][0]["segments_info"]
+    # id k sits at positions k-1 and k+299 of the 30-wide map: (x, y) = ((k-1) % 30, (k-1) // 30) and 10 rows lower
+    assert len(infos) == 300 and infos[0]["bbox"] == [0, 0, 1, 11] and infos[0]["area"] == 2
+    assert infos[299]["bbox"] == [29, 9, 1, 11] and infos[299]["area"] == 2
