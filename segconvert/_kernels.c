@@ -438,6 +438,39 @@ static PyObject *code_colors(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes), run by run with
+ * memset: ~0.05 ms for a 640x480 label map, and no OpenCV import (cv2.LUT's only use in a
+ * writer's process would cost ~15 MB of RSS and its start-up). */
+static PyObject *u8_lookup(PyObject *self, PyObject *args) {
+    Py_buffer values, table, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &values, &table, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (out.len != values.len) {
+        PyErr_SetString(PyExc_ValueError, "out must be as long as values");
+    } else {
+        const uint8_t *p = (const uint8_t *)values.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = values.len, i = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            Py_ssize_t j = byte_run_end(p, i, n);
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -445,6 +478,8 @@ static PyMethodDef methods[] = {
     {"rgb_codes", rgb_codes, METH_VARARGS,
      "rgb_codes(rgb, codes, out, hist, unknown=255): out[i] = codes.get(R | G<<8 | B<<16, unknown);"
      " hist[out[i]] += 1. codes: dict of int id -> int code 0..255; ids outside 24 bits never match."},
+    {"u8_lookup", u8_lookup, METH_VARARGS,
+     "u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes)."},
     {"code_colors", code_colors, METH_VARARGS,
      "code_colors(codes, table, out): 3 bytes table[3 * code] per code into out (table: 256 x 3 bytes)."},
     {"u8_histogram", u8_histogram, METH_VARARGS,

@@ -27,8 +27,9 @@ try:  # the fused C kernels (setup.py builds them where a compiler is available)
     from segconvert._kernels import rgb_codes as _rgb_codes_c
     from segconvert._kernels import rgb_lookup as _rgb_lookup_c
     from segconvert._kernels import u8_histogram as _u8_histogram_c
+    from segconvert._kernels import u8_lookup as _u8_lookup_c
 except ImportError:  # pragma: no cover - depends on the build
-    _rgb_lookup_c = _rgb_codes_c = _code_boxes_c = _u8_histogram_c = None
+    _rgb_lookup_c = _rgb_codes_c = _code_boxes_c = _u8_histogram_c = _u8_lookup_c = None
 
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
@@ -238,3 +239,13 @@ def code_boxes(code_map: np.ndarray, count: int) -> np.ndarray:
         rows = np.flatnonzero(where.any(axis=1))
         out[code] = (cols[0], rows[0], cols[-1], rows[-1])
     return out
+
+
+def lookup_u8(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[values]`` for a uint8 array and a 256-entry uint8 table: the C kernel (run by run)
+    where built, else ``cv2.LUT``; the same result."""
+    if _u8_lookup_c is not None and values.flags.c_contiguous:
+        out = np.empty_like(values)
+        _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out)
+        return out
+    return cv2().LUT(values, table)

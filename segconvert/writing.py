@@ -24,7 +24,7 @@ import orjson
 
 from segconvert.errors import ItemError
 from segconvert.ir import Category, Segmentation, SegmentInfo
-from segconvert.lut import MAX_CODE, code_boxes, count_codes_uint8, to_codes
+from segconvert.lut import MAX_CODE, code_boxes, count_codes_uint8, lookup_u8, to_codes
 from segconvert.opencv import cv2
 from segconvert.storage import OutputStore
 
@@ -77,7 +77,7 @@ def segment_pixels(seg: Segmentation) -> SegmentPixels:
             for raw, code in codes.items():
                 if 0 <= raw < 256:
                     table[raw] = code
-            code_map = cv2().LUT(lm, table)
+            code_map = lookup_u8(lm, table)
     else:
         code_map, counts = to_codes(lm, codes, **where)
     count_list = counts.tolist()
@@ -95,8 +95,8 @@ def warn_empty(seg: Segmentation, pixels: SegmentPixels) -> None:
 def map_codes(code_map: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values[code]`` at every pixel: ``values`` is (n,) uint8/uint16 or (n, 3) uint8 (colours).
 
-    uint8 codes go through ``cv2.LUT`` (~0.1 ms for 640x480 where numpy's fancy indexing
-    costs ~1 ms), colours through the C kernel ``code_colors`` (run by run, ~0.1 ms; without
+    uint8 codes go through :func:`segconvert.lut.lookup_u8` (~0.05 ms for 640x480 where numpy's
+    fancy indexing costs ~1 ms), colours through the C kernel ``code_colors`` (run by run, ~0.1 ms; without
     it a 3-channel ``cv2.LUT`` over the code map replicated by ``cvtColor``, ~0.7 ms); wider
     codes or values use ``np.take``.
     """
@@ -105,7 +105,7 @@ def map_codes(code_map: np.ndarray, values: np.ndarray) -> np.ndarray:
         table = np.zeros((256,) + values.shape[1:], np.uint8)
         table[:n] = values
         if values.ndim == 1:
-            return cv2().LUT(code_map, table)
+            return lookup_u8(code_map, table)
         if _code_colors_c is not None and code_map.flags.c_contiguous:
             out = np.empty(code_map.shape + (3,), np.uint8)
             _code_colors_c(code_map, table, out)

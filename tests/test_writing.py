@@ -40,3 +40,9 @@ def test_segment_pixels_uint8_and_wide_maps_agree(codes):
 def test_segment_pixels_refuses_unlisted_values():
     with pytest.raises(ItemError, match=r"have no segment in the annotation: 5 \(1 px\)"):
         writing.segment_pixels(Segmentation("a", np.array([[0, 1, 5]], np.uint8), [SegmentInfo(1, "x")]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=CODE_MAPS, table=hnp.arrays(np.uint8, (256,)))
+def test_lookup_u8_equals_numpy(values, table):
+    assert np.array_equal(lut.lookup_u8(values, table), table[values])
