@@ -590,6 +590,7 @@ def sniff(path: Path) -> bool:
 
 import orjson  # noqa: E402
 
+from segconvert.converters.rgb_tables import VOID_NAMES  # noqa: E402
 from segconvert.format import Writer, Written  # noqa: E402
 from segconvert.ir import Category  # noqa: E402
 from segconvert.modes import ModePlan  # noqa: E402
@@ -618,7 +619,17 @@ def generated_color(k: int) -> Color:
 def class_colors(categories: list[Category], colormap: str | None) -> dict[str, Color]:
     """label -> colour for the dataset: from ``--colormap`` (a file or a built-in, read as the rgb
     reader reads it), else the category table's own colours when every class has one and they
-    are distinct and not black, else :func:`generated_color` by position in the table."""
+    are distinct and not black, else :func:`generated_color` by position in the table.
+
+    A class named like void (background, void, unlabeled) is painted black: the rgb reader
+    reads those names as void whatever their colour, so any other colour would come back
+    as an unknown colour."""
+    void_named = {c.name for c in categories if c.name.strip().lower() in VOID_NAMES}
+    return {**_class_colors([c for c in categories if c.name not in void_named], colormap),
+            **dict.fromkeys(void_named, VOID_COLOR)}
+
+
+def _class_colors(categories: list[Category], colormap: str | None) -> dict[str, Color]:
     if colormap is not None:
         table = build_table(Spec(encoding="colormap", colormap=colormap))
         return {c.name: c.color for c in table.categories or () if c.color is not None}
@@ -658,6 +669,8 @@ class RgbWriter(Writer):
         self.colors = class_colors(plan.categories, cmap)
         by_color: dict[Color, str] = {}
         for label, color in self.colors.items():
+            if label.strip().lower() in VOID_NAMES:
+                continue
             if color == VOID_COLOR:
                 raise SourceError(f"class {label!r} is black, the colour of void")
             if color in by_color:
@@ -689,7 +702,8 @@ class RgbWriter(Writer):
     def finish(self, records: Iterator[str]) -> None:
         for _ in records:  # the colours are the dataset's, decided before the first image
             pass
-        doc = {"background": list(VOID_COLOR), **{label: list(c) for label, c in self.colors.items()}}
+        doc = {"background": list(VOID_COLOR),
+               **{label: list(c) for label, c in self.colors.items() if c != VOID_COLOR}}
         lines = [f"  {orjson.dumps(label).decode()}: {list(color)}" for label, color in doc.items()]
         with self.store.replacing(COLORMAP_FILE) as fh:
             fh.write("{\n" + ",\n".join(lines) + "\n}\n")

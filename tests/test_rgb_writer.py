@@ -62,3 +62,14 @@ def test_builtin_colormap_and_missing_class(tmp_path):
     assert write_scenes([seg], "rgb", tmp_path / "gen", categories=same).ok
     colormap = json.loads((tmp_path / "gen" / "colormap.json").read_text())
     assert colormap == {"background": [0, 0, 0], "cat": list(generated_color(1)), "dog": list(generated_color(2))}
+
+
+def test_a_class_named_background_is_void(tmp_path):
+    """The rgb reader reads 'background' as void whatever its colour, so the writer paints it black."""
+    lm = np.array([[0, 1, 2]], np.uint8)
+    cats = [Category(1, "background", False, None, (5, 5, 5)), Category(2, "dog", True, None, (9, 9, 9))]
+    seg = Segmentation("a", lm, [SegmentInfo(1, "background", 1, False), SegmentInfo(2, "dog", 2)])
+    assert write_scenes([seg], "rgb", tmp_path, categories=cats).ok
+    assert json.loads((tmp_path / "colormap.json").read_text()) == {"background": [0, 0, 0], "dog": [9, 9, 9]}
+    (back,) = read_back(tmp_path / "masks", "rgb", colormap=tmp_path / "colormap.json").values()
+    assert [s.label for s in back.segments] == ["dog"]
