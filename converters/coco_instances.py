@@ -470,7 +470,7 @@ def _polygons_if_exact(mask: np.ndarray) -> list[list[float]] | None:
     if not polygons:
         return None
     h, w = mask.shape
-    drawn = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w)))
+    drawn = mask_utils.decode([mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))])[:, :, 0]
     return polygons if np.array_equal(drawn, mask) else None
 
 

@@ -156,9 +156,17 @@ class NucleusItem(Item):
                     )
                 warnings.append("mask is RGB with three equal channels; read its first channel, as Nucleus' "
                                 "metrics do")
+            elif header.color_type == 3 and header.bit_depth == 8:
+                import io
+
+                from PIL import Image
+
+                with Image.open(io.BytesIO(data)) as im:
+                    mask = np.asarray(im)  # the indices, not the colours
+                warnings.append("mask is a palette PNG; read its indices as the segment indices")
             else:
                 raise ItemError(f"mask is {header.description}; Nucleus masks are 8-bit grayscale PNGs", **where)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise ItemError(str(exc), **where) from None
         if mask.ndim != 2 or mask.dtype != np.uint8:
             raise ItemError(f"mask decodes as {mask.dtype} {mask.shape}, not one uint8 channel", **where)

@@ -41,7 +41,7 @@ def test_round_trip_and_pycocotools_fields(tmp_path_factory, seg, segmentation):
         else:  # a polygon is only written when pycocotools draws exactly the segment's pixels
             assert segmentation == "polygon" and not s.iscrowd
             h, w = mask.shape
-            drawn = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(geometry, h, w)))
+            drawn = mask_utils.decode([mask_utils.merge(mask_utils.frPyObjects(geometry, h, w))])[:, :, 0]
             assert np.array_equal(drawn, mask)
 
 

@@ -205,3 +205,17 @@ def test_background_label_goes_to_reader_and_writer(tmp_path):
                               jobs=1).ok
     row = json.loads((out / "annotations.jsonl").read_text())
     assert [(s["label"], s["index"]) for s in row["annotations"]] == [("bg", 0), ("car", 1)]  # stuff 'bg' dropped
+
+
+def test_palette_mask_is_read_as_indices_and_other_modes_fail(tmp_path):
+    pal = Image.fromarray(MASK, mode="P")
+    pal.putpalette([0, 0, 0, 200, 10, 10, 10, 200, 10] + [0] * (256 * 3 - 9))
+    (tmp_path / "masks").mkdir()
+    pal.save(tmp_path / "masks" / "p.png")
+    Image.fromarray(MASK.astype(np.uint16) * 300).save(tmp_path / "masks" / "w.png")
+    _write_jsonl(tmp_path, [_payload("p", "masks/p.png", SEGMENTS), _payload("w", "masks/w.png", SEGMENTS)])
+    _, (p, w) = _load_all(tmp_path)
+    seg = p.load()
+    assert np.array_equal(seg.label_map, MASK) and "palette" in seg.warnings[0]
+    with pytest.raises(ItemError, match="mask is 16-bit grayscale; Nucleus masks are 8-bit grayscale PNGs"):
+        w.load()
