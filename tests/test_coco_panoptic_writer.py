@@ -88,3 +88,14 @@ def test_code_boxes_match_numpy(codes):
         want = [w, h, -1, -1] if not len(where) else [where[:, 1].min(), where[:, 0].min(), where[:, 1].max(),
                                                       where[:, 0].max()]
         assert boxes[k].tolist() == [int(v) for v in want]
+
+
+def test_png_id_rule():
+    from segconvert.converters.coco_panoptic import png_ids
+
+    kept = [SegmentInfo(1, "a", metadata={"segment_id": 500}), SegmentInfo(2, "b", metadata={"segment_id": 7})]
+    assert png_ids(kept) == [500, 7]  # the source's ids, kept by the Nucleus writer
+    clash = [SegmentInfo(1, "a", metadata={"segment_id": 5}), SegmentInfo(2, "b", metadata={"segment_id": 5})]
+    assert png_ids(clash) == [1, 2]  # not distinct: the IR ids
+    wide = [SegmentInfo(1 << 24, "a"), SegmentInfo(3, "b")]
+    assert png_ids(wide) == [1, 2]  # an id beyond 24 bits: 1..n
