@@ -2,9 +2,10 @@
 
 Every writer starts the same way: each pixel's raw id becomes its segment's position in
 the (mode-transformed) table, ``code = position + 1`` with 0 for void and dropped ids,
-and the pixels of each code are counted. That is one lookup pass
-(:func:`segconvert.lut.to_codes`: the C kernel for RGB-packed ids, ``cv2.LUT`` for uint8
-label maps) which also refuses pixels whose id no segment lists. From the code map a
+and the pixels of each code are counted. That is one lookup pass (the C kernel of
+:func:`segconvert.lut.to_codes` for RGB-packed ids; for uint8 label maps the values'
+histogram, the reader's when it made one, and one 256-entry lookup, or none when the
+codes already are the values), which also refuses pixels whose id no segment lists. From the code map a
 writer makes its own values with one more lookup (:func:`map_codes`): COCO panoptic
 colours, class indices, palette colours.
 
