@@ -15,6 +15,10 @@ round runs the floor, then each --jobs value followed by the floor again, and ev
 run is compared with the mean of the two floor runs around it (a drift in the
 machine's speed cancels); the median ratio over --repeat rounds is reported.
 
+Cases: the three readers into Nucleus, and Nucleus -> COCO panoptic, Nucleus -> index and COCO
+panoptic -> index (the Nucleus source is converted once from the COCO panoptic set). A writer of
+RGB PNGs (COCO panoptic) has a floor that encodes the same images as RGB PNGs.
+
 Rows: for each case and jobs value, the whole CLI run (a fresh process, as a user runs
 it: start-up, reading the JSON, converting, writing annotations.jsonl) and the ratio
 time/floor; jobs 2 also shows its speed-up over jobs 1. The memory row converts the
@@ -40,16 +44,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MAKE_DATASET = SHARED / "bench" / "make_dataset.py"
 
-# case name -> (source relative to the dataset, --from, extra CLI options, PNG folder for the floor)
-CASES: dict[str, tuple[str, str, list[str], str]] = {
-    "coco-panoptic": ("annotations/panoptic.json", "coco-panoptic", [], "annotations/panoptic"),
-    "rgb": ("rgb", "rgb", ["--colormap", "{data}/rgb/colormap.json"], "rgb"),
-    "coco-instances": ("annotations/instances.json", "coco-instances", [], "annotations/panoptic"),
-    # made from the same scenes by segconvert's own writers (see derive_voc_yolo); VOC panoptic
-    # decodes two PNGs per image (class + object) against the floor's one
-    "voc": ("voc", "voc", [], "voc/SegmentationClass"),
-    "voc-semantic": ("voc", "voc", ["--mode", "semantic"], "voc/SegmentationClass"),
-    "yolo": ("yolo", "yolo", [], "annotations/panoptic"),
+# case name -> (source relative to the dataset, --from, --to, extra CLI options, PNG folder for the
+# floor, and the floor's encode: None = a uint8 PNG of the decoded image's first channel, or a
+# folder whose RGB PNGs (same order) the floor encodes, for writers of RGB PNGs)
+CASES: dict[str, tuple[str, str, str, list[str], str, str | None]] = {
+    "coco-panoptic": ("annotations/panoptic.json", "coco-panoptic", "nucleus", [], "annotations/panoptic", None),
+    "rgb": ("rgb", "rgb", "nucleus", ["--colormap", "{data}/rgb/colormap.json"], "rgb", None),
+    "coco-instances": ("annotations/instances.json", "coco-instances", "nucleus", [], "annotations/panoptic", None),
+    # Nucleus sources are made once from the COCO panoptic set (make_nucleus)
+    "nucleus-to-coco-panoptic": ("nucleus", "nucleus", "coco-panoptic", [], "nucleus/masks", "annotations/panoptic"),
+    "nucleus-to-index": ("nucleus", "nucleus", "index", [], "nucleus/masks", None),
+    "coco-panoptic-to-index": ("annotations/panoptic.json", "coco-panoptic", "index", [], "annotations/panoptic",
+                               None),
 }
 
 
@@ -109,6 +115,15 @@ def derive_voc_yolo(data: Path) -> None:
                         "--link-images", str(photos)], check=True, capture_output=True)
 
 
+def make_nucleus(data: Path) -> None:
+    """The Nucleus version of the dataset (``data/nucleus``), converted once from COCO panoptic."""
+    if (data / "nucleus" / "annotations.jsonl").exists():
+        return
+    print(f"converting {data} to nucleus (once) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations" / "panoptic.json"),
+                    str(data / "nucleus"), "--from", "coco-panoptic", "--jobs", "2"], check=True, env=FLOOR_ENV)
+
+
 def replicate(src: Path, scale: int) -> Path:
     """The same dataset with every image listed ``scale`` times (PNGs hard-linked under new names)."""
     target = src.with_name(src.name + f"-x{scale}")
@@ -141,6 +156,38 @@ ENCODERS = {  # name -> (import line, expression encoding uint8 array `m`)
                            "cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])[1]"),
 }
 
+ENCODERS_RGB = {  # the same, for writers of 8-bit RGB PNGs (COCO panoptic, colour masks)
+    "segconvert.png (isal/zlib level 1)": ("from segconvert.png import encode_rgb8", "encode_rgb8(m)"),
+    "cv2 (level 1, RLE)": ENCODERS["cv2 (level 1, RLE)"],
+}
+
+# The floor of a writer of RGB PNGs: decode each source PNG and encode the RGB PNG of the same
+# image (read from a second folder, untimed; its time is printed so that the caller can take it
+# off the process' time too).
+_FLOOR_RGB = r"""
+import glob, sys, time
+import cv2
+import numpy as np
+{dec_import}
+{enc_import}
+timed = untimed = untimed_cpu = 0.0
+sources, targets = sorted(glob.glob(sys.argv[1] + "/*.png")), sorted(glob.glob(sys.argv[2] + "/*.png"))
+assert len(sources) == len(targets)
+for path, target in zip(sources, targets):
+    t0 = time.perf_counter()
+    with open(path, "rb") as fh:
+        b = fh.read()
+    img = {dec}
+    t1, c1 = time.perf_counter(), time.process_time()
+    m = np.ascontiguousarray(cv2.imread(target, cv2.IMREAD_COLOR)[..., ::-1])
+    t2, c2 = time.perf_counter(), time.process_time()
+    {enc}
+    timed += (t1 - t0) + (time.perf_counter() - t2)
+    untimed += t2 - t1
+    untimed_cpu += c2 - c1
+print(timed, untimed, untimed_cpu)
+"""
+
 _FLOOR = r"""
 import glob, sys, time
 import numpy as np
@@ -162,8 +209,34 @@ print(time.perf_counter() - t)
 FLOOR_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 
-def pick_codecs(png_dir: Path, repeat: int) -> tuple[str, str]:
-    """The fastest installed decoder and encoder, each timed alone (best of ``repeat``)."""
+def _floor_code(dec: str, enc: str, rgb_target: bool) -> str:
+    encoders = ENCODERS_RGB if rgb_target else ENCODERS
+    return (_FLOOR_RGB if rgb_target else _FLOOR).format(
+        dec_import=DECODERS[dec][0], dec=DECODERS[dec][1], enc_import=encoders[enc][0], enc=encoders[enc][1])
+
+
+def pick_codecs(png_dir: Path, repeat: int, target: Path | None = None) -> tuple[str, str]:
+    """The fastest installed decoder and encoder, each timed alone (best of ``repeat``); with
+    ``target``, the encoder is the fastest RGB encoder on that folder's images."""
+    dec, enc = _pick_codecs(png_dir, repeat)
+    if target is None:
+        return dec, enc
+    best: tuple[float, str] | None = None
+    for name in ENCODERS_RGB:
+        inner = []
+        for _ in range(repeat):
+            proc = subprocess.run([sys.executable, "-c", _floor_code(dec, name, True), str(png_dir), str(target)],
+                                  capture_output=True, text=True, env=FLOOR_ENV)
+            if proc.returncode != 0:
+                break
+            inner.append(float(proc.stdout.split()[0]))
+        if inner and (best is None or min(inner) < best[0]):
+            best = (min(inner), name)
+    assert best is not None, "no RGB PNG encoder works"
+    return dec, best[1]
+
+
+def _pick_codecs(png_dir: Path, repeat: int) -> tuple[str, str]:
     best: dict[str, tuple[float, str]] = {}
     for role, table in (("decode", DECODERS), ("encode", ENCODERS)):
         for name, (imp, expr) in table.items():
@@ -190,15 +263,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_floor(png_dir: Path, dec: str, enc: str) -> tuple[float, float, float]:
-    """One run of the codec floor: (whole process, its loop alone, CPU time of the process) in seconds."""
-    code = _FLOOR.format(dec_import=DECODERS[dec][0], dec=DECODERS[dec][1],
-                         enc_import=ENCODERS[enc][0], enc=ENCODERS[enc][1])
+def run_floor(png_dir: Path, dec: str, enc: str, target: Path | None = None) -> tuple[float, float, float]:
+    """One run of the codec floor: (whole process, its loop alone, CPU time of the process) in seconds
+    (for an RGB ``target``, the untimed reading of the target images is taken off all three)."""
     cpu = _children_cpu()
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, str(png_dir)], capture_output=True, text=True, check=True,
-                          env=FLOOR_ENV)
-    return time.perf_counter() - t, float(proc.stdout), _children_cpu() - cpu
+    args = [str(png_dir)] + ([str(target)] if target is not None else [])
+    proc = subprocess.run([sys.executable, "-c", _floor_code(dec, enc, target is not None), *args],
+                          capture_output=True, text=True, check=True, env=FLOOR_ENV)
+    wall, cpu = time.perf_counter() - t, _children_cpu() - cpu
+    timed, *untimed = (float(x) for x in proc.stdout.split())
+    off, off_cpu = untimed if untimed else (0.0, 0.0)
+    return wall - off, timed, cpu - off_cpu
 
 
 _RUNNER = r"""
@@ -264,37 +340,40 @@ def main() -> None:
     if {"voc", "voc-semantic", "yolo"} & set(a.cases.split(",")):
         derive_voc_yolo(data)
     compile_bytecode()
+    make_nucleus(data)
     out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-"))
     try:
         print(f"{a.images} images of {a.size}; cores: {os.cpu_count()}")
         for case in filter(None, a.cases.split(",")):
-            source, fmt, extra, png_dir = CASES[case]
+            source, fmt, to, extra, png_dir, target_dir = CASES[case]
+            target = data / target_dir if target_dir is not None else None
             try:
                 registry.reader_for(fmt)
+                registry.writer_for(to)
             except Exception as exc:  # noqa: BLE001 - a converter not there yet is a skipped row
                 print(f"{case}: skipped ({exc})")
                 continue
-            dec, enc = pick_codecs(data / png_dir, 3)
+            dec, enc = pick_codecs(data / png_dir, 3, target)
             jobs_list = [int(j) for j in a.jobs.split(",")]
             # rounds: the floor and every --jobs run back to back, so each ratio compares runs made
             # under the same conditions; the median over rounds is reported
             rows: dict[int, list[tuple[float, float, float, float, int, float]]] = {j: [] for j in jobs_list}
             floors = []
             for r in range(a.repeat):
-                before = run_floor(data / png_dir, dec, enc)
+                before = run_floor(data / png_dir, dec, enc, target)
                 floors.append(before[1])
                 for jobs in jobs_list:
                     args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}-{r}"), "--from", fmt,
-                            "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
+                            "--to", to, "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
                     wall, inner, rss, cpu = run_cli(args)
-                    after = run_floor(data / png_dir, dec, enc)
+                    after = run_floor(data / png_dir, dec, enc, target)
                     floors.append(after[1])
                     # each run against the mean of the floor runs just before and just after it:
                     # this VM's speed drifts by 10-20% within seconds, and a drift cancels out
                     floor_wall, floor_inner, floor_cpu = ((x + y) / 2 for x, y in zip(before, after))
                     rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu))
                     before = after
-            print(f"\n{case} -> nucleus; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
+            print(f"\n{fmt} -> {to}; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
                   f"(decode {dec} + encode {enc}); medians of {a.repeat} rounds")
             base = rows[jobs_list[0]]
             for jobs in jobs_list:

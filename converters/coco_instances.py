@@ -23,6 +23,9 @@ of fewer than 3 points is skipped with a warning (pycocotools would read a lone
 the image are clipped by pycocotools and counted in a warning; coordinates absurdly far
 outside (see ``FAR``) fail the image instead of letting pycocotools trace millions of
 boundary points.
+
+The writer (:class:`CocoInstancesWriter`) makes one annotation per segment, as RLE
+(exact) or polygons where they are exact.
 """
 
 from __future__ import annotations
@@ -36,15 +39,21 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
+import orjson
 import PIL.Image
 from pycocotools import mask as mask_utils
 
 from segconvert import cocojson, raster
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader, read_ends
+from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.modes import ModePlan
+from segconvert.opencv import cv2
+from segconvert.paths import output_stem
 from segconvert.shapes import check_overlap, images_option, labels_option
+from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -431,9 +440,118 @@ def sniff(path: Path) -> bool:
     return b'"segmentation"' in text and b'"segments_info"' not in text and b'"images"' in text
 
 
+def outline_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Polygons along the pixel edges of each outer contour of a 0/1 mask.
+
+    pycocotools rasterises a polygon through pixel corners (x, y)..(x+1, y+1) to exactly
+    that pixel, so the outline along the pixel edges is what gives the mask back. The
+    contours of the mask upsampled 2x run through the centres of its edge sub-pixels;
+    ``ceil(u / 2)`` moves each onto the pixel edge it belongs to. Holes are not kept (a
+    COCO polygon list is a union): the caller checks the result and falls back to RLE.
+    """
+    up = cv2().resize(mask, None, fx=2, fy=2, interpolation=cv2().INTER_NEAREST)
+    contours, _ = cv2().findContours(up, cv2().RETR_EXTERNAL, cv2().CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        points = (contour.reshape(-1, 2) + 1) // 2
+        keep = np.ones(len(points), bool)
+        keep[1:] = (points[1:] != points[:-1]).any(axis=1)
+        points = points[keep]
+        if len(points) > 1 and (points[0] == points[-1]).all():
+            points = points[:-1]
+        if len(points) >= 3:
+            polygons.append(points.astype(float).ravel().tolist())
+    return polygons
+
+
+def _polygons_if_exact(mask: np.ndarray) -> list[list[float]] | None:
+    """The outline polygons when pycocotools rasterises them back to exactly ``mask``, else None."""
+    polygons = outline_polygons(mask)
+    if not polygons:
+        return None
+    h, w = mask.shape
+    drawn = mask_utils.decode([mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))])[:, :, 0]
+    return polygons if np.array_equal(drawn, mask) else None
+
+
+class CocoInstancesWriter(Writer):
+    """Writes one COCO instances JSON (``OUTPUT/instances.json``): one annotation per segment.
+
+    ``--segmentation rle`` (default): compressed RLE as ``pycocotools.mask.encode`` gives it
+    (counts as a string), exact. ``polygon``: the outline polygons of each segment when
+    pycocotools rasterises them back to exactly its pixels; else (holes, parts touching at a
+    corner) that segment is written as RLE, and the image's warning says which and how
+    many. Crowd segments are RLE either way, as in COCO. ``area`` and ``bbox`` are
+    pycocotools' ``area`` and ``toBbox`` of the segment's RLE; categories as the COCO
+    panoptic writer decides them (kept ids, new ids by label in source order), with
+    ``isthing`` kept in each category.
+    """
+
+    options = (
+        click.Option(
+            ["--segmentation"], type=click.Choice(("rle", "polygon")), default="rle", show_default=True,
+            help="RLE (exact), or polygons where they rasterise back exactly (RLE for the others).",
+        ),
+        click.Option(
+            ["--image-ext"], default=".jpg", show_default=True,
+            help="Extension of the images' file_name in 'images'; reference_id = its stem.",
+        ),
+    )
+
+    def __init__(self, output: str | Path, plan: ModePlan, segmentation: str = "rle",
+                 image_ext: str = ".jpg") -> None:
+        super().__init__(output, plan)
+        if segmentation not in ("rle", "polygon"):
+            raise SourceError(f"--segmentation must be rle or polygon, not {segmentation!r}")
+        if not image_ext.startswith(".") or len(image_ext) < 2 or "/" in image_ext:
+            raise SourceError(f"--image-ext must look like .jpg, not {image_ext!r}")
+        self.segmentation = segmentation
+        self.image_ext = image_ext
+
+    def write(self, seg: Segmentation) -> Written:
+        ref = output_stem(seg.reference_id, source=seg.source)
+        pixels = segment_pixels(seg)
+        warn_empty(seg, pixels)
+        rows = []
+        as_rle = []
+        for pos in pixels.present():
+            s = seg.segments[pos]
+            mask = np.asfortranarray((pixels.code_map == pos + 1).view(np.uint8))
+            rle = mask_utils.encode(mask)
+            geometry: Any = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            if self.segmentation == "polygon" and not s.iscrowd:
+                polygons = _polygons_if_exact(mask)
+                if polygons is not None:
+                    geometry = polygons
+                else:
+                    as_rle.append(str(s.id))
+            bbox = [float(v) for v in mask_utils.toBbox(rle)]
+            rows.append([s.label, s.category_id, bool(s.isthing), int(bool(s.iscrowd)), geometry,
+                         int(mask_utils.area(rle)), bbox, s.metadata.get("supercategory")])
+        if as_rle:
+            seg.warnings.append(
+                f"{len(as_rle)} of {len(rows)} segments written as RLE: their polygons would not rasterise back "
+                f"to their pixels (holes, or parts touching at a corner): segment ids {', '.join(as_rle[:20])}"
+                + (" ..." if len(as_rle) > 20 else "")
+            )
+        return Written(orjson.dumps([ref, seg.width, seg.height, rows]).decode())
+
+    def finish(self, records: Iterator[str]) -> None:
+        next_id = iter(range(1, 1 << 62))  # annotation ids 1..M in source order
+
+        def annotations(k: int, record: list[Any], table: CategoryTable) -> list[dict[str, Any]]:
+            return [{"id": next(next_id), "image_id": k, "category_id": table.id_of(label, cid),
+                     "segmentation": geometry, "area": area, "bbox": bbox, "iscrowd": crowd}
+                    for label, cid, _, crowd, geometry, area, bbox, _ in record[3]]
+
+        write_coco_json(self.store, "instances.json", records, self.plan.categories, self.image_ext,
+                        lambda row: (row[0], row[1], row[2], row[7]), annotations, keep_colors=False)
+
+
 FORMAT = Format(
     name="coco-instances",
     description="COCO instances JSON: polygons and RLE, rasterised exactly as pycocotools does",
     reader=CocoInstancesReader,
+    writer=CocoInstancesWriter,
     sniff=sniff,
 )

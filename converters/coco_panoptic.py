@@ -7,6 +7,9 @@ the worker as parsed (plain lists and dicts pickle in C), where ``load`` checks 
 (ids, categories, duplicates) and then the PNG (mode, size, ids without an entry):
 with several workers the main process is the bottleneck, so it does the least. Either
 way a broken image fails alone, naming the file that is wrong (JSON or PNG).
+
+The writer makes ``OUTPUT/panoptic.json`` and ``OUTPUT/panoptic/<reference_id>.png``
+(see :class:`CocoPanopticWriter` for how segment and category ids are chosen).
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
+import orjson
 
 from segconvert import cocojson, png
 from segconvert.errors import ItemError, SourceError
-from segconvert.format import Format, Reader, read_ends
+from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.modes import ModePlan
+from segconvert.paths import output_stem
+from segconvert.writing import CategoryTable, map_codes, segment_pixels, warn_empty, write_coco_json
 
 #: category id -> (name, isthing, supercategory): tuples pickle in C, once per batch of items
 CategoryRows = dict[int, tuple[str, bool, str | None]]
@@ -173,9 +181,89 @@ def sniff(path: Path) -> bool:
     return path.suffix.lower() == ".json" and path.is_file() and b'"segments_info"' in read_ends(path)
 
 
+MAX_ID = (1 << 24) - 1
+
+
+def png_ids(segments: list[SegmentInfo]) -> list[int]:
+    """The id each segment gets in the PNG, by one rule (the first that holds for every segment):
+
+    1. the ``segment_id`` in its metadata (the source's id, which the Nucleus writer keeps
+       when it renumbers), when all have one, distinct and in 1..2^24-1: a set that went
+       COCO panoptic -> Nucleus -> COCO panoptic gets its ids back;
+    2. the IR id (the source's own id, or the class index in semantic mode), when all fit 24 bits;
+    3. 1..n in table order.
+    """
+    kept = [s.metadata.get("segment_id") for s in segments]
+    if all(type(k) is int and 0 < k <= MAX_ID for k in kept) and len(set(kept)) == len(kept):
+        return kept  # type: ignore[return-value]
+    if all(0 < s.id <= MAX_ID for s in segments):
+        return [s.id for s in segments]
+    return list(range(1, len(segments) + 1))
+
+
+class CocoPanopticWriter(Writer):
+    """Writes ``panoptic.json`` + ``panoptic/<reference_id>.png`` (RGB ids, 0 = void).
+
+    Per image (in the workers): the PNG, and a record of each segment's id, class, area
+    and bbox, both computed from the pixels (``bbox`` = [x, y, width, height] of the
+    segment's pixels, as panopticapi's converters compute it). A listed segment without
+    pixels is left out with a warning (panopticapi refuses a JSON segment missing from
+    the PNG). In ``finish``: the categories (:class:`segconvert.writing.CategoryTable`:
+    the reader's table with its ids, then new ids by label in source order) and the JSON.
+    """
+
+    options = (
+        click.Option(
+            ["--image-ext"], default=".jpg", show_default=True,
+            help="Extension of the images' file_name in 'images' (COCO's are .jpg); reference_id = its stem.",
+        ),
+    )
+
+    def __init__(self, output: str | Path, plan: ModePlan, image_ext: str = ".jpg") -> None:
+        super().__init__(output, plan)
+        if not image_ext.startswith(".") or len(image_ext) < 2 or "/" in image_ext:
+            raise SourceError(f"--image-ext must look like .jpg, not {image_ext!r}")
+        self.image_ext = image_ext
+
+    def prepare(self) -> None:
+        self.store.makedirs("panoptic")
+
+    def write(self, seg: Segmentation) -> Written:
+        ref = output_stem(seg.reference_id, source=seg.source)
+        pixels = segment_pixels(seg)
+        warn_empty(seg, pixels)
+        present = pixels.present()
+        segments = [seg.segments[pos] for pos in present]
+        ids = png_ids(segments)
+        colors = np.zeros((len(seg.segments) + 1, 3), np.uint8)
+        for pos, sid in zip(present, ids):
+            colors[pos + 1] = (sid & 255, (sid >> 8) & 255, sid >> 16)
+        rgb = map_codes(pixels.code_map, colors)
+        stamp = self.store.put(f"panoptic/{ref}.png", png.encode_rgb8(rgb))
+        boxes = pixels.boxes().tolist()
+        rows = []
+        for pos, sid, s in zip(present, ids, segments):
+            x0, y0, x1, y1 = boxes[pos + 1]
+            rows.append([sid, s.label, s.category_id, bool(s.isthing), int(bool(s.iscrowd)), pixels.counts[pos + 1],
+                         [x0, y0, x1 - x0 + 1, y1 - y0 + 1], s.metadata.get("supercategory")])
+        record = orjson.dumps([ref, seg.width, seg.height, rows]).decode()
+        return Written(record, (stamp,))
+
+    def finish(self, records: Iterator[str]) -> None:
+        def annotations(k: int, record: list[Any], table: CategoryTable) -> list[dict[str, Any]]:
+            ref, _, _, rows = record
+            infos = [{"id": sid, "category_id": table.id_of(label, cid), "iscrowd": crowd, "bbox": bbox, "area": area}
+                     for sid, label, cid, _, crowd, area, bbox, _ in rows]
+            return [{"image_id": k, "file_name": f"{ref}.png", "segments_info": infos}]
+
+        write_coco_json(self.store, "panoptic.json", records, self.plan.categories, self.image_ext,
+                        lambda row: (row[1], row[2], row[3], row[7]), annotations)
+
+
 FORMAT = Format(
     name="coco-panoptic",
     description="COCO panoptic JSON + RGB id PNGs (id = R + 256*G + 256^2*B)",
     reader=CocoPanopticReader,
+    writer=CocoPanopticWriter,
     sniff=sniff,
 )

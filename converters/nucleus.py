@@ -1,24 +1,42 @@
 """Nucleus: ``masks/<reference_id>.png`` (uint8, mode L) + ``annotations.jsonl``.
 
-Each line of ``annotations.jsonl`` is exactly what
+Writer: each line of ``annotations.jsonl`` is exactly what
 ``nucleus.SegmentationAnnotation(...).to_payload()`` gives (same keys, same order),
 so ``SegmentationAnnotation.from_json(json.loads(line))`` rebuilds it and
 ``dataset.annotate(...)`` uploads it. Without ``--mask-url-prefix`` the mask_url is
 the mask's absolute path, which the official client uploads as a local file.
+
+Reader: SOURCE is a folder holding ``annotations.jsonl``, a ``.jsonl`` of payloads, or a
+``.json`` list of payloads or of the official client's export rows
+(``Dataset.items_and_annotations()``: ``{"item": ..., "annotations": {"segmentation":
+payload or [payload]}}``), each streamed one payload at a time. The reader reads the
+file twice: once at the start, cheaply (no masks), to build the dataset-wide category
+table that stable semantic indices need (by ``category_id`` when every segment's
+metadata has one, ids in ascending order; else by label in first-seen order), and once
+to yield the items. A mask is found by its ``mask_url`` (an absolute path; a path
+relative to the payload file's folder; else ``<folder>/masks/<reference_id>.png``);
+remote URLs are read through :func:`segconvert.png.read_bytes`, the I/O layer the
+object-storage support extends. Index 0 is void (background); every other pixel value
+must be a listed Segment's index.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import orjson
 
-from segconvert import png
-from segconvert.format import Format, Writer, Written
-from segconvert.ir import Segmentation
+from segconvert import cocojson, png
+from segconvert.errors import ItemError, SourceError
+from segconvert.format import Format, Reader, Writer, Written
+from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.lut import count_codes_uint8, histogram
 from segconvert.modes import ModePlan
 from segconvert.pack import pack
 from segconvert.paths import output_stem
@@ -94,8 +112,283 @@ class NucleusWriter(Writer):
                 fh.write("\n")
 
 
+# --------------------------------------------------------------------------- reader
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")  # what the client calls remote
+
+
+@dataclass
+class NucleusItem(Item):
+    """One payload: where its mask is and its Segments, as parsed (checked in ``load``)."""
+
+    reference_id: str
+    source: str  # the mask_url (the resolved mask path once load() found it)
+    folder: str  # the payload file's folder: relative mask_urls and masks/<reference_id>.png
+    segments: list[Any]
+    index_file: str  # the payload file, named in messages about the Segments
+    background_label: str
+    category_ids: bool  # the dataset's category table is by category_id (else by label)
+
+    def load(self) -> Segmentation:
+        try:
+            segments = segments_from_payload(self.segments, self.background_label, self.category_ids)
+        except ItemError as exc:
+            raise exc.located(item=self.reference_id, file=self.index_file) from None
+        path, data = self._read()
+        where = {"item": self.reference_id, "file": path}
+        try:
+            header = png.read_header(data)
+        except ValueError as exc:
+            raise ItemError(str(exc), **where) from None
+        warnings: list[str] = []
+        try:
+            if header.color_type == 0 and header.bit_depth == 8:
+                mask = png.decode_gray8(data)
+            elif header.color_type == 2 and header.bit_depth == 8:
+                rgb = png.decode_rgb8(data)
+                mask = np.ascontiguousarray(rgb[..., 0])
+                if not ((rgb[..., 1] == mask).all() and (rgb[..., 2] == mask).all()):
+                    differ = np.argwhere((rgb[..., 1] != mask) | (rgb[..., 2] != mask))[0]
+                    y, x = int(differ[0]), int(differ[1])
+                    raise ItemError(
+                        f"mask is RGB and its channels differ (pixel x={x}, y={y} is {tuple(rgb[y, x].tolist())}); "
+                        "a Nucleus mask is one channel of segment indices", **where,
+                    )
+                warnings.append("mask is RGB with three equal channels; read its first channel, as Nucleus' "
+                                "metrics do")
+            elif header.color_type == 3 and header.bit_depth == 8:
+                import io
+
+                from PIL import Image
+
+                with Image.open(io.BytesIO(data)) as im:
+                    mask = np.asarray(im)  # the indices, not the colours
+                warnings.append("mask is a palette PNG; read its indices as the segment indices")
+            else:
+                raise ItemError(f"mask is {header.description}; Nucleus masks are 8-bit grayscale PNGs", **where)
+        except (ValueError, OSError) as exc:
+            raise ItemError(str(exc), **where) from None
+        if mask.ndim != 2 or mask.dtype != np.uint8:
+            raise ItemError(f"mask decodes as {mask.dtype} {mask.shape}, not one uint8 channel", **where)
+        counts = histogram(mask, 256)
+        codes = {0: 0, **{s.id: s.id for s in segments}}
+        count_codes_uint8(mask, codes, counts, **where)  # ItemError naming values without a Segment
+        return Segmentation(self.reference_id, mask, segments, source=path, warnings=warnings,
+                            pixel_counts=counts)
+
+    def _read(self) -> tuple[str, bytes]:
+        """(path, bytes) of the mask: mask_url as given, else the fallbacks of the module docstring."""
+        url = self.source
+        if url.startswith("file://"):
+            url = url[len("file://"):]
+        remote = url.startswith(REMOTE_SCHEMES)
+        candidates = []
+        if not remote and url:
+            candidates.append(url if os.path.isabs(url) else os.path.join(self.folder, url))
+        try:
+            candidates.append(os.path.join(self.folder, "masks", output_stem(self.reference_id) + ".png"))
+        except ItemError:
+            pass  # a reference_id that is no file name has no masks/<reference_id>.png
+        for path in candidates:
+            try:
+                return path, png.read_bytes(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ItemError(f"cannot read the mask: {exc.strerror or exc}", item=self.reference_id,
+                                file=path) from None
+        if remote:
+            try:
+                return url, png.read_bytes(url)
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise ItemError(
+                    f"mask_url is remote and cannot be read here ({reason}); "
+                    "reading remote masks needs segconvert's object-storage support; until then download the "
+                    f"masks into {os.path.join(self.folder, 'masks')}/<reference_id>.png",
+                    item=self.reference_id, file=url,
+                ) from None
+        tried = ", ".join(candidates) or "(mask_url is empty)"
+        raise ItemError(f"mask not found (tried {tried})", item=self.reference_id, file=self.source)
+
+
+def _flag(meta: dict[str, Any], key: str, default: bool) -> bool:
+    value = meta.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise ItemError(f"metadata {key!r} must be true/false or 0/1, not {value!r}")
+
+
+def segments_from_payload(raw: Any, background_label: str, category_ids: bool) -> list[SegmentInfo]:
+    """A payload's ``annotations`` as SegmentInfo: index 0 is void; indices 1..255, each once;
+    category_id/isthing/iscrowd from the metadata (a thing unless the label is the background
+    label, when the metadata does not say)."""
+    if not isinstance(raw, list):
+        raise ItemError("'annotations' must be a list of Segments")
+    segments: list[SegmentInfo] = []
+    seen: set[int] = set()
+    for j, s in enumerate(raw):
+        if not isinstance(s, dict):
+            raise ItemError(f"annotations[{j}] is not a Segment object")
+        index, label = s.get("index"), s.get("label")
+        if type(index) is not int or not 0 <= index <= 255:
+            raise ItemError(f"annotations[{j}] ({label!r}) has index {index!r}; indices are integers 0..255")
+        if not isinstance(label, str):
+            raise ItemError(f"annotations[{j}] (index {index}) has no string 'label'")
+        if index in seen:
+            raise ItemError(f"index {index} is listed twice in annotations")
+        seen.add(index)
+        if index == 0:
+            continue  # background / void
+        meta = s.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise ItemError(f"annotations[{j}] ({label!r}): metadata must be an object")
+        # runs for every segment of every image: the common case (bools, an int id) inline
+        rest = dict(meta)
+        isthing, iscrowd = rest.pop("isthing", None), rest.pop("iscrowd", None)
+        category_id = rest.pop("category_id", None) if category_ids else None
+        try:
+            if type(category_id) is not int and category_ids:
+                category_id = cocojson.integer(category_id)
+            if type(isthing) is not bool:
+                isthing = _flag(meta, "isthing", label != background_label)
+            if type(iscrowd) is not bool:
+                iscrowd = _flag(meta, "iscrowd", False)
+        except TypeError:
+            raise ItemError(f"annotations[{j}] ({label!r}): category_id {meta.get('category_id')!r} "
+                            "is not an integer") from None
+        except ItemError as exc:
+            raise ItemError(f"annotations[{j}] ({label!r}): {exc.message}") from None
+        segments.append(SegmentInfo(index, label, category_id, isthing, iscrowd, rest))
+    return segments
+
+
+def _payload_of(row: Any) -> tuple[Any, str | None]:
+    """(segmentation payload, error) of one row: a payload itself, or an export row."""
+    if not isinstance(row, dict):
+        return None, "is not a JSON object"
+    if "mask_url" in row or "annotations" not in row or not isinstance(row.get("annotations"), dict):
+        return row, None
+    seg = row["annotations"].get("segmentation")
+    if isinstance(seg, list):
+        if len(seg) != 1:
+            return None, f"has {len(seg)} segmentation annotations; segconvert converts one per item"
+        seg = seg[0]
+    if not isinstance(seg, dict):
+        return None, "has no segmentation annotation (nothing to convert)"
+    item = row.get("item")
+    if "reference_id" not in seg and isinstance(item, dict) and "reference_id" in item:
+        seg = {**seg, "reference_id": item["reference_id"]}
+    return seg, None
+
+
+class NucleusReader(Reader):
+    """Reads SegmentationAnnotation payloads (ours, or anyone's) and their masks."""
+
+    options = (
+        click.Option(
+            ["--background-label"], default="background", show_default=True,
+            help="Without isthing in a Segment's metadata, this label is stuff and every other label a thing.",
+        ),
+    )
+    default_mode = "panoptic"
+
+    def __init__(self, source: str | Path, background_label: str = "background") -> None:
+        super().__init__(source)
+        path = self.source
+        if path.is_dir():
+            path = path / ANNOTATIONS_FILE
+        if not path.is_file():
+            raise SourceError(f"no {ANNOTATIONS_FILE} here (SOURCE: a folder with one, a .jsonl or a .json list)",
+                              file=path)
+        self.path = path
+        self.folder = str(path.parent.resolve())
+        self.background_label = background_label
+        self._count = 0
+        self._table(path)
+
+    def _rows(self) -> Iterator[tuple[int, Any, str | None]]:
+        """(line or position, row, parse error) of every payload, streamed."""
+        if self.path.suffix.lower() == ".json":
+            for k, row in enumerate(cocojson.stream(self.path, "item")):
+                yield k, row, None
+            return
+        with open(self.path, "rb") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield n, orjson.loads(line), None
+                except orjson.JSONDecodeError as exc:
+                    yield n, None, f"line {n} is not valid JSON ({exc})"
+
+    def _table(self, path: Path) -> None:
+        """The pre-pass: item count and category table, from the Segments alone (no masks)."""
+        by_id: dict[int, Category] = {}
+        by_label: dict[str, Category] = {}
+        all_ids = True
+        for _, row, error in self._rows():
+            self._count += 1
+            payload, _ = _payload_of(row) if error is None else (None, error)
+            segments = payload.get("annotations") if isinstance(payload, dict) else None
+            if not isinstance(segments, list):
+                continue
+            for s in segments:
+                if not isinstance(s, dict) or s.get("index") == 0 or not isinstance(s.get("label"), str):
+                    continue
+                meta = s.get("metadata") if isinstance(s.get("metadata"), dict) else {}
+                label = s["label"]
+                isthing = meta.get("isthing")
+                isthing = bool(isthing) if isinstance(isthing, bool | int) else label != self.background_label
+                sup = meta.get("supercategory") if isinstance(meta.get("supercategory"), str) else None
+                cid = meta.get("category_id")
+                if cid is None:
+                    all_ids = False
+                elif type(cid) is int and cid not in by_id:  # a bad one fails its item in load()
+                    by_id[cid] = Category(cid, label, isthing, sup)
+                if label not in by_label:
+                    by_label[label] = Category(len(by_label) + 1, label, isthing, sup)
+        self.category_ids = all_ids and bool(by_id)
+        self.categories = sorted(by_id.values(), key=lambda c: c.id) if self.category_ids else list(by_label.values())
+
+    def __len__(self) -> int:
+        return self._count
+
+    def items(self) -> Iterator[Item]:
+        index_file = str(self.path)
+        for pos, row, error in self._rows():
+            name = f"line {pos}" if self.path.suffix.lower() != ".json" else f"[{pos}]"
+            payload, problem = _payload_of(row) if error is None else (None, error)
+            ref = payload.get("reference_id") if isinstance(payload, dict) else None
+            if ref is None and isinstance(row, dict) and isinstance(row.get("item"), dict):
+                ref = row["item"].get("reference_id")
+            ref = ref if isinstance(ref, str) else name
+            if problem is None and not isinstance(payload.get("mask_url"), str):
+                problem = "has no string 'mask_url'"
+            if problem is not None:
+                yield FailedItem(ref, ItemError(f"payload {name} {problem}", item=ref, file=index_file),
+                                 source=index_file)
+                continue
+            yield NucleusItem(ref, payload["mask_url"], self.folder, payload.get("annotations"), index_file,
+                              self.background_label, self.category_ids)
+
+
+def sniff(path: Path) -> bool:
+    """A folder with annotations.jsonl, or a .jsonl whose first line is a mask payload."""
+    if path.is_dir():
+        path = path / ANNOTATIONS_FILE
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return b'"mask_url"' in fh.readline(1 << 20)
+
+
 FORMAT = Format(
     name="nucleus",
     description="Scale Nucleus: uint8 index masks + SegmentationAnnotation payloads (annotations.jsonl)",
+    reader=NucleusReader,
     writer=NucleusWriter,
+    sniff=sniff,
 )

@@ -855,10 +855,135 @@ def sniff(path: Path) -> bool:
     return colour_file_of(path) is not None and not (path / "SegmentationClass").is_dir()
 
 
+# --------------------------------------------------------------------------- writer
+# (kept together at the end of the module, imports included, apart from the reader)
+
+import orjson  # noqa: E402
+
+from segconvert.converters.label_files import is_void_name  # noqa: E402
+from segconvert.format import Writer, Written  # noqa: E402
+from segconvert.ir import Category  # noqa: E402
+from segconvert.modes import ModePlan  # noqa: E402
+from segconvert.paths import output_stem  # noqa: E402
+from segconvert.writing import map_codes, segment_pixels, warn_empty  # noqa: E402
+
+VOID_COLOR: Color = (0, 0, 0)
+COLORMAP_FILE = "colormap.json"
+
+
+def generated_color(k: int) -> Color:
+    """The k-th colour (k >= 1) of Pascal VOC's bit-spreading palette, extended to 24 bits:
+    bits 0, 1, 2 of k go to the top bits of R, G, B, the next three one bit lower, and so
+    on. Distinct for every k below 2^24, never black (black is void), and the same on
+    every run: VOC's own colours for k < 256."""
+    r = g = b = 0
+    c = k
+    for j in range(8):
+        r |= (c & 1) << (7 - j)
+        g |= ((c >> 1) & 1) << (7 - j)
+        b |= ((c >> 2) & 1) << (7 - j)
+        c >>= 3
+    return (r, g, b)
+
+
+def class_colors(categories: list[Category], colormap: str | None) -> dict[str, Color]:
+    """label -> colour for the dataset: from ``--colormap`` (a file or a built-in, read as the rgb
+    reader reads it), else the category table's own colours when every class has one and they
+    are distinct and not black, else :func:`generated_color` by position in the table.
+
+    A class named like void (background, void, unlabeled) is painted black: the rgb reader
+    reads those names as void whatever their colour, so any other colour would come back
+    as an unknown colour."""
+    void_named = {c.name for c in categories if is_void_name(c.name)}
+    return {**_class_colors([c for c in categories if c.name not in void_named], colormap),
+            **dict.fromkeys(void_named, VOID_COLOR)}
+
+
+def _class_colors(categories: list[Category], colormap: str | None) -> dict[str, Color]:
+    if colormap is not None:
+        table = build_table(Spec(encoding="colormap", colormap=colormap))
+        return {c.name: c.color for c in table.categories or () if c.color is not None}
+    own = [c.color for c in categories]
+    if categories and all(own) and len(set(own)) == len(own) and VOID_COLOR not in own:
+        return {c.name: c.color for c in categories if c.color is not None}
+    out: dict[str, Color] = {}
+    for k, c in enumerate(categories, start=1):
+        out.setdefault(c.name, generated_color(k))
+    return out
+
+
+class RgbWriter(Writer):
+    """Writes colour masks ``OUTPUT/masks/<reference_id>.png`` (RGB; black = void) and
+    ``OUTPUT/colormap.json`` ({label: [r, g, b]}, "background" black first), which the rgb
+    reader takes back (``--colormap OUTPUT/colormap.json``). Each segment is painted in its
+    class' colour, so the masks hold the semantic view whatever the mode."""
+
+    options = (
+        click.Option(
+            ["--colormap"], default=None, metavar="FILE|NAME",
+            help="Colours: a JSON / label_colors.txt colormap or built-in " + "|".join(BUILTINS)
+            + " [default: the categories' own colours if all have distinct ones, else generated].",
+        ),
+    )
+
+    def __init__(self, output: str | Path, plan: ModePlan, colormap: str | Path | None = None) -> None:
+        super().__init__(output, plan)
+        if plan.categories is None:
+            raise SourceError(
+                "colour masks need a dataset-wide category table so that a class has one colour in every "
+                "mask; this source has none (LabelMe/CVAT: pass --labels)"
+            )
+        cmap = None
+        if colormap is not None:
+            cmap = str(colormap) if str(colormap) in BUILTINS else str(Path(colormap).resolve())
+        self.colors = class_colors(plan.categories, cmap)
+        by_color: dict[Color, str] = {}
+        for label, color in self.colors.items():
+            if is_void_name(label):
+                continue
+            if color == VOID_COLOR:
+                raise SourceError(f"class {label!r} is black, the colour of void")
+            if color in by_color:
+                raise SourceError(f"classes {by_color[color]!r} and {label!r} have the same colour {color}")
+            by_color[color] = label
+        self.by_category = {c.id: self.colors.get(c.name) for c in plan.categories}
+
+    def prepare(self) -> None:
+        self.store.makedirs("masks")
+
+    def write(self, seg: Segmentation) -> Written:
+        ref = output_stem(seg.reference_id, source=seg.source)
+        pixels = segment_pixels(seg)
+        warn_empty(seg, pixels)
+        table = np.zeros((len(seg.segments) + 1, 3), np.uint8)
+        for pos, s in enumerate(seg.segments, start=1):
+            # by category id first, then by label (as the index writer and stable semantic indices match)
+            color = self.by_category.get(s.category_id) if s.category_id is not None else None
+            if color is None:
+                color = self.colors.get(s.label)
+            if color is None:
+                raise ItemError(f"class {s.label!r} has no colour in the colormap", item=seg.reference_id,
+                                file=seg.source)
+            table[pos] = color
+        name = f"masks/{ref}.png"
+        stamp = self.store.put(name, png.encode_rgb8(map_codes(pixels.code_map, table)))
+        return Written(orjson.dumps(name).decode(), (stamp,))
+
+    def finish(self, records: Iterator[str]) -> None:
+        for _ in records:  # the colours are the dataset's, decided before the first image
+            pass
+        doc = {"background": list(VOID_COLOR),
+               **{label: list(c) for label, c in self.colors.items() if c != VOID_COLOR}}
+        lines = [f"  {orjson.dumps(label).decode()}: {list(color)}" for label, color in doc.items()]
+        with self.store.replacing(COLORMAP_FILE) as fh:
+            fh.write("{\n" + ",\n".join(lines) + "\n}\n")
+
+
 FORMAT = Format(
     name="rgb",
     description="mask PNGs: colour-coded classes, palette/grayscale indices, class*D+instance, RGB instance ids, "
     "ADE20K _seg",
     reader=RgbReader,
+    writer=RgbWriter,
     sniff=sniff,
 )

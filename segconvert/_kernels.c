@@ -294,6 +294,183 @@ done:
     return result;
 }
 
+/* The end of the run of byte p[i] in p[0..n): 8 bytes per compare (a word against the byte
+ * repeated), where label maps have runs of tens of pixels. */
+static inline Py_ssize_t byte_run_end(const uint8_t *p, Py_ssize_t i, Py_ssize_t n) {
+    uint8_t v = p[i];
+    uint64_t pattern = 0x0101010101010101ull * v;
+    Py_ssize_t j = i + 1;
+    while (j + 8 <= n) {
+        uint64_t word;
+        memcpy(&word, p + j, 8);
+        uint64_t diff = word ^ pattern;
+        if (diff) {
+#if (defined(__GNUC__) || defined(__clang__)) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            return j + (__builtin_ctzll(diff) >> 3); /* little-endian: the lowest differing byte */
+#else
+            while (p[j] == v)
+                j++;
+            return j;
+#endif
+        }
+        j += 8;
+    }
+    while (j < n && p[j] == v)
+        j++;
+    return j;
+}
+
+/* code_boxes(codes, width, boxes): the bounding box of every code of a uint8 code map, in
+ * one pass (writers need a box per segment: COCO's bbox). boxes is 256 x 4 int32, filled by
+ * the caller with (width, height, -1, -1) and left with (min x, min y, max x, max y) of each
+ * code that occurs. Run by run (byte_run_end): the updates once per run. */
+static PyObject *code_boxes(PyObject *self, PyObject *args) {
+    Py_buffer codes, boxes;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*", &codes, &width, &boxes))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || codes.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "codes must hold whole rows of `width` bytes");
+    } else if (boxes.len != 256 * 4 * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "boxes must be 256 x 4 int32");
+    } else if (width >= ((Py_ssize_t)1 << 31) || codes.len / width >= ((Py_ssize_t)1 << 31)) {
+        PyErr_SetString(PyExc_ValueError, "image too large for int32 boxes");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        int32_t *b = (int32_t *)boxes.buf;
+        Py_ssize_t rows = codes.len / width;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *row = c + y * width;
+            Py_ssize_t x = 0;
+            while (x < width) {
+                uint8_t v = row[x];
+                Py_ssize_t end = byte_run_end(row, x, width);
+                int32_t *box = b + 4 * v;
+                if (x < box[0]) box[0] = (int32_t)x;
+                if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);
+                if (box[3] != (int32_t)y) { /* first run of v in this row */
+                    if (box[3] < 0) box[1] = (int32_t)y;
+                    box[3] = (int32_t)y;
+                }
+                x = end;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&boxes);
+    return result;
+}
+
+/* u8_histogram(values, hist): hist[v] += 1 for every byte of values, run by run (byte_run_end):
+ * one add per run, ~0.1 ms for 640x480 where cv2.calcHist takes 0.35. */
+static PyObject *u8_histogram(PyObject *self, PyObject *args) {
+    Py_buffer values, hist;
+    if (!PyArg_ParseTuple(args, "y*w*", &values, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else {
+        const uint8_t *p = (const uint8_t *)values.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t n = values.len, i = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            Py_ssize_t j = byte_run_end(p, i, n);
+            h[p[i]] += j - i;
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* code_colors(codes, table, out): out pixel i = table[codes[i]] (3 bytes each; table: 256 x 3),
+ * one overlapping 4-byte store per pixel: writers turn a uint8 code map into COCO panoptic ids or
+ * colour masks with it in ~0.2 ms for 640x480, where cvtColor + a 3-channel cv2.LUT cost ~0.7. */
+static PyObject *code_colors(PyObject *self, PyObject *args) {
+    Py_buffer codes, table, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &codes, &table, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256 * 3) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 x 3 bytes");
+    } else if (out.len != 3 * codes.len) {
+        PyErr_SetString(PyExc_ValueError, "out must hold 3 bytes per code");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = codes.len;
+        uint32_t t4[256]; /* each colour as 4 bytes: one overlapping 4-byte store per pixel */
+        for (int k = 0; k < 256; k++)
+            t4[k] = (uint32_t)t[3 * k] | (uint32_t)t[3 * k + 1] << 8 | (uint32_t)t[3 * k + 2] << 16;
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t i = 0;
+        for (; i + 1 < n; i++) { /* the 4th byte is overwritten by the next pixel */
+            uint32_t rgb = t4[c[i]];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            o[3 * i] = (uint8_t)rgb; o[3 * i + 1] = (uint8_t)(rgb >> 8); o[3 * i + 2] = (uint8_t)(rgb >> 16);
+#else
+            memcpy(o + 3 * i, &rgb, 4);
+#endif
+        }
+        if (i < n) { /* the last pixel: exactly 3 bytes */
+            const uint8_t *rgb = t + 3 * c[i];
+            o[3 * i] = rgb[0]; o[3 * i + 1] = rgb[1]; o[3 * i + 2] = rgb[2];
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes), run by run with
+ * memset: ~0.05 ms for a 640x480 label map, and no OpenCV import (cv2.LUT's only use in a
+ * writer's process would cost ~15 MB of RSS and its start-up). */
+static PyObject *u8_lookup(PyObject *self, PyObject *args) {
+    Py_buffer values, table, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &values, &table, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (out.len != values.len) {
+        PyErr_SetString(PyExc_ValueError, "out must be as long as values");
+    } else {
+        const uint8_t *p = (const uint8_t *)values.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = values.len, i = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            Py_ssize_t j = byte_run_end(p, i, n);
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -301,6 +478,15 @@ static PyMethodDef methods[] = {
     {"rgb_codes", rgb_codes, METH_VARARGS,
      "rgb_codes(rgb, codes, out, hist, unknown=255): out[i] = codes.get(R | G<<8 | B<<16, unknown);"
      " hist[out[i]] += 1. codes: dict of int id -> int code 0..255; ids outside 24 bits never match."},
+    {"u8_lookup", u8_lookup, METH_VARARGS,
+     "u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes)."},
+    {"code_colors", code_colors, METH_VARARGS,
+     "code_colors(codes, table, out): 3 bytes table[3 * code] per code into out (table: 256 x 3 bytes)."},
+    {"u8_histogram", u8_histogram, METH_VARARGS,
+     "u8_histogram(values, hist): hist[v] += 1 for every byte v of values (hist: 256 int64)."},
+    {"code_boxes", code_boxes, METH_VARARGS,
+     "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
+     " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
     {NULL, NULL, 0, NULL},
 };
 

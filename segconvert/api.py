@@ -31,10 +31,11 @@ def _split_options(
     reader_opts = option_defaults(reader_cls.options)
     writer_opts = option_defaults(writer_cls.options)
     for key, value in options.items():
-        if key in reader_opts:
-            reader_opts[key] = value
-        elif key in writer_opts:
-            writer_opts[key] = value
+        if key in reader_opts or key in writer_opts:  # an option both declare goes to both
+            if key in reader_opts:
+                reader_opts[key] = value
+            if key in writer_opts:
+                writer_opts[key] = value
         else:
             known = sorted(reader_opts) + sorted(writer_opts)
             raise SourceError(f"{names} has no option {key!r}; its options: {', '.join(known) or 'none'}")

@@ -47,7 +47,8 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
     reader = registry.reader_for(from_format).reader
     writer = registry.writer_for(to_format).writer
     assert reader is not None and writer is not None
-    return list(reader.options) + list(writer.options)
+    shared = {o.name for o in reader.options}  # declared by both (--background-label): parsed once, given to both
+    return list(reader.options) + [o for o in writer.options if o.name not in shared]
 
 
 @main.command(
@@ -60,7 +61,8 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 @click.option("--from", "from_format", default="auto", show_default=True,
               help="Source format (see `segconvert formats`); auto recognises COCO JSONs, CVAT XML and "
               "folders of LabelMe, Cityscapes or colour masks with a colormap.")
-@click.option("--to", "to_format", default="nucleus", show_default=True, help="Output format.")
+@click.option("--to", "to_format", default="nucleus", show_default=True,
+              help="Output format: nucleus, coco-panoptic, coco-instances, index, rgb (see `segconvert formats`).")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="panoptic | instance | semantic [default: the source format's natural mode].")
 @click.option("--index", type=click.Choice(INDEX_POLICIES), default=None,

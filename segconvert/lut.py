@@ -23,10 +23,13 @@ from segconvert.errors import ItemError
 from segconvert.opencv import cv2
 
 try:  # the fused C kernels (setup.py builds them where a compiler is available)
+    from segconvert._kernels import code_boxes as _code_boxes_c
     from segconvert._kernels import rgb_codes as _rgb_codes_c
     from segconvert._kernels import rgb_lookup as _rgb_lookup_c
+    from segconvert._kernels import u8_histogram as _u8_histogram_c
+    from segconvert._kernels import u8_lookup as _u8_lookup_c
 except ImportError:  # pragma: no cover - depends on the build
-    _rgb_lookup_c = _rgb_codes_c = None
+    _rgb_lookup_c = _rgb_codes_c = _code_boxes_c = _u8_histogram_c = _u8_lookup_c = None
 
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
@@ -108,6 +111,10 @@ def _rgb_to_codes_uint8(rgb: np.ndarray, codes: dict[int, int]) -> tuple[np.ndar
 
 def histogram(code_map: np.ndarray, length: int) -> np.ndarray:
     """Pixel count of every code 0..length-1 (int64)."""
+    if code_map.dtype == np.uint8 and _u8_histogram_c is not None and code_map.flags.c_contiguous:
+        counts = np.zeros(256, np.int64)  # run by run in C: ~0.05 ms for 640x480, calcHist 0.35
+        _u8_histogram_c(code_map, counts)
+        return counts[:length] if length <= 256 else np.pad(counts, (0, length - 256))
     if code_map.dtype == np.uint8:  # cv2.calcHist is ~10x faster than np.bincount on uint8
         counts = cv2().calcHist([code_map], [0], None, [256], [0, 256]).ravel().astype(np.int64)
         return counts[:length] if length <= 256 else np.pad(counts, (0, length - 256))
@@ -207,3 +214,38 @@ def _raise_unknown(label_map: np.ndarray, unknown: np.ndarray, item: str | None,
         item=item,
         file=file,
     )
+
+
+def code_boxes(code_map: np.ndarray, count: int) -> np.ndarray:
+    """Bounding box ``(min x, min y, max x, max y)`` of each code ``0..count-1`` of a code map,
+    as a ``(count, 4)`` int64 array; a code with no pixel gets ``(w, h, -1, -1)``.
+
+    Writers need one box per segment (COCO's ``bbox``): one C pass over a uint8 map
+    (~0.2 ms for 640x480) where a mask per segment would cost a pass per segment.
+    """
+    h, w = code_map.shape
+    if _code_boxes_c is not None and code_map.dtype == np.uint8 and count <= 256 and code_map.size:
+        boxes = np.empty((256, 4), np.int32)
+        boxes[:] = (w, h, -1, -1)
+        _code_boxes_c(np.ascontiguousarray(code_map), w, boxes)
+        return boxes[:count].astype(np.int64)
+    out = np.empty((count, 4), np.int64)
+    out[:] = (w, h, -1, -1)
+    for code in np.unique(code_map).tolist():
+        if code >= count:
+            continue
+        where = code_map == code
+        cols = np.flatnonzero(where.any(axis=0))
+        rows = np.flatnonzero(where.any(axis=1))
+        out[code] = (cols[0], rows[0], cols[-1], rows[-1])
+    return out
+
+
+def lookup_u8(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[values]`` for a uint8 array and a 256-entry uint8 table: the C kernel (run by run)
+    where built, else ``cv2.LUT``; the same result."""
+    if _u8_lookup_c is not None and values.flags.c_contiguous:
+        out = np.empty_like(values)
+        _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out)
+        return out
+    return cv2().LUT(values, table)

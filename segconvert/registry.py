@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "label-studio": "segconvert.converters.label_studio:FORMAT",
     "voc": "segconvert.converters.voc:FORMAT",
     "yolo": "segconvert.converters.yolo:FORMAT",
+    "index": "segconvert.converters.index:FORMAT",
 }
 
 _loaded: dict[str, Format] = {}

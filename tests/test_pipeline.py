@@ -308,7 +308,7 @@ def test_option_errors_are_usage_errors(tmp_path):
     assert code == 2 and "--index applies to --mode semantic only" in out
     code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "nope")
     assert code == 2 and "unknown format 'nope'" in out
-    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--to", "coco-panoptic")
+    code, out = run_cli("convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--to", "cityscapes")
     assert code == 2 and "cannot be written" in out and "nucleus" in out
     with pytest.raises(segconvert.SourceError, match="has no option 'bogus'"):
         segconvert.convert(src, tmp_path / "o", from_format="coco-panoptic", bogus=1)

@@ -1,0 +1,48 @@
+"""The writers' shared kernels against numpy: histogram, code -> colour, code -> value, segment codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from segconvert import lut, writing
+from segconvert.errors import ItemError
+from segconvert.ir import Segmentation, SegmentInfo
+
+CODE_MAPS = hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=70), elements=st.integers(0, 9))
+
+
+@settings(max_examples=80, deadline=None)
+@given(codes=CODE_MAPS, table=hnp.arrays(np.uint8, (10, 3)))
+def test_kernels_equal_numpy(codes, table):
+    assert np.array_equal(lut.histogram(codes, 256), np.bincount(codes.ravel(), minlength=256))
+    assert np.array_equal(writing.map_codes(codes, table), table[codes])
+    assert np.array_equal(writing.map_codes(codes, table[:, 0].copy()), table[codes, 0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes=CODE_MAPS)
+def test_segment_pixels_uint8_and_wide_maps_agree(codes):
+    raws = sorted(set(np.unique(codes).tolist()) - {0})
+    segments = [SegmentInfo(r, f"s{r}") for r in reversed(raws)]  # codes differ from the values
+    small = writing.segment_pixels(Segmentation("a", codes, segments))
+    wide = writing.segment_pixels(Segmentation("a", codes.astype(np.uint32) * 1000, [
+        SegmentInfo(r * 1000, f"s{r}") for r in reversed(raws)]))
+    assert np.array_equal(small.code_map, wide.code_map) and small.counts == wide.counts
+    for pos, s in enumerate(segments, start=1):
+        assert small.counts[pos] == int((codes == s.id).sum())
+        assert np.array_equal(small.code_map == pos, codes == s.id)
+
+
+def test_segment_pixels_refuses_unlisted_values():
+    with pytest.raises(ItemError, match=r"have no segment in the annotation: 5 \(1 px\)"):
+        writing.segment_pixels(Segmentation("a", np.array([[0, 1, 5]], np.uint8), [SegmentInfo(1, "x")]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=CODE_MAPS, table=hnp.arrays(np.uint8, (256,)))
+def test_lookup_u8_equals_numpy(values, table):
+    assert np.array_equal(lut.lookup_u8(values, table), table[values])
