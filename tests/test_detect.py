@@ -72,3 +72,18 @@ def test_plugins_are_asked_only_when_no_builtin_recognises_the_source(monkeypatc
     unknown = tmp_path / "data.mine"
     unknown.write_text("?")
     assert registry.detect(unknown) == "mine"
+
+
+def test_auto_recognises_the_newer_layouts(tmp_path):
+    """VOC roots, Nucleus sets (written here by our own writers), SA-1B folders, Label Studio exports."""
+    src = FIXTURES / "coco-panoptic" / "panoptic.json"
+    for fmt in ("voc", "nucleus"):
+        assert segconvert.convert(src, tmp_path / fmt, from_format="coco-panoptic", to_format=fmt, jobs=1).ok
+        assert registry.detect(tmp_path / fmt) == fmt
+    assert registry.detect(tmp_path / "nucleus" / "annotations.jsonl") == "nucleus"
+    sa1b = tmp_path / "sa1b"
+    sa1b.mkdir()
+    for f in (FIXTURES / "sa1b").glob("sa_*.json"):
+        shutil.copy(f, sa1b / f.name)
+    assert registry.detect(sa1b) == "sa1b"
+    assert registry.detect(FIXTURES / "label-studio" / "export.json") == "label-studio"
