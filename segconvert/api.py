@@ -16,6 +16,7 @@ from segconvert.errors import SourceError
 from segconvert.format import Reader, Writer, option_defaults
 from segconvert.modes import ModePlan
 from segconvert.pipeline import Summary, default_jobs, run
+from segconvert.sources import location
 
 
 def open_reader(source: str | Path, from_format: str, **options: Any) -> Reader:
@@ -62,7 +63,7 @@ def convert(
     only for problems with the whole run (unreadable source, bad options).
     """
     if from_format == "auto":
-        from_format = registry.detect(Path(source))
+        from_format = registry.detect(location(source))
     reader_fmt, writer_fmt = registry.reader_for(from_format), registry.writer_for(to_format)
     assert reader_fmt.reader is not None and writer_fmt.writer is not None
     names = f"{from_format} -> {to_format}"
@@ -76,7 +77,7 @@ def convert(
     settings = {
         "from": from_format,
         "to": to_format,
-        "source": str(Path(source).resolve()),
+        "source": str(location(source).resolve()),
         "mode": mode,
         "index": plan.index,
         "options": {**reader_opts, **writer_opts},

@@ -19,7 +19,6 @@ import sys
 if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
@@ -28,6 +27,7 @@ from segconvert import registry  # noqa: E402
 from segconvert.errors import SegconvertError  # noqa: E402
 from segconvert.ir import MODES  # noqa: E402
 from segconvert.modes import INDEX_POLICIES  # noqa: E402
+from segconvert.sources import is_url, location  # noqa: E402
 
 EXIT_FAILED_ITEMS = 1
 EXIT_UNUSABLE = 2
@@ -51,7 +51,7 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
     epilog="Each format has options of its own (e.g. coco-panoptic's --masks-dir, nucleus' "
     "--mask-url-prefix): `segconvert formats NAME` lists them.",
 )
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", callback=lambda ctx, param, value: _check_source(value))
 @click.argument("output", type=click.Path())
 @click.option("--from", "from_format", default="auto", show_default=True,
               help="Source format (see `segconvert formats`); auto recognises COCO JSONs, CVAT XML and "
@@ -73,7 +73,7 @@ def convert(ctx: click.Context, source: str, output: str, from_format: str, to_f
 
     try:
         if from_format == "auto":
-            from_format = registry.detect(Path(source))
+            from_format = registry.detect(location(source))
             click.echo(f"reading {source} as {from_format}", err=True)
         extra = _parse_format_options(ctx, from_format, to_format)
         with _Bar() as bar:
@@ -89,6 +89,14 @@ def convert(ctx: click.Context, source: str, output: str, from_format: str, to_f
         sys.exit(130)
     _print_summary(summary)
     sys.exit(0 if summary.ok else EXIT_FAILED_ITEMS)
+
+
+def _check_source(source: str) -> str:
+    """A local SOURCE must exist (as click.Path(exists=True) checked); a URL (s3://...) is
+    checked by its reader, through fsspec."""
+    if not is_url(source) and not os.path.exists(source):
+        raise click.BadParameter(f"Path {source!r} does not exist.", param_hint="'SOURCE'")
+    return source
 
 
 def _parse_format_options(ctx: click.Context, from_format: str, to_format: str) -> dict[str, Any]:

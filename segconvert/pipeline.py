@@ -274,6 +274,7 @@ def run(
     start = time.perf_counter()
     try:
         writer.prepare()
+        writer.store.check()  # a missing bucket or bad credentials: one clear error, before any work
         journal = Journal(writer.state_dir, settings or {}, fresh=overwrite)
     except OSError as exc:
         raise SourceError(f"cannot write the output there: {exc.strerror or exc}", file=writer.output) from None
@@ -322,6 +323,7 @@ def run(
                     summary.converted += 1
                     offsets.pop(outcome.reference_id, None)
                     order.append(journal.append(outcome.reference_id, outcome.record, outcome.files))
+                    writer.store.mirror_state(writer.state_dir)  # object storage: every 30 s
                 if outcome.warnings:
                     summary.warned += 1
                     where = f"{outcome.source} [{outcome.reference_id}]"
@@ -338,6 +340,7 @@ def run(
             ) from None
     finally:
         journal.close()
+    writer.store.mirror_state(writer.state_dir, force=True)
     summary.seconds = time.perf_counter() - start
     return summary
 
