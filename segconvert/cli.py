@@ -65,9 +65,12 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: number of cores].")
 @click.option("--overwrite", is_flag=True, help="Redo items an earlier run into OUTPUT already finished.")
+@click.option("--executor", default="local", show_default=True,
+              help="local (worker processes here), dask (a local Dask cluster of --jobs workers) or a Dask "
+              "scheduler address, tcp://HOST:8786; the workers must reach SOURCE and OUTPUT.")
 @click.pass_context
 def convert(ctx: click.Context, source: str, output: str, from_format: str, to_format: str,
-            mode: str | None, index: str | None, jobs: int | None, overwrite: bool) -> None:
+            mode: str | None, index: str | None, jobs: int | None, overwrite: bool, executor: str) -> None:
     """Convert SOURCE into OUTPUT; re-running into the same OUTPUT resumes."""
     from segconvert.api import convert as run_convert
 
@@ -79,7 +82,7 @@ def convert(ctx: click.Context, source: str, output: str, from_format: str, to_f
         with _Bar() as bar:
             summary = run_convert(
                 source, output, from_format=from_format, to_format=to_format, mode=mode, index=index,
-                jobs=jobs, overwrite=overwrite, progress=bar, **extra,
+                jobs=jobs, overwrite=overwrite, progress=bar, executor=executor, **extra,
             )
     except SegconvertError as exc:
         click.echo(f"error: {exc}", err=True)
