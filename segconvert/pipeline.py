@@ -32,6 +32,7 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer, Written
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
+from segconvert.nametable import NameTable
 from segconvert.paths import name_key
 from segconvert.storage import FileStamp
 
@@ -297,7 +298,7 @@ def run(
     if start_progress is not None:
         start_progress(len(reader))
     order = array("q")  # journal offsets of the items that made it, in source order
-    seen: dict[str, tuple[str, str | None]] = {}  # name_key -> (reference_id, source)
+    seen = NameTable()  # name_key -> (reference_id, source), ~32 bytes per item (a dict: ~250)
     offsets: dict[str, int] = {}  # reference_id -> journal offset of an item checked for reuse
 
     def tasks() -> Iterator[Item | _Check]:

@@ -113,6 +113,27 @@ def test_coco_instances_from_a_url(tmp_path):
     assert summary.ok and summary.converted == 4
 
 
+def test_name_table_finds_duplicates_and_survives_hash_collisions(monkeypatch):
+    from segconvert import nametable
+    from segconvert.paths import name_key
+
+    table = nametable.NameTable(capacity=4)  # grows several times below
+    refs = [f"Img{k}" for k in range(300)]
+    for k, ref in enumerate(refs):
+        assert table.get(name_key(ref)) is None
+        table[name_key(ref)] = (ref, f"src{k}.json" if k % 2 else None)
+    assert len(table) == 300
+    assert table.get(name_key("IMG7")) == ("Img7", "src7.json")
+    assert table.get(name_key("img8")) == ("Img8", None)
+    monkeypatch.setattr(nametable, "_hash", lambda key: 12345)  # every key collides
+    colliding = nametable.NameTable(capacity=4)
+    colliding[name_key("a")] = ("a", "x")
+    colliding[name_key("b\tc\n")] = ("b\tc\n", "y")
+    assert colliding.get(name_key("a")) == ("a", "x")
+    assert colliding.get(name_key("B\tC\n")) == ("b\tc\n", "y")
+    assert colliding.get(name_key("d")) is None
+
+
 PEAK = textwrap.dedent("""
     import resource, sys
     from segconvert.converters.coco_instances import CocoInstancesReader
