@@ -69,7 +69,9 @@ def _client(executor: str, jobs: int) -> tuple[Any, Any]:
         raise SourceError(f"cannot reach the Dask scheduler at {executor}: {exc}") from None
 
 
-def _worker_checks(source: str, probe_url: str, probe_rel: str, token: bytes, writer: Any) -> str | None:
+def _worker_checks(
+    source: str, probe_url: str, probe_rel: str, token: bytes, writer: Any, expected_codecs: str
+) -> str | None:
     """Runs on each worker: None when SOURCE and OUTPUT are reachable, else what is wrong."""
     from segconvert import sources
 
@@ -83,7 +85,18 @@ def _worker_checks(source: str, probe_url: str, probe_rel: str, token: bytes, wr
             return f"sees another OUTPUT: {probe_url} holds other bytes there"
     except (OSError, SourceError) as exc:
         return f"cannot read OUTPUT ({probe_url}: {type(exc).__name__}: {exc})"
+    if codecs() != expected_codecs:
+        return (f"encodes masks with {codecs()}, not {expected_codecs} as this process does: "
+                "its PNGs would not be the bytes of a local run (install the same packages there)")
     return None
+
+
+def codecs() -> str:
+    """Which PNG codecs this process uses (segconvert.png's optional accelerators): a worker
+    with another deflate writes other, equally valid, bytes."""
+    from segconvert import png
+
+    return f"deflate {png._deflate_lib.__name__}, decode {'pyspng' if png._pyspng is not None else 'opencv'}"
 
 
 def _check_workers(client: Any, source: str, writer: Any) -> None:
@@ -91,7 +104,7 @@ def _check_workers(client: Any, source: str, writer: Any) -> None:
     probe_rel = f".segconvert/worker-probe-{os.getpid()}"
     writer.store.put(probe_rel, token)
     try:
-        problems = client.run(_worker_checks, source, writer.store.url(probe_rel), probe_rel, token, writer)
+        problems = client.run(_worker_checks, source, writer.store.url(probe_rel), probe_rel, token, writer, codecs())
     finally:
         try:
             if writer.store.remote:

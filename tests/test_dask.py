@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import snapshot
 from test_pipeline import good_dataset, run_cli
+from test_storage import bucket, s3  # noqa: F401  (fixtures: a moto S3 server on loopback)
 
 import segconvert
 from segconvert.errors import SourceError
@@ -98,3 +99,30 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     src = good_dataset(tmp_path, 1)
     code, output = run_cli("convert", str(src), str(tmp_path / "o"), "--executor", f"tcp://127.0.0.1:{port}")
     assert code == 2 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in output
+
+
+def test_dask_workers_read_and_write_s3_themselves(tmp_path, s3, bucket):  # noqa: F811 (fixtures)
+    """s3 -> s3 on Dask workers started after the credentials and endpoint are set (as on a
+    real cluster, where workers get them from their own environment): the objects are the
+    ones a local run writes."""
+    from test_pipeline import good_dataset as dataset
+
+    src = dataset(tmp_path, 8)
+    s3.put(str(tmp_path / "panoptic"), f"{bucket}/in/panoptic", recursive=True)
+    s3.put_file(str(src), f"{bucket}/in/panoptic.json")
+    local = segconvert.convert(f"s3://{bucket}/in/panoptic.json", f"s3://{bucket}/local", jobs=1)
+    assert local.ok
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        summary = segconvert.convert(f"s3://{bucket}/in/panoptic.json", f"s3://{bucket}/dask", jobs=1,
+                                     executor=cluster.scheduler_address)
+    finally:
+        cluster.close()
+    assert summary.ok and summary.converted == 8
+    s3.invalidate_cache()
+    for key in s3.find(f"{bucket}/local"):
+        rel = key[len(f"{bucket}/local"):]
+        if "/.segconvert/" in rel:
+            continue
+        want = s3.cat_file(key).replace(f"s3://{bucket}/local".encode(), f"s3://{bucket}/dask".encode())
+        assert s3.cat_file(f"{bucket}/dask{rel}") == want, rel
