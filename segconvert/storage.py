@@ -19,8 +19,9 @@ The journal on object storage. Appending a line per item to an object is not pos
 (objects are written whole), so the journal stays a local file, as for a local OUTPUT,
 in a cache folder keyed by the OUTPUT URL (``$SEGCONVERT_CACHE``, default
 ``~/.cache/segconvert/state/<sha256 of the URL>``), and is mirrored to
-``OUTPUT/.segconvert/`` in the store every ``MIRROR_SECONDS`` and when the run ends. A
-run on a machine without that cache starts from the mirror. Why a re-run after a kill
+``OUTPUT/.segconvert/`` in the store every ``MIRROR_SECONDS`` (longer when a copy takes
+long) and when the run ends. A run on a machine without that cache starts from the
+mirror (the local cache wins when both exist: it is never behind). Why a re-run after a kill
 gives the same objects, byte for byte: an item is journalled only after its PUTs
 returned; an item missing from the journal (or from a mirror a little behind it) is
 converted again, which writes the same bytes (conversion is deterministic) over the
@@ -91,7 +92,7 @@ class OutputStore:
         else:
             self.root = os.path.abspath(text)
         self._prefix = self.root + "/" if self.remote else os.path.join(self.root, "")
-        self._last_mirror = 0.0
+        self._next_mirror = 0.0  # monotonic time of the next copy of the journal to the store
         self._state: Path | None = None
 
     # fsspec filesystems do not survive pickling to a worker or a fork: each process
@@ -205,19 +206,23 @@ class OutputStore:
 
     def mirror_state(self, state_dir: Path, *, force: bool = False) -> None:
         """Copy the local journal of a remote OUTPUT to OUTPUT/.segconvert/ (at most every
-        MIRROR_SECONDS unless ``force``); a no-op for a local OUTPUT, whose journal is there."""
+        MIRROR_SECONDS, or 20x the last copy's time, unless ``force``); a no-op for a local
+        OUTPUT, whose journal is there."""
         if not self.remote:
             return
         now = time.monotonic()
-        if not force and now - self._last_mirror < MIRROR_SECONDS:
+        if not force and now < self._next_mirror:
             return
-        self._last_mirror = now
         fs, base = self._fs()
         try:
             for name in ("settings.json", "journal.tsv", "report.jsonl"):
                 local = state_dir / name
                 if local.exists():
                     fs.put_file(str(local), f"{base}/{STATE_DIR}/{name}")  # type: ignore[attr-defined]
+            # the whole journal goes up each time: wait at least 20x as long as this upload took,
+            # so a journal of millions of lines costs the run at most ~5% in uploads
+            took = time.monotonic() - now
+            self._next_mirror = time.monotonic() + max(MIRROR_SECONDS, 20 * took)
         except OSError as exc:
             if force:  # the end of a run: say so (the local journal in state_dir still has it all)
                 raise SourceError(
