@@ -21,7 +21,8 @@ in a cache folder keyed by the OUTPUT URL (``$SEGCONVERT_CACHE``, default
 ``~/.cache/segconvert/state/<sha256 of the URL>``), and is mirrored to
 ``OUTPUT/.segconvert/`` in the store every ``MIRROR_SECONDS`` (longer when a copy takes
 long) and when the run ends. A run on a machine without that cache starts from the
-mirror (the local cache wins when both exist: it is never behind). Why a re-run after a kill
+mirror. When both exist the local cache is used; an item it lacks (converted by a run on
+another machine) is converted again, to the same bytes. Why a re-run after a kill
 gives the same objects, byte for byte: an item is journalled only after its PUTs
 returned; an item missing from the journal (or from a mirror a little behind it) is
 converted again, which writes the same bytes (conversion is deterministic) over the
