@@ -323,6 +323,96 @@ def run_cli(args: list[str]) -> tuple[float, float, int, float]:
     return wall, usage["pipeline_s"], max(usage["rss_kb"], usage["child_rss_kb"]), cpu
 
 
+# ------------------------------------------------------------ scale-out rows (issue 12)
+
+
+def _timed(args: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall time of one whole CLI run (a fresh process, as a user runs it)."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "segconvert.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        sys.exit(f"conversion failed: {' '.join(args)}\n{proc.stderr}")
+    return time.perf_counter() - t
+
+
+def row_dask(data: Path, out_root: Path, images: int) -> None:
+    """Local worker processes vs a Dask LocalCluster of as many workers, same images, one run each."""
+    src = str(data / "annotations/panoptic.json")
+    base = ["--from", "coco-panoptic", "--jobs", "2"]
+    local = _timed(["convert", src, str(out_root / "dask-local"), *base])
+    dask = _timed(["convert", src, str(out_root / "dask-dask"), *base, "--executor", "dask"])
+    print(f"\ndask (coco-panoptic, 2 workers): local processes {local:.1f} s ({images / local:.0f} images/s), "
+          f"Dask LocalCluster {dask:.1f} s ({images / dask:.0f} images/s; cluster start-up included)")
+
+
+def row_s3(data: Path, out_root: Path, images: int) -> None:
+    """s3 -> s3 through a moto server on loopback vs local disk -> local disk."""
+    import socket
+
+    import fsspec
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint,
+           "SEGCONVERT_CACHE": str(out_root / "cache")}
+    server = subprocess.Popen([sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        os.environ.update(env)
+        fsspec.config.set_conf_env(fsspec.config.conf)
+        s3 = fsspec.filesystem("s3")
+        s3.mkdir("bench")
+        s3.put(str(data / "annotations" / "panoptic"), "bench/in/panoptic", recursive=True)
+        s3.put_file(str(data / "annotations" / "panoptic.json"), "bench/in/panoptic.json")
+        base = ["--from", "coco-panoptic", "--jobs", "2"]
+        local = _timed(["convert", str(data / "annotations/panoptic.json"), str(out_root / "s3-local"), *base])
+        remote = _timed(["convert", "s3://bench/in/panoptic.json", "s3://bench/out", *base], env)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"\ns3 (moto on loopback) -> s3 vs local disk (coco-panoptic, jobs 2): local {local:.1f} s "
+          f"({images / local:.0f} images/s), s3 {remote:.1f} s ({images / remote:.0f} images/s)")
+
+
+_INDEX_PEAK = r"""
+import resource, sys, time
+t = time.perf_counter()
+from segconvert.converters.coco_instances import CocoInstancesReader
+reader = CocoInstancesReader(sys.argv[1])
+n = sum(1 for _ in reader.items())
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t)
+"""
+
+
+def row_giant(out_root: Path, annotations: list[int]) -> None:
+    """Peak RSS of reading a generated COCO instances JSON (index pass + every item, what the
+    main process holds for a whole run), for each annotation count."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_giant import write_instances  # the tests' generator: 7 annotations per image, as COCO train
+
+    rows = []
+    for n in annotations:
+        path = write_instances(out_root / f"instances-{n}.json", max(1, n // 7), 7)
+        proc = subprocess.run([sys.executable, "-c", _INDEX_PEAK, str(path)], capture_output=True, text=True,
+                              check=True)
+        items, kb, seconds = proc.stdout.split()
+        rows.append((n, int(items), int(kb) / 1024, float(seconds), path.stat().st_size / 1e6))
+    print("\ngiant coco-instances JSON (index + items, main process):")
+    for n, items, mb, seconds, size in rows:
+        print(f"  {n} annotations, {items} images, {size:.0f} MB JSON: peak RSS {mb:.0f} MB, {seconds:.1f} s "
+              f"({mb / rows[0][2]:.2f}x the first)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)
@@ -332,6 +422,10 @@ def main() -> None:
     ap.add_argument("--jobs", default="1,2")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--memory-scale", type=int, default=10, help="0 to skip the memory row")
+    ap.add_argument("--scale-rows", default="dask,s3,giant",
+                    help="scale-out rows: dask (vs local processes), s3 (moto vs local disk), giant (peak memory "
+                    "of COCO instances JSONs); empty for none")
+    ap.add_argument("--giant", default="28000,280000", help="annotation counts of the giant row")
     a = ap.parse_args()
 
     from segconvert import registry
@@ -398,6 +492,13 @@ def main() -> None:
             print(f"\nmemory (coco-panoptic, jobs 1): {a.images} images {small_rss / 1024:.0f} MB, "
                   f"{a.images * a.memory_scale} images {big_rss / 1024:.0f} MB "
                   f"(+{(big_rss / small_rss - 1) * 100:.1f}%)")
+        scale_rows = set(filter(None, a.scale_rows.split(",")))
+        if "dask" in scale_rows:
+            row_dask(data, out_root, a.images)
+        if "s3" in scale_rows:
+            row_s3(data, out_root, a.images)
+        if "giant" in scale_rows:
+            row_giant(out_root, [int(n) for n in a.giant.split(",")])
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
 

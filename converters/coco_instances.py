@@ -8,9 +8,14 @@ decoded as ``decode`` would. Instances are painted in the order the JSON stores 
 otherwise; :mod:`segconvert.raster` paints the RLE runs directly, without one full
 mask per annotation.
 
-Memory: the JSON is parsed once and the annotation dicts are never copied. The reader
-keeps one array of annotation positions sorted by image; an item takes references to
-its image's annotations when ``items()`` reaches it.
+Memory stays flat with the file (COCO train's 450 MB included): the JSON is read in one
+streaming pass (:mod:`segconvert.jsonindex`, the standard library's parser one element at
+a time) that keeps, per annotation, only where it is in the file (byte offset and length,
+8 bytes) sorted by image, and per image where its entry is (8 bytes) and where its
+annotations start in that order (8 bytes). ``items()`` re-reads each image's entry; an
+item carries its annotations' byte ranges and the worker reads and parses them itself
+(from the file, or by range from object storage). Problems the pass can see (an unknown
+category_id, no 'segmentation') fail the image in the main process, as before.
 
 IR segment ids are the annotation's position in its image's list + 1, not the
 annotation id: COCO's crowd annotation ids (9001002xxxxx) do not fit a uint32 label
@@ -33,8 +38,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,7 @@ import orjson
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, raster
+from segconvert import cocojson, jsonindex, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -53,6 +59,7 @@ from segconvert.modes import ModePlan
 from segconvert.opencv import cv2
 from segconvert.paths import output_stem
 from segconvert.shapes import check_overlap, images_option, labels_option
+from segconvert.sources import open_binary
 from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
@@ -69,11 +76,14 @@ class CocoInstancesItem(Item):
     width: int | None
     height: int | None
     image_path: str | None  # read the size from here when the JSON has none
-    geoms: list[Any]  # each annotation's ``segmentation``, aligned with ``segments``
-    segments: list[SegmentInfo]
+    ranges: list[tuple[int, int]]  # (byte offset, length) of each annotation in ``source``, in order
+    categories: dict[int, Category]  # category_id -> class (after --labels); shared by the items
     overlap: str = "paint"
+    geoms: list[Any] = field(default_factory=list)  # filled by load: each annotation's ``segmentation``
+    segments: list[SegmentInfo] = field(default_factory=list)  # ... and its segment, aligned
 
     def load(self) -> Segmentation:
+        self._read_annotations()
         height, width = self._size()
         warnings: list[str] = []
         given: dict[int, dict] = {}  # segment position -> RLE as stored
@@ -115,6 +125,37 @@ class CocoInstancesItem(Item):
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(message, item=self.reference_id, file=self.source)
+
+    def _read_annotations(self) -> None:
+        """This image's annotations, read from their byte ranges and parsed here, in the worker."""
+        try:
+            raw = jsonindex.read_ranges(self.source, self.ranges)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise self._fail(f"cannot read the annotations again: {reason} (was the file changed?)") from None
+        try:
+            anns = [json.loads(b) for b in raw]
+        except (ValueError, UnicodeDecodeError):
+            raise self._fail("the annotations are not where they were: the file changed during the run") from None
+        self.segments, self.geoms = [], []
+        for pos, ann in enumerate(anns):
+            problem = _annotation_problem(ann, self.categories)
+            if problem is not None:
+                raise self._fail(problem)
+            cat = self.categories[_field_int(ann.get("category_id"))]  # type: ignore[index]
+            meta: dict[str, Any] = {"annotation_id": ann.get("id")}
+            if cat.supercategory is not None:
+                meta["supercategory"] = cat.supercategory
+            for key in ("area", "bbox"):
+                if key in ann:
+                    meta[key] = ann[key]
+            self.segments.append(
+                SegmentInfo(
+                    id=pos + 1, label=cat.name, category_id=cat.id, isthing=True,
+                    iscrowd=bool(ann.get("iscrowd", 0)), metadata=meta,
+                )
+            )
+            self.geoms.append(ann["segmentation"])
 
     def _size(self) -> tuple[int, int]:
         if self.width is not None and self.height is not None:
@@ -209,22 +250,99 @@ def _name(info: SegmentInfo) -> str:
     return f"annotation {aid}" if aid is not None else f"annotation #{info.id}"
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def _annotation_problem(ann: Any, categories: dict[int, Category]) -> str | None:
+    """Why this annotation fails its image (None when it does not): the checks, in the
+    order the reader has always made them, for the index pass and the worker alike."""
+    cat = categories.get(_field_int(ann.get("category_id")))  # type: ignore[arg-type]
+    if cat is None:
+        return (
+            f"annotation {ann.get('id')}: category_id {ann.get('category_id')!r} is not in categories "
+            "(map it with --labels)"
+        )
+    if "segmentation" not in ann:
+        return f"annotation {ann.get('id')}: no 'segmentation'"
+    return None
+
+
+#: image ids of the index: ints as they are; any other id (a string, 3.5) gets a code from here on
+_OTHER_IDS = 1 << 62
+
+
+class _Index:
+    """What the one pass over the JSON keeps (see the module docstring): byte ranges, codes."""
+
+    def __init__(self) -> None:
+        self.image_offsets = array("q")
+        self.image_lengths = array("q")
+        self.image_codes = array("q")  # image id codes, -1 for an image without an id
+        self.ann_offsets = array("q")
+        self.ann_lengths = array("q")
+        self.ann_images = array("q")  # image id code of each annotation; -1 when not an object
+        self.ann_categories: list[Any] = []  # category_id of each annotation (small ints are cached by Python)
+        self.ann_no_segmentation = array("b")
+        self.other_ids: dict[Any, int] = {}  # an id that is not a plain int -> its code
+        self.categories_raw: Any = None
+        self.members: dict[str, Any] = {}
+
+    def code(self, value: Any) -> int:
+        value = _image_id_key(value)
+        if type(value) is int and -_OTHER_IDS < value < _OTHER_IDS:
+            return value
+        try:
+            key: Any = value
+            hash(key)
+        except TypeError:
+            key = ("unhashable", json.dumps(value, sort_keys=True, default=str))
+        return self.other_ids.setdefault(key, _OTHER_IDS + len(self.other_ids))
+
+    def decode(self, code: int) -> Any:
+        if code < _OTHER_IDS:
+            return code
+        for key, c in self.other_ids.items():  # only for error messages
+            if c == code:
+                return key
+        return None
+
+    def on_element(self, key: str, element: Any, offset: int, length: int) -> None:
+        if key == "annotations":
+            self.ann_offsets.append(offset)
+            self.ann_lengths.append(length)
+            if isinstance(element, dict):
+                self.ann_images.append(self.code(element.get("image_id")))
+                self.ann_categories.append(element.get("category_id"))
+                self.ann_no_segmentation.append("segmentation" not in element)
+            else:
+                self.ann_images.append(_NOT_OBJECT)
+                self.ann_categories.append(None)
+                self.ann_no_segmentation.append(True)
+        elif key == "images":
+            self.image_offsets.append(offset)
+            self.image_lengths.append(length)
+            ident = element.get("id") if isinstance(element, dict) else None
+            self.image_codes.append(self.code(ident) if ident is not None else _NO_ID)
+        elif key == "categories":
+            if self.categories_raw is None:
+                self.categories_raw = []
+            self.categories_raw.append(element)
+
+
+_NO_ID = -(1 << 63)  # image without an id (never matches an annotation)
+_NOT_OBJECT = _NO_ID + 1  # annotation that is not a JSON object (nor ever an image's id)
+
+
+def _index_json(path: Path) -> _Index:
+    index = _Index()
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        with open_binary(path) as fh:
+            index.members = jsonindex.walk(fh, str(path), index.on_element)
     except FileNotFoundError:
         raise SourceError("file not found", file=path) from None
     except IsADirectoryError:
         raise SourceError("is a folder; coco-instances reads an instances JSON file", file=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SourceError(f"not valid JSON: {exc}", file=path) from None
-    if not isinstance(doc, dict):
-        raise SourceError("expected a JSON object with images, annotations and categories", file=path)
     for key in ("images", "annotations", "categories"):
-        if not isinstance(doc.get(key), list):
+        if key not in index.members or (index.members[key] is not None):
             raise SourceError(f"no {key!r} list; is this a COCO instances JSON?", file=path)
-    return doc
+    return index
 
 
 def _load_label_map(path: Path, categories: list[Category]) -> dict[int, Category]:
@@ -328,62 +446,66 @@ class CocoInstancesReader(Reader):
         super().__init__(source)
         self.overlap = check_overlap(overlap)
         self.images_dir = Path(images) if images is not None else None
-        doc = _load_json(self.source)
-        self.categories = cocojson.parse_categories(doc["categories"], self.source)
+        index = _index_json(self.source)
+        self.categories = cocojson.parse_categories(index.categories_raw or [], self.source)
         self._cats: dict[int, Category] = {c.id: c for c in self.categories}
         if labels is not None:
             self._cats.update(_load_label_map(Path(labels), self.categories))
-        self._images: list[Any] = doc["images"]
-        self._annotations: list[Any] = doc["annotations"]
-        del doc  # the lists above are the only references kept
+        self._source_str = str(self.source)
+        n_images = len(index.image_codes)
         # image of each annotation (position in `images`; -1 for none), then positions sorted by it
-        first_seen: dict[Any, int] = {}
+        first_seen: dict[int, int] = {}
         self._duplicates: dict[int, Any] = {}
-        for k, img in enumerate(self._images):
-            key = _image_id_key(img.get("id")) if isinstance(img, dict) else None
-            if key is None:
+        for k, code in enumerate(index.image_codes):
+            if code == _NO_ID:
                 continue
-            if key in first_seen:
-                self._duplicates[k] = key
+            if code in first_seen:
+                self._duplicates[k] = index.decode(code)
             else:
-                first_seen[key] = k
-        owner = np.fromiter(
-            (
-                first_seen.get(_image_id_key(a.get("image_id")), -1) if isinstance(a, dict) else -1
-                for a in self._annotations
-            ),
-            np.int64,
-            len(self._annotations),
-        )
-        self._order = np.argsort(owner, kind="stable")
-        n_orphans = int(np.searchsorted(owner[self._order], 0))
-        self._orphans = self._order[:n_orphans]
-        counts = np.bincount(owner[owner >= 0], minlength=len(self._images))
-        self._bounds = (n_orphans + np.concatenate([[0], np.cumsum(counts)])).tolist()
+                first_seen[code] = k
+        owner = np.fromiter((first_seen.get(c, -1) for c in index.ann_images), np.int64, len(index.ann_images))
+        # the first annotation that fails its image (unknown category_id, no segmentation), per image
+        known = set(self._cats)
+        bad = np.fromiter(
+            (_field_int(c) not in known for c in index.ann_categories), bool, len(index.ann_categories)
+        ) | np.frombuffer(index.ann_no_segmentation, np.int8).astype(bool)
+        del first_seen
+        order = np.argsort(owner, kind="stable")
+        n_orphans = int(np.searchsorted(owner[order], 0))
+        counts = np.bincount(owner[owner >= 0], minlength=n_images)
+        self._bounds = n_orphans + np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        small = np.uint32 if max(index.ann_offsets, default=0) < (1 << 32) else np.int64
+        self._ann_offsets = np.frombuffer(index.ann_offsets, np.int64)[order].astype(small)
+        self._ann_lengths = np.frombuffer(index.ann_lengths, np.int64)[order].astype(np.uint32)
+        self._image_offsets = np.frombuffer(index.image_offsets, np.int64).astype(small)
+        self._image_lengths = np.frombuffer(index.image_lengths, np.int64).astype(np.uint32)
+        self._problems: dict[int, int] = {}  # image -> sorted position of its first failing annotation
+        bad_sorted = bad[order]
+        for pos in np.flatnonzero(bad_sorted[n_orphans:]).tolist():
+            k = int(np.searchsorted(self._bounds, pos + n_orphans, side="right")) - 1
+            self._problems.setdefault(k, pos + n_orphans)
+        self._orphans: dict[str, None] = {}  # label of each unknown image_id, in order of first use
+        for code, i in zip(np.asarray(index.ann_images)[order[:n_orphans]].tolist(), order[:n_orphans].tolist()):
+            label = f"annotations[{i}]" if code == _NOT_OBJECT else f"image_id {index.decode(code)!r}"
+            self._orphans.setdefault(label, None)
+        del index
 
     def __len__(self) -> int:
-        return len(self._images) + len(self._orphan_groups())
+        return len(self._image_offsets) + len(self._orphans)
 
     def items(self) -> Iterator[Item]:
-        for k, image in enumerate(self._images):
-            positions = self._order[self._bounds[k] : self._bounds[k + 1]].tolist()
-            yield self._item(k, image, [self._annotations[i] for i in positions])
-        for label, _ in self._orphan_groups().items():
+        with open_binary(self.source) as fh:  # the images' entries again, one at a time, in order
+            for k, (offset, length) in enumerate(zip(self._image_offsets.tolist(), self._image_lengths.tolist())):
+                fh.seek(offset)
+                yield self._item(k, json.loads(fh.read(length)))
+        for label in self._orphans:
             err = ItemError(f"annotations refer to {label}, which has no entry in 'images'", file=self.source)
-            yield FailedItem(label, err.located(item=label), source=str(self.source))
-
-    def _orphan_groups(self) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for i in self._orphans.tolist():
-            ann = self._annotations[i]
-            label = f"image_id {ann.get('image_id')!r}" if isinstance(ann, dict) else f"annotations[{i}]"
-            groups.setdefault(label, []).append(i)
-        return groups
+            yield FailedItem(label, err.located(item=label), source=self._source_str)
 
     def _failed(self, ref: str, message: str) -> FailedItem:
-        return FailedItem(ref, ItemError(message, item=ref, file=self.source), source=str(self.source))
+        return FailedItem(ref, ItemError(message, item=ref, file=self.source), source=self._source_str)
 
-    def _item(self, k: int, image: Any, anns: list[Any]) -> Item:
+    def _item(self, k: int, image: Any) -> Item:
         if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
             return self._failed(f"images[{k}]", "image entry without a 'file_name'")
         ref = Path(image["file_name"].replace("\\", "/")).stem
@@ -400,34 +522,16 @@ class CocoInstancesReader(Reader):
                 )
             width = height = None
             image_path = str(self.images_dir / image["file_name"])
-        segments: list[SegmentInfo] = []
-        geoms: list[Any] = []
-        for pos, ann in enumerate(anns):
-            aid = ann.get("id")
-            cat = self._cats.get(_field_int(ann.get("category_id")))  # type: ignore[arg-type]
-            if cat is None:
-                return self._failed(
-                    ref,
-                    f"annotation {aid}: category_id {ann.get('category_id')!r} is not in categories "
-                    "(map it with --labels)",
-                )
-            if "segmentation" not in ann:
-                return self._failed(ref, f"annotation {aid}: no 'segmentation'")
-            meta: dict[str, Any] = {"annotation_id": aid}
-            if cat.supercategory is not None:
-                meta["supercategory"] = cat.supercategory
-            for key in ("area", "bbox"):
-                if key in ann:
-                    meta[key] = ann[key]
-            segments.append(
-                SegmentInfo(
-                    id=pos + 1, label=cat.name, category_id=cat.id, isthing=True,
-                    iscrowd=bool(ann.get("iscrowd", 0)), metadata=meta,
-                )
-            )
-            geoms.append(ann["segmentation"])
+        lo, hi = int(self._bounds[k]), int(self._bounds[k + 1])
+        ranges = list(zip(self._ann_offsets[lo:hi].tolist(), self._ann_lengths[lo:hi].tolist()))
+        problem = self._problems.get(k)
+        if problem is not None:  # known from the index pass: fail here, as the reader always has
+            (raw,) = jsonindex.read_ranges(self._source_str, [ranges[problem - lo]])
+            message = _annotation_problem(json.loads(raw), self._cats)
+            assert message is not None
+            return self._failed(ref, message)
         return CocoInstancesItem(
-            ref, str(self.source), width, height, image_path, geoms, segments, self.overlap
+            ref, self._source_str, width, height, image_path, ranges, self._cats, self.overlap
         )
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 from segconvert import cocojson, png
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SegconvertError, SourceError
 from segconvert.format import Format, Reader, Writer, Written
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.lut import count_codes_uint8, histogram
@@ -200,12 +200,12 @@ class NucleusItem(Item):
         if remote:
             try:
                 return url, png.read_bytes(url)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, SegconvertError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise ItemError(
-                    f"mask_url is remote and cannot be read here ({reason}); "
-                    "reading remote masks needs segconvert's object-storage support; until then download the "
-                    f"masks into {os.path.join(self.folder, 'masks')}/<reference_id>.png",
+                    f"cannot read the remote mask ({reason}); check the URL and the storage credentials "
+                    "(fsspec's FSSPEC_<PROTOCOL>_<OPTION> variables, e.g. FSSPEC_S3_ENDPOINT_URL), or put "
+                    f"the masks in {os.path.join(self.folder, 'masks')}/<reference_id>.png",
                     item=self.reference_id, file=url,
                 ) from None
         tried = ", ".join(candidates) or "(mask_url is empty)"

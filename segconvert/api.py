@@ -13,9 +13,11 @@ from typing import Any
 
 from segconvert import registry
 from segconvert.errors import SourceError, opt
+from segconvert.executors import check_executor
 from segconvert.format import Reader, Writer, option_defaults
 from segconvert.modes import ModePlan
 from segconvert.pipeline import Summary, default_jobs, run
+from segconvert.sources import location
 
 
 def open_reader(source: str | Path, from_format: str, **options: Any) -> Reader:
@@ -53,17 +55,21 @@ def convert(
     jobs: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    executor: str | None = None,
     **options: Any,
 ) -> Summary:
     """Convert ``source`` (in ``from_format``; ``auto`` recognises it) into ``output`` (in ``to_format``).
 
     ``mode`` defaults to the reader's natural one (panoptic for COCO panoptic, semantic
     for colour masks, instance for polygons). ``index`` (stable | compact |
-    category-id) applies to semantic mode only. Returns a :class:`Summary`; it raises
+    category-id) applies to semantic mode only. ``executor``: "local" (worker processes,
+    the default), "dask" (a local Dask cluster of ``jobs`` workers) or a Dask scheduler's
+    address (tcp://host:8786); the output is the same bytes with any. Returns a :class:`Summary`; it raises
     only for problems with the whole run (unreadable source, bad options).
     """
+    check_executor(executor)
     if from_format == "auto":
-        from_format = registry.detect(Path(source))
+        from_format = registry.detect(location(source))
     reader_fmt, writer_fmt = registry.reader_for(from_format), registry.writer_for(to_format)
     assert reader_fmt.reader is not None and writer_fmt.writer is not None
     names = f"{from_format} -> {to_format}"
@@ -78,7 +84,7 @@ def convert(
     settings = {
         "from": from_format,
         "to": to_format,
-        "source": str(Path(source).resolve()),
+        "source": str(location(source).resolve()),
         "mode": mode,
         "index": plan.index,
         "options": {**reader_opts, **writer_opts},
@@ -86,5 +92,5 @@ def convert(
     return run(
         reader, writer, plan,
         jobs=jobs if jobs is not None else default_jobs(),
-        overwrite=overwrite, settings=settings, progress=progress,
+        overwrite=overwrite, settings=settings, progress=progress, executor=executor,
     )

@@ -19,7 +19,6 @@ import sys
 if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
@@ -28,7 +27,7 @@ from segconvert import registry  # noqa: E402
 from segconvert.errors import SegconvertError, set_option_style  # noqa: E402
 from segconvert.ir import MODES  # noqa: E402
 from segconvert.modes import INDEX_POLICIES  # noqa: E402
-from segconvert.sources import SOURCE  # noqa: E402
+from segconvert.sources import SOURCE, location  # noqa: E402
 
 EXIT_FAILED_ITEMS = 1
 EXIT_UNUSABLE = 2
@@ -71,21 +70,24 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: number of cores].")
 @click.option("--overwrite", is_flag=True, help="Redo items an earlier run into OUTPUT already finished.")
+@click.option("--executor", default="local", show_default=True,
+              help="local (worker processes here), dask (a local Dask cluster of --jobs workers) or a Dask "
+              "scheduler address, tcp://HOST:8786; the workers must reach SOURCE and OUTPUT.")
 @click.pass_context
 def convert(ctx: click.Context, source: str, output: str, from_format: str, to_format: str,
-            mode: str | None, index: str | None, jobs: int | None, overwrite: bool) -> None:
+            mode: str | None, index: str | None, jobs: int | None, overwrite: bool, executor: str) -> None:
     """Convert SOURCE into OUTPUT; re-running into the same OUTPUT resumes."""
     from segconvert.api import convert as run_convert
 
     try:
         if from_format == "auto":
-            from_format = registry.detect(Path(source))
+            from_format = registry.detect(location(source))
             click.echo(f"reading {source} as {from_format}", err=True)
         extra = _parse_format_options(ctx, from_format, to_format)
         with _Bar() as bar:
             summary = run_convert(
                 source, output, from_format=from_format, to_format=to_format, mode=mode, index=index,
-                jobs=jobs, overwrite=overwrite, progress=bar, **extra,
+                jobs=jobs, overwrite=overwrite, progress=bar, executor=executor, **extra,
             )
     except SegconvertError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -20,6 +20,7 @@ import ijson
 
 from segconvert.errors import SourceError
 from segconvert.ir import Category
+from segconvert.sources import open_binary
 
 TAIL_WINDOW = 4 << 20
 
@@ -27,7 +28,7 @@ TAIL_WINDOW = 4 << 20
 def stream(path: Path, prefix: str) -> Iterator[Any]:
     """The elements at ``prefix`` (e.g. ``annotations.item``), parsed one at a time."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             yield from ijson.items(fh, prefix, use_float=True)
     except FileNotFoundError:
         raise SourceError("file not found", file=path) from None
@@ -48,7 +49,7 @@ def last_member(path: Path, key: str) -> Any | None:
     object's closing brace and the end of the file), so the caller streams instead.
     """
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             size = fh.seek(0, 2)
             fh.seek(max(0, size - TAIL_WINDOW))
             tail = fh.read()
@@ -79,7 +80,7 @@ def leading_array(path: Path, key: str, stop_at: str) -> list[Any] | None:
     item_prefix = f"{key}.item"
     seen = False
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             for prefix, event, value in ijson.parse(fh, use_float=True):
                 if builder is not None:
                     builder.event(event, value)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import click
 
 from segconvert.ir import Category, Item, Segmentation
+from segconvert.sources import location, open_binary
 from segconvert.storage import FileStamp, OutputStore
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Reader:
     default_mode: str = "panoptic"
 
     def __init__(self, source: str | Path, **options: Any) -> None:
-        self.source = Path(source)
+        self.source = location(source)  # a Path, or a UrlPath for an fsspec URL
 
     def use_mode(self, mode: str) -> None:
         """Told the run's mode before ``items``: a reader may read less for it (VOC reads only
@@ -78,18 +79,19 @@ class Writer:
     options: ClassVar[tuple[click.Option, ...]] = ()
 
     def __init__(self, output: str | Path, plan: ModePlan, **options: Any) -> None:
-        self.output = Path(output)
+        self.output = location(output)  # a Path, or a UrlPath for an fsspec URL
         self.plan = plan
-        self.store = OutputStore(self.output)
+        self.store = OutputStore(output)
 
     @property
     def state_dir(self) -> Path:
-        """Where the pipeline keeps its journal for resuming."""
-        return self.output / ".segconvert"
+        """Where the pipeline keeps its journal for resuming (a local folder, also for
+        object storage: see :mod:`segconvert.storage`)."""
+        return self.store.state_dir()
 
     def prepare(self) -> None:
         """Create the output folders (main process, before any ``write``)."""
-        self.output.mkdir(parents=True, exist_ok=True)
+        self.store.makedirs()
 
     def item_done(self, reference_id: str) -> bool:
         """For writers whose ``write`` returns no file stamps: whether the item's files
@@ -122,7 +124,7 @@ class Format:
 def read_ends(path: Path, window: int = 1 << 20) -> bytes:
     """The first and last ``window`` bytes of a file, for sniffing formats whose telling
     keys sit after a long list (COCO puts 'annotations' after every image)."""
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         text = fh.read(window)
         size = fh.seek(0, 2)
         if size > window:

@@ -32,6 +32,7 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Reader, Writer, Written
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
+from segconvert.nametable import NameTable
 from segconvert.paths import name_key
 from segconvert.storage import FileStamp
 
@@ -172,7 +173,7 @@ class Journal:
     of a reference_id is the one that counts.
     """
 
-    def __init__(self, state_dir: Path, settings: dict[str, Any], fresh: bool) -> None:
+    def __init__(self, state_dir: Path, settings: dict[str, Any], fresh: bool, output: object = None) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "journal.tsv"
         settings_path = state_dir / "settings.json"
@@ -184,7 +185,7 @@ class Journal:
             if before != settings:
                 diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
                 raise SourceError(
-                    f"{state_dir.parent} holds a conversion made with other settings ({', '.join(diff)}); "
+                    f"{output or state_dir.parent} holds a conversion made with other settings ({', '.join(diff)}); "
                     "pass --overwrite to redo it, or choose another OUTPUT"
                 )
             self._load()
@@ -234,11 +235,14 @@ class Journal:
 
 
 def _ordered_outcomes(
-    tasks: Iterable[Item | _Check], plan: ModePlan, writer: Writer, jobs: int
+    tasks: Iterable[Item | _Check], plan: ModePlan, writer: Writer, jobs: int,
+    executor: str | None = None, source: str = "",
 ) -> Iterator[Outcome]:
     """Outcomes in task order; with jobs > 1 batches run in worker processes, a few at a time
-    (finished items too: checking their files' stamps reads them, which is worth sharing)."""
-    if jobs <= 1:
+    (finished items too: checking their files' stamps reads them, which is worth sharing);
+    with a Dask ``executor`` (segconvert.executors) on the cluster's workers."""
+    dask = executor not in (None, "local")
+    if jobs <= 1 and not dask:
         _tune_process()
         for task in tasks:
             yield convert_item(task, plan, writer)
@@ -255,6 +259,13 @@ def _ordered_outcomes(
         if batch:
             yield batch
 
+    if dask:
+        from segconvert.executors import dask_map
+
+        assert executor is not None
+        for results in dask_map(executor, jobs, plan, writer, batches(), source):
+            yield from results
+        return
     with WorkerPool(jobs, _init_worker, (plan, writer), _convert_batch) as pool:
         for results in pool.imap(batches()):
             yield from results
@@ -269,12 +280,17 @@ def run(
     overwrite: bool = False,
     settings: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    executor: str | None = None,
 ) -> Summary:
-    """Convert every item of ``reader`` into ``writer``; return counts and messages."""
+    """Convert every item of ``reader`` into ``writer``; return counts and messages.
+
+    ``executor``: None or "local" for worker processes here, "dask" or a scheduler address
+    (tcp://host:8786) for a Dask cluster (see :mod:`segconvert.executors`)."""
     start = time.perf_counter()
     try:
         writer.prepare()
-        journal = Journal(writer.state_dir, settings or {}, fresh=overwrite)
+        writer.store.check()  # a missing bucket or bad credentials: one clear error, before any work
+        journal = Journal(writer.state_dir, settings or {}, fresh=overwrite, output=writer.output)
     except OSError as exc:
         raise SourceError(f"cannot write the output there: {exc.strerror or exc}", file=writer.output) from None
     summary = Summary(report=writer.state_dir / "report.jsonl")
@@ -282,7 +298,7 @@ def run(
     if start_progress is not None:
         start_progress(len(reader))
     order = array("q")  # journal offsets of the items that made it, in source order
-    seen: dict[str, tuple[str, str | None]] = {}  # name_key -> (reference_id, source)
+    seen = NameTable()  # name_key -> (reference_id, source), ~32 bytes per item (a dict: ~250)
     offsets: dict[str, int] = {}  # reference_id -> journal offset of an item checked for reuse
 
     def tasks() -> Iterator[Item | _Check]:
@@ -309,7 +325,7 @@ def run(
 
     try:
         with open(summary.report, "w", encoding="utf-8") as report:
-            for outcome in _ordered_outcomes(tasks(), plan, writer, jobs):
+            for outcome in _ordered_outcomes(tasks(), plan, writer, jobs, executor, str(reader.source)):
                 summary.total += 1
                 if outcome.reused:
                     summary.skipped += 1
@@ -322,6 +338,7 @@ def run(
                     summary.converted += 1
                     offsets.pop(outcome.reference_id, None)
                     order.append(journal.append(outcome.reference_id, outcome.record, outcome.files))
+                    writer.store.mirror_state(writer.state_dir)  # object storage: every 30 s
                 if outcome.warnings:
                     summary.warned += 1
                     where = f"{outcome.source} [{outcome.reference_id}]"
@@ -338,6 +355,7 @@ def run(
             ) from None
     finally:
         journal.close()
+    writer.store.mirror_state(writer.state_dir, force=True)
     summary.seconds = time.perf_counter() - start
     return summary
 

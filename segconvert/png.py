@@ -132,7 +132,13 @@ def encode_palette8(mask: np.ndarray, palette: bytes) -> bytes:
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """The whole file, in 5 system calls where ``Path.read_bytes`` makes 9 (an isatty ioctl,
-    two lseeks and a second fstat); this runs once per image. OSError as ``open`` raises it."""
+    two lseeks and a second fstat); this runs once per image. OSError as ``open`` raises it.
+    A ``scheme://`` URL (s3://, gs://, memory://...) is read through fsspec instead."""
+    if "://" in (path if isinstance(path, str) else (path := os.fspath(path))):
+        from segconvert import sources
+
+        if sources.is_url(path):
+            return sources.read_bytes(path)
     fd = os.open(path, os.O_RDONLY)  # non-inheritable, as every fd Python opens (PEP 446)
     try:
         size = os.fstat(fd).st_size

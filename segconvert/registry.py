@@ -10,7 +10,7 @@ lists the names there are; a converter that fails to import says what to install
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
 from segconvert.format import Format
@@ -113,7 +113,7 @@ def writer_for(name: str) -> Format:
     return fmt
 
 
-def detect(source: Path) -> str:
+def detect(source: Path | PurePath) -> str:
     """The one readable format whose ``sniff`` recognises ``source`` (``--from auto``).
 
     Built-ins are asked first, and plugins only when no built-in recognises the source:

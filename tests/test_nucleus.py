@@ -81,10 +81,19 @@ def test_mask_found_relative_or_by_reference_id(tmp_path):
         items[2].load()
 
 
-def test_remote_mask_url_needs_object_storage(tmp_path):
+def test_unreadable_remote_mask_fails_the_item_and_a_local_copy_is_used(tmp_path, monkeypatch):
+    # an S3 endpoint on loopback where nothing listens (never a real cloud): connection refused
+    fsspec = pytest.importorskip("fsspec")
+    pytest.importorskip("s3fs")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {
+        "endpoint_url": "http://127.0.0.1:9", "key": "testing", "secret": "testing",
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    from segconvert import sources
+    monkeypatch.setattr(sources, "_filesystems", {})
     _write_jsonl(tmp_path, [_payload("a", "s3://bucket/masks/a.png", SEGMENTS)])
     _, (item,) = _load_all(tmp_path)
-    with pytest.raises(ItemError, match="remote.*object-storage") as info:
+    with pytest.raises(ItemError, match="cannot read the remote mask .*credentials") as info:
         item.load()
     assert info.value.file == "s3://bucket/masks/a.png"
     _mask(tmp_path / "masks" / "a.png", MASK)  # a local copy in masks/ is used
