@@ -219,6 +219,9 @@ def _check_mask(payload: dict[str, Any], labels: dict[int, str], ctx: CheckConte
         result.mask_location = "remote"
         return
     result.mask_location = "local"
+    if "\0" in url:  # no file name holds a NUL byte: the OS refuses it (os.open raises ValueError)
+        result.add("bad-mask-url", f"mask_url {url!r} holds a NUL character; no local file has such a name", url)
+        return
     if url.split(".")[-1] != "png":
         result.add("bad-mask-url", f"mask_url {url!r} is a local file whose name does not end in '.png'; the "
                    "client uploads only names ending in lowercase '.png'", url)
@@ -405,8 +408,11 @@ def annotations_path(source: str | Path) -> Path:
         path = path / ANNOTATIONS_FILE
         if not path.is_file():
             raise SourceError(f"no {ANNOTATIONS_FILE} in this folder; is it a Nucleus set?", file=source)
-    elif not path.is_file():
+    elif not path.exists():
         raise SourceError("no such file or folder", file=source)
+    elif not path.is_file():
+        raise SourceError(f"not a regular file or a folder; give the set's folder or its {ANNOTATIONS_FILE}",
+                          file=source)
     return path
 
 
