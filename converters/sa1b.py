@@ -94,8 +94,9 @@ class Sa1bItem(Item):
             raise self._fail(
                 f"image width/height must be integers, got {image.get('width')!r} x {image.get('height')!r}"
             ) from None
-        if width <= 0 or height <= 0:
-            raise self._fail(f"image size {width}x{height} is empty")
+        problem = raster.size_problem(height, width)
+        if problem is not None:
+            raise self._fail(problem)
         return height, width
 
     def load(self) -> Segmentation:
