@@ -236,10 +236,11 @@ class LabelStudioItem(Item):
                 raise self._fail(f"{where}: no 'value' object")
             regions.append((k, res, kind, where))
         # per-region classifications share their region's id; other results have no mask here
-        region_ids = {res.get("id") for _, res, _, _ in regions}
+        region_ids = {_region_key(res.get("id")) for _, res, _, _ in regions}
         attributes: dict[Any, dict[str, Any]] = {}
         skipped: dict[str, int] = {}
         for rid, from_name, type_, value in others:
+            rid = _region_key(rid)
             if rid is not None and rid in region_ids and isinstance(value, dict):
                 attributes.setdefault(rid, {})[from_name] = value
             else:
@@ -267,8 +268,8 @@ class LabelStudioItem(Item):
             meta.update(region_id=res.get("id"), from_name=res.get("from_name"), shape=kind)
             if kind == "rectangle":
                 meta["rotation"] = value.get("rotation", 0)
-            if res.get("id") in attributes:
-                meta["attributes"] = attributes[res["id"]]
+            if _region_key(res.get("id")) in attributes:
+                meta["attributes"] = attributes[_region_key(res.get("id"))]
             segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing,
                                         metadata=meta))
             shapes.append((sid, geom))
@@ -288,8 +289,9 @@ class LabelStudioItem(Item):
             except TypeError:
                 raise self._fail(f"{where}: original_width/original_height must be integers, got {w!r} x {h!r}") \
                     from None
-            if hw[0] <= 0 or hw[1] <= 0:
-                raise self._fail(f"{where}: image size {hw[1]}x{hw[0]} is empty")
+            problem = raster.size_problem(*hw)
+            if problem is not None:
+                raise self._fail(f"{where}: {problem}")
             if size is not None and hw != size:
                 raise self._fail(
                     f"{where}: original size {hw[1]}x{hw[0]} differs from the earlier results' {size[1]}x{size[0]}"
@@ -319,6 +321,9 @@ class LabelStudioItem(Item):
             return None
         if len(names) > 1:
             warnings.append(f"{where}: {len(names)} labels {names!r}; the first is used")
+        if not names[0].strip():  # Nucleus needs a label: skipped, as an empty label list
+            warnings.append(f"{where}: empty label; skipped")
+            return None
         try:
             return resolve_label(names[0], self.labels)
         except KeyError:
@@ -379,6 +384,15 @@ class LabelStudioItem(Item):
         except BrushRleError as exc:
             raise self._fail(f"{where}: brush RLE of the {width}x{height} image does not decode: {exc}") from None
         return values[3::4].reshape(height, width) >= self.brush_threshold
+
+
+def _region_key(region_id: Any) -> str | int | None:
+    """A result's ``id`` as a key joining a region and its per-region choices: Label Studio
+    writes strings; an id of another kind (a list, an object) joins nothing rather than
+    failing the task with an unhashable-type error."""
+    if isinstance(region_id, (str, int)) and not isinstance(region_id, bool):
+        return region_id
+    return None
 
 
 _LABEL_KEY = {"polygon": "polygonlabels", "rectangle": "rectanglelabels", "brush": "brushlabels"}
