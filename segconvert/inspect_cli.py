@@ -18,6 +18,7 @@ from segconvert import registry
 from segconvert.errors import SegconvertError, SourceError
 from segconvert.ir import MODES
 from segconvert.modes import INDEX_POLICIES
+from segconvert.sources import SOURCE
 
 EXIT_PROBLEMS = 1
 EXIT_UNUSABLE = 2
@@ -144,7 +145,7 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
 
 
 @click.command(context_settings=_reader_context, epilog=_reader_epilog)
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=SOURCE)
 @_from_option
 @_mode_option
 @_index_option
@@ -175,7 +176,7 @@ def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, i
 
 
 @click.command(context_settings=_reader_context, epilog=_reader_epilog)
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=SOURCE)
 @click.argument("output", type=click.Path(file_okay=False))
 @_from_option
 @_mode_option
