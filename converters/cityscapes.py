@@ -40,7 +40,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import raster
+from segconvert import cocojson, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
@@ -211,7 +211,14 @@ class CityscapesItem(Item):
 
     def _size(self, doc: dict[str, Any]) -> tuple[int, int]:
         h, w = doc.get("imgHeight"), doc.get("imgWidth")
-        if isinstance(h, int) and isinstance(w, int) and not isinstance(h, bool) and h > 0 and w > 0:
+        if h is not None or w is not None:  # given: it must be right (the image is no second opinion)
+            try:
+                h, w = cocojson.integer(h), cocojson.integer(w)
+            except TypeError:
+                raise self._fail(f"imgHeight/imgWidth must be integers, got {h!r} x {w!r}") from None
+            problem = raster.size_problem(h, w)
+            if problem is not None:
+                raise self._fail(problem)
             return h, w
         if self.images_dir is None:
             raise self._fail("no imgHeight/imgWidth; pass --images DIR to read sizes from the images")
