@@ -575,10 +575,12 @@ class LabelStudioReader(Reader):
                     parsing = k + 1
         except ijson.JSONError as exc:
             reason = (str(exc).strip().splitlines() or ["?"])[0][:200]
-            raise SourceError(
-                f"not valid JSON at or after task[{parsing}] ({reason}); NaN and Infinity are not JSON (Label Studio "
-                "never writes them)", file=self.source,
-            ) from None
+            if "premature EOF" in reason:  # ijson's word for a file that stops mid-task
+                hint = "the file ends in the middle of a task: was the export cut short (a partial download)?"
+            else:
+                hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
+            raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
+                              file=self.source) from None
 
     def _item(self, k: int, task: Any, seen: dict[str, str], source: str) -> Item | None:
         if not isinstance(task, dict):

@@ -508,6 +508,17 @@ def test_json_breaking_midway_names_the_task(tmp_path):
         next(items)
 
 
+def test_export_cut_short_is_named_as_such(tmp_path):
+    """A truncated export (a partial download) is said to end mid-task, not blamed on NaN."""
+    tasks = [task([poly([[0, 0], [10, 0], [0, 50]])], image=f"{k}.jpg", id_=k) for k in range(3)]
+    text = json.dumps(tasks)
+    (tmp_path / "cut.json").write_text(text[: len(text) - 40])
+    items = LabelStudioReader(tmp_path / "cut.json").items()
+    with pytest.raises(SourceError, match=r"at or after task\[2\] .*ends in the middle of a task") as caught:
+        list(items)
+    assert "NaN" not in str(caught.value)
+
+
 # ----------------------------------------------------------------- detection and CLI
 
 
