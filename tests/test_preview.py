@@ -279,6 +279,8 @@ def test_hostile_reference_ids_and_labels_show_as_text(tmp_path):
     (figure,) = parser.figures
     assert figure["data-reference-id"] == ref
     assert json.loads(figure["data-legend"]) == ["<script>alert(1)</script>", "a&b"]
+    # the legend is on the page as text (any script shows there; the PNG's font has Latin only)
+    assert "<li><span" in page and "&lt;script&gt;alert(1)&lt;/script&gt;</li>" in page and "a&amp;b</li>" in page
     from urllib.parse import unquote
 
     assert parser.links and all((out / unquote(link)).is_file() for link in parser.links)
