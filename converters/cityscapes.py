@@ -40,11 +40,11 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import cocojson, raster
+from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.shapes import check_overlap, images_option, labels_option
+from segconvert.shapes import check_overlap, declared_size, images_option, labels_option
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -213,13 +213,9 @@ class CityscapesItem(Item):
         h, w = doc.get("imgHeight"), doc.get("imgWidth")
         if h is not None or w is not None:  # given: it must be right (the image is no second opinion)
             try:
-                h, w = cocojson.integer(h), cocojson.integer(w)
-            except TypeError:
-                raise self._fail(f"imgHeight/imgWidth must be integers, got {h!r} x {w!r}") from None
-            problem = raster.size_problem(h, w)
-            if problem is not None:
-                raise self._fail(problem)
-            return h, w
+                return declared_size(h, w, "imgHeight/imgWidth")
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
         if self.images_dir is None:
             raise self._fail("no imgHeight/imgWidth; pass --images DIR to read sizes from the images")
         image = find_image(Path(self.images_dir), self.reference_id)

@@ -91,7 +91,7 @@ import ijson
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, raster
+from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -99,6 +99,7 @@ from segconvert.shapes import (
     LabelSpec,
     bad_number,
     check_overlap,
+    declared_size,
     find_image,
     image_size,
     images_option,
@@ -285,13 +286,9 @@ class LabelStudioItem(Item):
         for _k, res, _kind, where in regions:
             w, h = res.get("original_width"), res.get("original_height")
             try:
-                hw = (cocojson.integer(h), cocojson.integer(w))
-            except TypeError:
-                raise self._fail(f"{where}: original_width/original_height must be integers, got {w!r} x {h!r}") \
-                    from None
-            problem = raster.size_problem(*hw)
-            if problem is not None:
-                raise self._fail(f"{where}: {problem}")
+                hw = declared_size(h, w, "original_width/original_height", width_first=True)
+            except ValueError as exc:
+                raise self._fail(f"{where}: {exc}") from None
             if size is not None and hw != size:
                 raise self._fail(
                     f"{where}: original size {hw[1]}x{hw[0]} differs from the earlier results' {size[1]}x{size[0]}"

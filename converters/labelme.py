@@ -67,7 +67,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import cocojson, raster
+from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -80,6 +80,7 @@ from segconvert.shapes import (
     bad_number,
     check_overlap,
     check_void,
+    declared_size,
     far_outside,
     find_image,
     image_size,
@@ -167,14 +168,10 @@ class LabelmeItem(Item):
     def _size(self, doc: dict[str, Any]) -> tuple[int, int]:
         h, w = doc.get("imageHeight"), doc.get("imageWidth")
         if h is not None or w is not None:
-            try:  # 480.0, as some exporters write, is 480; 480.5, "480" and true are refused
-                h, w = cocojson.integer(h), cocojson.integer(w)
-            except TypeError:
-                raise self._fail(f"imageHeight/imageWidth must be integers, got {h!r} x {w!r}") from None
-            problem = raster.size_problem(h, w)
-            if problem is not None:
-                raise self._fail(problem)
-            return h, w
+            try:
+                return declared_size(h, w, "imageHeight/imageWidth")
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
         data = doc.get("imageData")
         if isinstance(data, str) and data:
             try:
