@@ -192,6 +192,10 @@ def _check_payload(payload: Any, result: LineResult) -> dict[int, str] | None:
         if index is None:
             what = "no 'index'" if "index" not in seg else "index null"
             result.add("bad-index", f"Segment {name!r} has {what}; it must be the mask value it labels (0..255)")
+        elif isinstance(index, float) and index.is_integer() and not 0 <= index <= MAX_INDEX:
+            # also an integer too large for 64 bits, which the JSON parser reads as a float
+            result.add("bad-index", f"Segment {name!r} has index {index:.15g}, outside 0..{MAX_INDEX} (a uint8 mask "
+                       "value)")
         elif isinstance(index, bool) or not isinstance(index, int):
             hint = " (the client's docs show index=\"1\", but the mask value must be an integer)" \
                 if isinstance(index, str) else ""

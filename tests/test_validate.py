@@ -410,3 +410,19 @@ def test_mask_url_with_a_nul_character_is_a_bad_url_not_a_crash(tmp_path):
     assert code == 1
     [problem] = doc["problems"]
     assert problem["kind"] == "bad-mask-url" and "NUL" in problem["message"]
+
+
+def test_index_too_large_for_64_bits_is_called_out_of_range(tmp_path):
+    """99999999999999999999999999 is an integer in the file (the JSON parser reads it as a float):
+    it is outside 0..255, not "a number, not an integer"."""
+    root = tmp_path / "set"
+    root.mkdir()
+    (root / "annotations.jsonl").write_text(
+        '{"reference_id": "big", "mask_url": "s3://b/x.png", "annotations": '
+        '[{"label": "car", "index": 99999999999999999999999999}, {"label": "bus", "index": 2.0}]}\n')
+    code, doc = validate_json(str(root))
+    assert code == 1
+    messages = [p["message"] for p in doc["problems"] if p["kind"] == "bad-index"]
+    assert len(messages) == 2
+    assert "outside 0..255" in messages[0] and "1e+26" in messages[0]
+    assert "not an integer" in messages[1]  # 2.0 in range: still not an integer
