@@ -44,7 +44,7 @@ from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.shapes import check_overlap, images_option, labels_option
+from segconvert.shapes import check_overlap, declared_size, images_option, labels_option
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10
@@ -211,8 +211,11 @@ class CityscapesItem(Item):
 
     def _size(self, doc: dict[str, Any]) -> tuple[int, int]:
         h, w = doc.get("imgHeight"), doc.get("imgWidth")
-        if isinstance(h, int) and isinstance(w, int) and not isinstance(h, bool) and h > 0 and w > 0:
-            return h, w
+        if h is not None or w is not None:  # given: it must be right (the image is no second opinion)
+            try:
+                return declared_size(h, w, "imgHeight/imgWidth")
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
         if self.images_dir is None:
             raise self._fail("no imgHeight/imgWidth; pass --images DIR to read sizes from the images")
         image = find_image(Path(self.images_dir), self.reference_id)

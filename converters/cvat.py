@@ -124,8 +124,9 @@ class CvatItem(Item):
                 w, h = int(self.width or ""), int(self.height or "")
             except ValueError:
                 raise self._fail(f"width/height must be integers, got {self.width!r} x {self.height!r}") from None
-            if w <= 0 or h <= 0:
-                raise self._fail(f"image size {w}x{h} is empty")
+            problem = raster.size_problem(h, w)
+            if problem is not None:
+                raise self._fail(problem)
             return h, w
         if self.images_dir is not None:
             found = find_image(self.images_dir, self.name, Path(self.name).stem)

@@ -91,7 +91,7 @@ import ijson
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, raster
+from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -99,6 +99,7 @@ from segconvert.shapes import (
     LabelSpec,
     bad_number,
     check_overlap,
+    declared_size,
     find_image,
     image_size,
     images_option,
@@ -236,10 +237,11 @@ class LabelStudioItem(Item):
                 raise self._fail(f"{where}: no 'value' object")
             regions.append((k, res, kind, where))
         # per-region classifications share their region's id; other results have no mask here
-        region_ids = {res.get("id") for _, res, _, _ in regions}
+        region_ids = {_region_key(res.get("id")) for _, res, _, _ in regions}
         attributes: dict[Any, dict[str, Any]] = {}
         skipped: dict[str, int] = {}
         for rid, from_name, type_, value in others:
+            rid = _region_key(rid)
             if rid is not None and rid in region_ids and isinstance(value, dict):
                 attributes.setdefault(rid, {})[from_name] = value
             else:
@@ -267,8 +269,8 @@ class LabelStudioItem(Item):
             meta.update(region_id=res.get("id"), from_name=res.get("from_name"), shape=kind)
             if kind == "rectangle":
                 meta["rotation"] = value.get("rotation", 0)
-            if res.get("id") in attributes:
-                meta["attributes"] = attributes[res["id"]]
+            if _region_key(res.get("id")) in attributes:
+                meta["attributes"] = attributes[_region_key(res.get("id"))]
             segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing,
                                         metadata=meta))
             shapes.append((sid, geom))
@@ -284,12 +286,9 @@ class LabelStudioItem(Item):
         for _k, res, _kind, where in regions:
             w, h = res.get("original_width"), res.get("original_height")
             try:
-                hw = (cocojson.integer(h), cocojson.integer(w))
-            except TypeError:
-                raise self._fail(f"{where}: original_width/original_height must be integers, got {w!r} x {h!r}") \
-                    from None
-            if hw[0] <= 0 or hw[1] <= 0:
-                raise self._fail(f"{where}: image size {hw[1]}x{hw[0]} is empty")
+                hw = declared_size(h, w, "original_width/original_height", width_first=True)
+            except ValueError as exc:
+                raise self._fail(f"{where}: {exc}") from None
             if size is not None and hw != size:
                 raise self._fail(
                     f"{where}: original size {hw[1]}x{hw[0]} differs from the earlier results' {size[1]}x{size[0]}"
@@ -319,6 +318,9 @@ class LabelStudioItem(Item):
             return None
         if len(names) > 1:
             warnings.append(f"{where}: {len(names)} labels {names!r}; the first is used")
+        if not names[0].strip():  # Nucleus needs a label: skipped, as an empty label list
+            warnings.append(f"{where}: empty label; skipped")
+            return None
         try:
             return resolve_label(names[0], self.labels)
         except KeyError:
@@ -379,6 +381,15 @@ class LabelStudioItem(Item):
         except BrushRleError as exc:
             raise self._fail(f"{where}: brush RLE of the {width}x{height} image does not decode: {exc}") from None
         return values[3::4].reshape(height, width) >= self.brush_threshold
+
+
+def _region_key(region_id: Any) -> str | int | None:
+    """A result's ``id`` as a key joining a region and its per-region choices: Label Studio
+    writes strings; an id of another kind (a list, an object) joins nothing rather than
+    failing the task with an unhashable-type error."""
+    if isinstance(region_id, (str, int)) and not isinstance(region_id, bool):
+        return region_id
+    return None
 
 
 _LABEL_KEY = {"polygon": "polygonlabels", "rectangle": "rectanglelabels", "brush": "brushlabels"}
@@ -561,10 +572,12 @@ class LabelStudioReader(Reader):
                     parsing = k + 1
         except ijson.JSONError as exc:
             reason = (str(exc).strip().splitlines() or ["?"])[0][:200]
-            raise SourceError(
-                f"not valid JSON at or after task[{parsing}] ({reason}); NaN and Infinity are not JSON (Label Studio "
-                "never writes them)", file=self.source,
-            ) from None
+            if "premature EOF" in reason:  # ijson's word for a file that stops mid-task
+                hint = "the file ends in the middle of a task: was the export cut short (a partial download)?"
+            else:
+                hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
+            raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
+                              file=self.source) from None
 
     def _item(self, k: int, task: Any, seen: dict[str, str], source: str) -> Item | None:
         if not isinstance(task, dict):

@@ -80,6 +80,7 @@ from segconvert.shapes import (
     bad_number,
     check_overlap,
     check_void,
+    declared_size,
     far_outside,
     find_image,
     image_size,
@@ -167,11 +168,10 @@ class LabelmeItem(Item):
     def _size(self, doc: dict[str, Any]) -> tuple[int, int]:
         h, w = doc.get("imageHeight"), doc.get("imageWidth")
         if h is not None or w is not None:
-            if isinstance(h, bool) or isinstance(w, bool) or not isinstance(h, int) or not isinstance(w, int):
-                raise self._fail(f"imageHeight/imageWidth must be integers, got {h!r} x {w!r}")
-            if h <= 0 or w <= 0:
-                raise self._fail(f"image size {w}x{h} is empty")
-            return h, w
+            try:
+                return declared_size(h, w, "imageHeight/imageWidth")
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
         data = doc.get("imageData")
         if isinstance(data, str) and data:
             try:
@@ -213,6 +213,9 @@ class LabelmeItem(Item):
             if not isinstance(label, str):
                 raise self._fail(f"{where} has no string 'label' (got {label!r})")
             where = f"shapes[{k}] ({label!r})"
+            if not label.strip():  # Nucleus needs a label; as CVAT here (and Datumaro): skip, say so
+                warnings.append(f"{where}: empty label; skipped")
+                continue
             shape_type = shape.get("shape_type") or "polygon"
             points = shape.get("points")
             if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
@@ -259,6 +262,8 @@ class LabelmeItem(Item):
                 what = f"{n} of {len(xy)} points" if n else "its mask"
                 warnings.append(f"{where}: {what} outside the {width}x{height} image; clipped")
             group_id = shape.get("group_id")
+            if isinstance(group_id, (list, dict)):  # labelme writes an integer or null
+                raise self._fail(f"{where}: group_id must be an integer or null, got {group_id!r}")
             key: tuple[str, object] = (label, group_id if group_id is not None else ("shape", k))
             sid = instances.get(key)
             if sid is None:

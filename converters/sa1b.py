@@ -50,12 +50,12 @@ from typing import Any
 import click
 import orjson
 
-from segconvert import cocojson, raster
+from segconvert import raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.png import read_bytes
-from segconvert.shapes import check_overlap, name_segments
+from segconvert.shapes import check_overlap, declared_size, name_segments
 
 #: annotation keys copied into segment metadata as they are
 _META_KEYS = ("predicted_iou", "stability_score", "bbox", "point_coords", "crop_box", "area")
@@ -89,14 +89,9 @@ class Sa1bItem(Item):
 
     def _size(self, image: dict[str, Any]) -> tuple[int, int]:
         try:
-            width, height = cocojson.integer(image.get("width")), cocojson.integer(image.get("height"))
-        except TypeError:
-            raise self._fail(
-                f"image width/height must be integers, got {image.get('width')!r} x {image.get('height')!r}"
-            ) from None
-        if width <= 0 or height <= 0:
-            raise self._fail(f"image size {width}x{height} is empty")
-        return height, width
+            return declared_size(image.get("height"), image.get("width"), "image width/height", width_first=True)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from None
 
     def load(self) -> Segmentation:
         doc = self._read()

@@ -18,6 +18,7 @@ from segconvert import registry
 from segconvert.errors import SegconvertError, SourceError
 from segconvert.ir import MODES
 from segconvert.modes import INDEX_POLICIES
+from segconvert.sources import SOURCE
 
 EXIT_PROBLEMS = 1
 EXIT_UNUSABLE = 2
@@ -78,9 +79,27 @@ def _open(ctx: click.Context, source: str, from_format: str, mode: str | None,
     return reader, plan, from_format
 
 
-@click.command()
-@click.argument("source", type=click.Path(exists=True))
-@click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False), default=None,
+class _JsonUsageErrors(click.Command):
+    """A command whose ``--json`` output stays one JSON document even when click refuses the
+    command line (an unknown option, ``--jobs 0``): the error is written to stdout as
+    ``{"problems": [], "error": ...}`` too, and click still prints it and exits 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        wants_json = "--json" in args  # before parsing, which consumes ``args``
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if wants_json:
+                sys.stdout.write(json.dumps({"problems": [], "error": exc.format_message()}) + "\n")
+            raise
+
+
+@click.command(cls=_JsonUsageErrors)
+# SOURCE and --images are checked by segconvert.validate (SourceError, exit 2), not by click, so
+# that a missing path is reported inside the --json document like every other failure
+@click.argument("source", type=click.Path())
+@click.option("--images", "images_dir", type=click.Path(), default=None,
               help="Folder of the images: each mask's size must equal its image's (after EXIF orientation); "
               "the image is found by reference_id with any image extension.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: every problem, then the summary.")
@@ -111,7 +130,9 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
         with Progress("validating", total) as bar:
             report = run(source, images_dir=images_dir, jobs=_jobs(jobs), on_problem=emit if as_json else None,
                          progress=bar.step)
-    except SegconvertError as exc:
+    except (SegconvertError, OSError) as exc:
+        if isinstance(exc, OSError):  # the set's own file failing mid-read (I/O error, permissions)
+            exc = SourceError(f"cannot read the set: {exc.strerror or exc}", file=exc.filename or source)
         if as_json:  # still one JSON document, saying why it stopped
             out.write(f'\n],\n"error": {json.dumps(str(exc))}}}\n' if opened else
                       f'{{"error": {json.dumps(str(exc))}}}\n')
@@ -124,7 +145,7 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
 
 
 @click.command(context_settings=_reader_context, epilog=_reader_epilog)
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=SOURCE)
 @_from_option
 @_mode_option
 @_index_option
@@ -155,7 +176,7 @@ def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, i
 
 
 @click.command(context_settings=_reader_context, epilog=_reader_epilog)
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=SOURCE)
 @click.argument("output", type=click.Path(file_okay=False))
 @_from_option
 @_mode_option

@@ -1,5 +1,6 @@
-"""What ``validate``, ``stats`` and ``preview`` share: ordered work in worker processes, a
-progress bar on a terminal, and finding a dataset's image by reference_id.
+"""What ``validate``, ``stats`` and ``preview`` share: ordered work in worker processes (the
+Python API's ``Dataset.masks`` uses it too), a progress bar on a terminal, and finding a
+dataset's image by reference_id.
 
 The three commands are read-only looks at a dataset, so they do not go through the
 pipeline (no writer, no journal); they use the same pool and batching as
@@ -43,17 +44,22 @@ def _run_batch(batch: list[Any]) -> list[Any]:
     return [handler(task, context) for task in batch]
 
 
-def ordered_map(handler: Callable[[T, Any], R], tasks: Iterable[T], context: Any, jobs: int) -> Iterator[R]:
+def ordered_map(handler: Callable[[T, Any], R], tasks: Iterable[T], context: Any, jobs: int, *,
+                tune: bool = True) -> Iterator[R]:
     """``handler(task, context)`` for every task, in task order; in ``jobs`` worker processes when > 1.
 
     ``handler`` must be a module-level function (it runs in the workers) and must not
     raise: it turns every problem of one task into its result, as ``convert_item`` does.
     ``tasks`` is consumed lazily, a few batches ahead, so memory stays flat.
+    ``tune=False`` leaves the calling process' settings alone with ``jobs`` 1 (the Python
+    API's ``Dataset.masks`` runs in someone else's process); worker processes are ours and
+    always tuned.
     """
     if jobs <= 1:
         from segconvert.pipeline import _tune_process
 
-        _tune_process()
+        if tune:
+            _tune_process()
         for task in tasks:
             yield handler(task, context)
         return

@@ -171,59 +171,24 @@ def pack_item(item: Item, plan: ModePlan, background_label: str) -> Mask:
     return Mask(packed.reference_id, packed.mask, segments, list(packed.warnings), item.source)
 
 
-_mask_job: tuple[ModePlan, str] | None = None
-
-
-def _init_mask_worker(plan: ModePlan, background_label: str) -> None:
-    global _mask_job
-    _mask_job = (plan, background_label)
-
-
-def _mask_batch(items: list[Item]) -> list[Mask | ItemError]:
-    assert _mask_job is not None
-    out: list[Mask | ItemError] = []
-    for item in items:
-        try:
-            out.append(pack_item(item, *_mask_job))
-        except ItemError as exc:
-            out.append(exc)
-    return out
+def _pack_or_error(item: Item, job: tuple[ModePlan, str]) -> Mask | ItemError:
+    """``pack_item``, an ItemError returned rather than raised (it crosses back from a worker)."""
+    try:
+        return pack_item(item, *job)
+    except ItemError as exc:
+        return exc
 
 
 def _masks(items: Iterable[Item], plan: ModePlan, background_label: str, jobs: int, errors: str) -> Iterator[Mask]:
-    def deliver(result: Mask | ItemError) -> Iterator[Mask]:
+    from segconvert.inspection import ordered_map
+
+    for result in ordered_map(_pack_or_error, items, (plan, background_label), jobs, tune=False):
         if isinstance(result, Mask):
             yield result
         elif errors == "skip":
-            _warnings.warn(f"skipped: {result}", ItemWarning, stacklevel=3)
+            _warnings.warn(f"skipped: {result}", ItemWarning, stacklevel=2)
         else:
             raise result
-
-    if jobs <= 1:
-        for item in items:
-            try:
-                result: Mask | ItemError = pack_item(item, plan, background_label)
-            except ItemError as exc:
-                result = exc
-            yield from deliver(result)
-        return
-    from segconvert.pipeline import BATCH
-    from segconvert.workers import WorkerPool
-
-    def batches() -> Iterator[list[Item]]:
-        batch: list[Item] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    with WorkerPool(jobs, _init_mask_worker, (plan, background_label), _mask_batch) as pool:
-        for results in pool.imap(batches()):
-            for result in results:
-                yield from deliver(result)
 
 
 def open(source: str | os.PathLike[str], format: str = "auto", **options: Any) -> Dataset:  # noqa: A001

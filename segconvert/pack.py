@@ -52,17 +52,32 @@ def _segment_metadata(s: SegmentInfo, area: int, renumbered: bool) -> dict[str, 
     return meta
 
 
-def pack(seg: Segmentation, *, renumber: bool, background_label: str = "background") -> PackedMask:
-    """``renumber``: number segments 1..n in table order (panoptic/instance); else use ids."""
+@dataclass
+class CodeTable:
+    """One code per raw id of a segmentation: ``codes`` raw id -> code (0 for void and the
+    dropped ids), ``owner`` code -> position in ``seg.segments`` (-1 for code 0),
+    ``raw_of_code`` code -> raw id."""
+
+    codes: dict[int, int]
+    owner: list[int]
+    raw_of_code: list[int]
+
+
+def code_table(seg: Segmentation, *, check_indices: bool = False) -> CodeTable:
+    """The :class:`CodeTable` of ``seg``; ItemError for a raw id listed twice (or 0), and with
+    ``check_indices`` (segment ids are the mask values) for an id outside 1..255.
+
+    ``pack`` and ``segconvert.stats`` both count pixels through this table, so that the two
+    agree on what a segment is and fail an image with the same message.
+    """
     where = {"item": seg.reference_id, "file": seg.source}
-    segments = seg.segments
     codes: dict[int, int] = {0: 0}
     for raw in seg.dropped_ids:
         codes[raw] = 0
     owner: list[int] = [-1]  # code -> position in `segments`
     raw_of_code: list[int] = [0]
-    for pos, s in enumerate(segments):
-        if not renumber and not 1 <= s.id <= MAX_INDEX:
+    for pos, s in enumerate(seg.segments):
+        if check_indices and not 1 <= s.id <= MAX_INDEX:
             raise ItemError(f"segment {s.label!r} has index {s.id}, outside 1..{MAX_INDEX}", **where)
         for raw in s.pixels:
             if raw == 0 or (raw in codes and raw not in seg.dropped_ids):
@@ -70,15 +85,27 @@ def pack(seg: Segmentation, *, renumber: bool, background_label: str = "backgrou
             codes[raw] = len(owner)
             owner.append(pos)
             raw_of_code.append(raw)
+    return CodeTable(codes, owner, raw_of_code)
+
+
+def count_codes(seg: Segmentation, codes: dict[int, int]) -> tuple[np.ndarray | None, np.ndarray]:
+    """(code map, pixels per code) of ``seg``'s label map; the code map is None for a uint8
+    label map, whose counts come from its values' histogram (one LUT pass makes the mask)."""
+    where = {"item": seg.reference_id, "file": seg.source}
+    if seg.label_map.ndim == 2 and seg.label_map.dtype == np.uint8:
+        return None, count_codes_uint8(seg.label_map, codes, seg.pixel_counts, **where)
+    return to_codes(seg.label_map, codes, **where)
+
+
+def pack(seg: Segmentation, *, renumber: bool, background_label: str = "background") -> PackedMask:
+    """``renumber``: number segments 1..n in table order (panoptic/instance); else use ids."""
+    where = {"item": seg.reference_id, "file": seg.source}
+    segments = seg.segments
+    table = code_table(seg, check_indices=not renumber)
+    codes, owner, raw_of_code = table.codes, table.owner, table.raw_of_code
     if len(owner) - 1 > MAX_CODE:
         raise ItemError(f"{len(owner) - 1} segment ids in one image is more than segconvert handles", **where)
-
-    small = seg.label_map.ndim == 2 and seg.label_map.dtype == np.uint8
-    if small:  # counts from the values' histogram; one LUT to final indices below
-        code_map = None
-        counts = count_codes_uint8(seg.label_map, codes, seg.pixel_counts, **where)
-    else:
-        code_map, counts = to_codes(seg.label_map, codes, **where)
+    code_map, counts = count_codes(seg, codes)
 
     warnings = seg.warnings  # the IR carries its warnings to the pipeline's summary
     areas = [0] * len(segments)

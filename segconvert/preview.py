@@ -224,6 +224,9 @@ figure.failed { border-color: #c00; background: #fff0f0; }
 .reason { color: #900; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
 .notes { color: #855; font-size: 12px; margin: 4px 0 0; padding-left: 16px; }
 figcaption { margin-top: 6px; word-break: break-all; }
+.legend { list-style: none; margin: 4px 0 0; padding: 0; font-size: 12px; }
+.legend li { display: inline-block; margin-right: 10px; }
+.swatch { display: inline-block; width: 10px; height: 10px; border: 1px solid #000; margin-right: 4px; }
 """
 
 # sets body[data-images-loaded] = "ok/total" once every <img> has finished, for checks without a person
@@ -259,11 +262,16 @@ def contact_sheet(results: list[PreviewResult], *, title: str = "", mode: str = 
         assert r.file is not None
         href = esc("/".join(_quote(p) for p in r.file.split("/")))
         legend = esc(json.dumps([entry["label"] for entry in r.legend]))
+        # the legend as text too: the PNG's is drawn with Pillow's built-in font, which has no
+        # glyphs for most scripts (a label 猫 shows as a box there), the browser's fonts have
+        keys = "".join(f'<li><span class="swatch" style="background:{entry["colour"]}"></span>'
+                       f'{esc(entry["label"])}</li>' for entry in r.legend)
+        keys_html = f'<ul class="legend">{keys}</ul>' if keys else ""
         figures.append(
             f'<figure class="item" data-reference-id="{ref}" data-segments="{r.segments}" data-legend="{legend}">'
             f'<a href="{href}"><img src="{href}" alt="{ref}"></a>'
             f"<figcaption><b>{ref}</b> · {r.segments} segment{'s' if r.segments != 1 else ''}</figcaption>"
-            f"{notes_html}</figure>"
+            f"{keys_html}{notes_html}</figure>"
         )
     heading = esc(title) or "segconvert preview"
     return (

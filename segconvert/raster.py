@@ -42,7 +42,29 @@ _LONG_RUN = 64
 #: a COCO compressed count never needs more than 7 six-bit characters (32-bit counts)
 _MAX_CHARS_PER_COUNT = 7
 
+#: the most pixels an image may have: COCO RLE run lengths are 32-bit (pycocotools' ``uint``),
+#: so a larger image cannot be described by one, and a declared size beyond it is a wrong size
+#: (or hostile input) rather than a mask anyone uploads
+MAX_PIXELS = 2**32 - 1
+
 _local = threading.local()
+
+
+def size_problem(height: int, width: int) -> str | None:
+    """What is wrong with an image size no label map can have (empty, or more than
+    MAX_PIXELS), or None when it is fine.
+
+    Every reader with a declared size (LabelMe, CVAT, Label Studio, SA-1B) asks here, and
+    ``paint`` does too, so that a size of 10^12 x 10^12 fails naming the size instead of
+    pycocotools' counts overflowing into "RLE counts cover N pixels" or an allocation of
+    terabytes.
+    """
+    if height <= 0 or width <= 0:
+        return f"image size {width}x{height} is empty"
+    if height * width > MAX_PIXELS:
+        return (f"image size {width}x{height} is {height * width:,} pixels, more than a COCO RLE (32-bit run "
+                f"lengths) or any mask here can hold ({MAX_PIXELS:,}); is the size right?")
+    return None
 
 
 def overlap_option(default: str = "paint") -> click.Option:
@@ -83,8 +105,9 @@ def paint(
     if overlap not in OVERLAP_POLICIES:
         raise ValueError(f"unknown overlap policy {overlap!r}; choose one of {', '.join(OVERLAP_POLICIES)}")
     height, width = int(height), int(width)
-    if height <= 0 or width <= 0:
-        raise ItemError(f"image size {width}x{height} is empty", item=item, file=file)
+    problem = size_problem(height, width)
+    if problem is not None:
+        raise ItemError(problem, item=item, file=file)
     npix = height * width
     ids = [int(sid) for sid, _ in shapes]
     if any(sid <= 0 for sid in ids):

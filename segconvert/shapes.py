@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import raster
+from segconvert import cocojson, raster
 from segconvert.errors import SourceError
 from segconvert.ir import Category
 
@@ -191,6 +191,24 @@ def image_size(path: Path) -> tuple[int, int] | None:
     except (OSError, ValueError, PIL.Image.DecompressionBombError):
         return None
     return int(height), int(width)
+
+
+def declared_size(height: Any, width: Any, names: str, *, width_first: bool = False) -> tuple[int, int]:
+    """(height, width) from the size an annotation file declares, checked: integers (480.0 is
+    480; 480.5, "480" and true are refused), not empty, at most ``raster.MAX_PIXELS``.
+
+    ValueError otherwise, naming the keys (``names``, e.g. ``"imageHeight/imageWidth"``) and
+    the values in that order (``width_first`` when ``names`` puts the width first).
+    """
+    try:
+        h, w = cocojson.integer(height), cocojson.integer(width)
+    except TypeError:
+        got = f"{width!r} x {height!r}" if width_first else f"{height!r} x {width!r}"
+        raise ValueError(f"{names} must be integers, got {got}") from None
+    problem = raster.size_problem(h, w)
+    if problem is not None:
+        raise ValueError(problem)
+    return h, w
 
 
 def find_image(images_dir: str | Path, name: str | None, stem: str) -> Path | None:

@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from segconvert.errors import ItemError
 from segconvert.format import Reader
 from segconvert.inspection import item_failure, ordered_map
 from segconvert.ir import Item, Segmentation
@@ -48,24 +47,11 @@ def segment_areas(original: Segmentation, view: Segmentation) -> list[tuple[str,
     number of the original image's segments of that class that have pixels. Raises
     ItemError, as packing does, for a pixel id no segment lists or an id listed twice.
     """
-    from segconvert.lut import count_codes_uint8, to_codes
+    from segconvert.pack import code_table, count_codes
 
-    where = {"item": view.reference_id, "file": view.source}
-    codes: dict[int, int] = {0: 0, **{raw: 0 for raw in view.dropped_ids}}
-    code_owner: list[int] = [-1]  # code -> position in view.segments
-    code_raw: list[int] = [0]
-    for pos, s in enumerate(view.segments):
-        for raw in s.pixels:
-            if raw == 0 or (raw in codes and raw not in view.dropped_ids):
-                raise ItemError(f"segment id {raw} is listed twice (or is 0, which means void)", **where)
-            codes[raw] = len(code_owner)
-            code_owner.append(pos)
-            code_raw.append(raw)
-    lm = view.label_map
-    if lm.ndim == 2 and lm.dtype.kind == "u" and lm.dtype.itemsize == 1:
-        counts = count_codes_uint8(lm, codes, view.pixel_counts, **where)
-    else:
-        _, counts = to_codes(lm, codes, **where)
+    table = code_table(view)
+    code_owner, code_raw = table.owner, table.raw_of_code
+    _, counts = count_codes(view, table.codes)
     count_list = counts.tolist()
     source_of_raw = {raw: k for k, s in enumerate(original.segments) for raw in s.pixels}
     areas = [0] * len(view.segments)

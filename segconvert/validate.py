@@ -192,6 +192,10 @@ def _check_payload(payload: Any, result: LineResult) -> dict[int, str] | None:
         if index is None:
             what = "no 'index'" if "index" not in seg else "index null"
             result.add("bad-index", f"Segment {name!r} has {what}; it must be the mask value it labels (0..255)")
+        elif isinstance(index, float) and index.is_integer() and not 0 <= index <= MAX_INDEX:
+            # also an integer too large for 64 bits, which the JSON parser reads as a float
+            result.add("bad-index", f"Segment {name!r} has index {index:.15g}, outside 0..{MAX_INDEX} (a uint8 mask "
+                       "value)")
         elif isinstance(index, bool) or not isinstance(index, int):
             hint = " (the client's docs show index=\"1\", but the mask value must be an integer)" \
                 if isinstance(index, str) else ""
@@ -219,6 +223,9 @@ def _check_mask(payload: dict[str, Any], labels: dict[int, str], ctx: CheckConte
         result.mask_location = "remote"
         return
     result.mask_location = "local"
+    if "\0" in url:  # no file name holds a NUL byte: the OS refuses it (os.open raises ValueError)
+        result.add("bad-mask-url", f"mask_url {url!r} holds a NUL character; no local file has such a name", url)
+        return
     if url.split(".")[-1] != "png":
         result.add("bad-mask-url", f"mask_url {url!r} is a local file whose name does not end in '.png'; the "
                    "client uploads only names ending in lowercase '.png'", url)
@@ -405,8 +412,11 @@ def annotations_path(source: str | Path) -> Path:
         path = path / ANNOTATIONS_FILE
         if not path.is_file():
             raise SourceError(f"no {ANNOTATIONS_FILE} in this folder; is it a Nucleus set?", file=source)
-    elif not path.is_file():
+    elif not path.exists():
         raise SourceError("no such file or folder", file=source)
+    elif not path.is_file():
+        raise SourceError(f"not a regular file or a folder; give the set's folder or its {ANNOTATIONS_FILE}",
+                          file=source)
     return path
 
 

@@ -270,6 +270,23 @@ def test_missing_size_needs_images_dir(tmp_path):
     assert seg.label_map.shape == (14, 16)
 
 
+@pytest.mark.parametrize("h, w, message", [
+    ("30", 40, r"imgHeight/imgWidth must be integers, got '30' x 40"),
+    (30.5, 40, "must be integers"),
+    (-30, 40, "image size 40x-30 is empty"),
+    (10**6, 10**6, "image size 1000000x1000000 is .*32-bit"),
+])
+def test_a_given_but_wrong_size_is_named_not_called_missing(tmp_path, h, w, message):
+    """A size that is there but wrong fails naming it (it said "no imgHeight/imgWidth; pass
+    --images", or ran out of memory on 10^6 x 10^6); 30.0 is 30."""
+    path = write(tmp_path, [{"label": "car", "polygon": SQUARE_SMALL}], imgHeight=h, imgWidth=w)
+    with pytest.raises(ItemError, match=message):
+        [it.load() for it in CityscapesReader(path).items()]
+    write(tmp_path, [{"label": "car", "polygon": SQUARE_SMALL}], imgHeight=30.0, imgWidth=40.0)
+    (seg,) = [it.load() for it in CityscapesReader(path).items()]
+    assert seg.label_map.shape == (30, 40)
+
+
 @pytest.mark.parametrize("keep", [False, True], ids=["void-classes-void", "keep-void-classes"])
 def test_convert_to_nucleus_semantic_matches_json2labelImg(tmp_path, keep):
     from click.testing import CliRunner

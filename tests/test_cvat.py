@@ -520,3 +520,9 @@ def test_duplicate_in_a_project_names_both_images(tmp_path):
     assert ("image 'frame_000.jpg' (id 1, subset 'train', task 5): reference id 'train_frame_000' is already "
             "used by image 'frame_000.jpg' (id 0, subset 'train', task 3)") in result.output
     assert (out / "masks" / "train_frame_000.png").is_file() and (out / "masks" / "val_frame_001.png").is_file()
+
+
+def test_impossibly_large_size_fails_naming_the_size(tmp_path):
+    path = make_xml(tmp_path, image(poly("1,1;5,1;5,5"), width=10**12, height=10**12))
+    with pytest.raises(ItemError, match=r"image 'img.jpg' \(id 0\): image size 1000000000000x1000000000000 .*32-bit"):
+        load_one(path)

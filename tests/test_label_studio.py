@@ -508,6 +508,17 @@ def test_json_breaking_midway_names_the_task(tmp_path):
         next(items)
 
 
+def test_export_cut_short_is_named_as_such(tmp_path):
+    """A truncated export (a partial download) is said to end mid-task, not blamed on NaN."""
+    tasks = [task([poly([[0, 0], [10, 0], [0, 50]])], image=f"{k}.jpg", id_=k) for k in range(3)]
+    text = json.dumps(tasks)
+    (tmp_path / "cut.json").write_text(text[: len(text) - 40])
+    items = LabelStudioReader(tmp_path / "cut.json").items()
+    with pytest.raises(SourceError, match=r"at or after task\[2\] .*ends in the middle of a task") as caught:
+        list(items)
+    assert "NaN" not in str(caught.value)
+
+
 # ----------------------------------------------------------------- detection and CLI
 
 
@@ -562,3 +573,26 @@ def test_cli_reader_options_reach_the_reader(tmp_path):
     payloads = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
     assert [p["reference_id"] for p in payloads] == ["3f2a9c1e-street", "park one"]
     assert payloads[1]["annotations"][1]["metadata"]["annotation_id"] == 20  # the first listed
+
+
+def test_empty_label_is_skipped_with_a_warning(tmp_path):
+    """A Segment with label '' is one Nucleus refuses (validate's bad-label): skipped, as CVAT's."""
+    path = write(tmp_path, [task([poly([[0, 0], [50, 0], [50, 50]], label=""),
+                                  poly([[60, 60], [90, 60], [90, 90]], rid="s")])])
+    seg = load_one(path)
+    assert [s.label for s in seg.segments] == ["car"]
+    assert any("result[0]" in w and "empty label; skipped" in w for w in seg.warnings)
+
+
+def test_region_id_of_another_kind_joins_nothing_and_does_not_crash(tmp_path):
+    choice = {"id": ["r"], "from_name": "colour", "to_name": "image", "type": "choices", "value": {"choices": ["red"]}}
+    path = write(tmp_path, [task([poly([[0, 0], [50, 0], [50, 50]], rid=["r"]), choice])])
+    seg = load_one(path)
+    assert len(seg.segments) == 1 and "attributes" not in seg.segments[0].metadata
+    assert any("'choices'" in w for w in seg.warnings)
+
+
+def test_impossibly_large_size_fails_naming_the_size(tmp_path):
+    path = write(tmp_path, [task([poly([[0, 0], [50, 0], [50, 50]], w=10**12, h=10**12)])])
+    with pytest.raises(ItemError, match=r"result\[0\].*image size 1000000000000x1000000000000 is .*32-bit"):
+        load_one(path)

@@ -539,7 +539,8 @@ def test_embedded_image_data_gives_the_size(tmp_path):
     assert load_one(tmp_path).label_map.shape == (4, 9)
 
 
-@pytest.mark.parametrize("h, w, message", [("10", 12, "must be integers"), (0, 12, "empty"), (10, None, "integers")])
+@pytest.mark.parametrize("h, w, message", [("10", 12, "must be integers"), (0, 12, "empty"), (10, None, "integers"),
+                                           (10.5, 12, "must be integers"), (True, 12, "must be integers")])
 def test_bad_image_size_fails_the_item(tmp_path, h, w, message):
     write_json(tmp_path, "s", [], height=h, width=w)
     with pytest.raises(ItemError, match=message):
@@ -911,3 +912,34 @@ def test_void_ignore_uses_the_tables_own_ignore_class(tmp_path):
     assert [(c.id, c.name) for c in reader.categories] == [(1, "ignore"), (2, "cat")]
     (item,) = reader.items()
     assert [(s.label, s.category_id) for s in item.load().segments] == [("ignore", 1)]
+
+
+def test_integral_float_image_size_is_accepted(tmp_path):
+    """imageHeight 10.0 (as some exporters write) is 10, as in the COCO readers; 10.5 is refused above."""
+    write_json(tmp_path, "f", [shape("cat", [[1, 1], [5, 5]], "rectangle")], height=10.0, width=12.0)
+    seg = load_one(tmp_path)
+    assert seg.label_map.shape == (10, 12)
+
+
+@pytest.mark.parametrize("label", ["", "  "])
+def test_empty_label_is_skipped_with_a_warning(tmp_path, label):
+    """An empty label would give a Segment Nucleus refuses (validate's bad-label): skipped, as CVAT's."""
+    write_json(tmp_path, "e", [shape(label, [[1, 1], [5, 5]], "rectangle"),
+                               shape("cat", [[6, 6], [8, 8]], "rectangle")])
+    seg = load_one(tmp_path)
+    assert [s.label for s in seg.segments] == ["cat"]
+    assert any("shapes[0]" in w and "empty label; skipped" in w for w in seg.warnings)
+    assert set(np.unique(seg.label_map).tolist()) == {0, seg.segments[0].id}
+
+
+@pytest.mark.parametrize("group_id", [[1], {"a": 1}])
+def test_group_id_that_is_not_a_scalar_fails_the_item_clearly(tmp_path, group_id):
+    write_json(tmp_path, "g", [shape("cat", [[1, 1], [5, 5]], "rectangle", group_id=group_id)])
+    with pytest.raises(ItemError, match=r"shapes\[0\] \('cat'\): group_id must be an integer or null"):
+        load_one(tmp_path)
+
+
+def test_impossibly_large_size_fails_naming_the_size(tmp_path):
+    write_json(tmp_path, "big", [shape("cat", [[1, 1], [5, 5]], "rectangle")], height=10**6, width=10**6)
+    with pytest.raises(ItemError, match=r"image size 1000000x1000000 is .*32-bit"):
+        load_one(tmp_path)

@@ -256,3 +256,31 @@ def test_images_folder_also_feeds_a_reader_that_reads_sizes_there(tmp_path):
     assert result.exit_code == 0, result.output
     (r,) = json.loads((out / "preview.json").read_text())
     assert r["error"] is None and r["notes"] == [] and r["width"] == 32 * r["scale"]
+
+
+def test_hostile_reference_ids_and_labels_show_as_text(tmp_path):
+    """A reference_id or label holding markup, '&', spaces, '#' or '%' is text on the page, and
+    every preview link, relative, resolves to its file (OUTPUT itself with a space and '#')."""
+    src = tmp_path / "src"
+    src.mkdir()
+    ref = '<img src=x onerror=alert(1)> a&b #1%'
+    doc = {"version": "5.4.1", "flags": {}, "imagePath": "x.jpg", "imageData": None, "imageHeight": 8,
+           "imageWidth": 10, "shapes": [
+               {"label": "<script>alert(1)</script>", "points": [[0, 0], [4, 4]], "shape_type": "rectangle"},
+               {"label": "a&b", "points": [[5, 5], [9, 7]], "shape_type": "rectangle"}]}
+    (src / f"{ref}.json").write_text(json.dumps(doc))
+    out = tmp_path / "out dir #1"
+    code, _, sidecar = run_preview(src, out, "--from", "labelme", "--jobs", "1")
+    assert code == 0
+    page = (out / "index.html").read_text()
+    parser = _Links()
+    parser.feed(page)
+    assert parser.tags.count("script") == 1 and parser.tags.count("img") == 1  # ours only
+    (figure,) = parser.figures
+    assert figure["data-reference-id"] == ref
+    assert json.loads(figure["data-legend"]) == ["<script>alert(1)</script>", "a&b"]
+    # the legend is on the page as text (any script shows there; the PNG's font has Latin only)
+    assert "<li><span" in page and "&lt;script&gt;alert(1)&lt;/script&gt;</li>" in page and "a&amp;b</li>" in page
+    from urllib.parse import unquote
+
+    assert parser.links and all((out / unquote(link)).is_file() for link in parser.links)

@@ -194,3 +194,17 @@ def test_overlap_option_is_fresh_and_declares_the_policies():
 def test_unknown_policy_is_a_programming_error():
     with pytest.raises(ValueError):
         paint(2, 2, [], "bogus")
+
+
+def test_size_problem_names_empty_and_impossibly_large_sizes():
+    from segconvert.raster import MAX_PIXELS, size_problem
+
+    assert size_problem(480, 640) is None
+    assert size_problem(1, MAX_PIXELS) is None
+    assert "is empty" in size_problem(0, 5)
+    assert "is empty" in size_problem(5, -1)
+    message = size_problem(10**12, 10**12)
+    assert "1000000000000x1000000000000" in message and "32-bit" in message
+    assert size_problem(2, 2**31) is not None  # 2^32 pixels: one more than a COCO RLE can count
+    with pytest.raises(ItemError, match="32-bit"):
+        paint(10**6, 10**7, [], "paint")  # refused before any buffer is allocated

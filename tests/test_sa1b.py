@@ -267,3 +267,9 @@ def test_cli_batch_one_bad_item_fails_the_others_convert(tmp_path):
     whole = next(s for s in payload["annotations"] if s.get("metadata", {}).get("annotation_id") == 102)
     assert whole["label"] == "object"
     assert whole["metadata"]["area"] == 56 - 16 and whole["metadata"]["source_area"] == 56  # the part is on top
+
+
+def test_impossibly_large_size_fails_naming_the_size(tmp_path):
+    write_json(tmp_path, "sa_1", [], width=10**6, height=10**6)
+    with pytest.raises(ItemError, match=r"image size 1000000x1000000 is .*32-bit"):
+        load_one(tmp_path)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_panoptic
+from conftest import FIXTURES, write_panoptic
 from test_detect import sources  # noqa: F401  (one source per readable format, from the fixtures)
 
 import segconvert
@@ -147,3 +147,17 @@ def test_every_reader_agrees_with_its_own_conversion(sources, tmp_path):  # noqa
         assert (doc["pixels"], doc["background_pixels"], doc["max_segments"]["max"]) == \
             (want["pixels"], want["background"], want["max"]), name
         assert doc["images"] == summary.converted
+
+
+def test_a_quoted_glob_is_a_source_as_in_convert(tmp_path):
+    """stats (and preview) take SOURCE as convert does: a quoted pattern that matches (rgb)."""
+    voc = FIXTURES / "rgb" / "voc"
+    pattern = str(voc / "*_color.png")
+    result = CliRunner().invoke(main, ["stats", pattern, "--from", "rgb", "--colormap", "voc", "--json", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == len(list(voc.glob("*_color.png")))
+    out = tmp_path / "prev"
+    result = CliRunner().invoke(main, ["preview", pattern, str(out), "--from", "rgb", "--colormap", "voc", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    nothing = CliRunner().invoke(main, ["stats", str(voc / "*.nothing"), "--from", "rgb"])
+    assert nothing.exit_code == 2 and "matches no file" in nothing.output

@@ -373,3 +373,56 @@ def test_images_found_by_reference_id_with_a_sub_path_and_any_extension_case(tmp
     (tmp_path / "city" / "0001.png").write_bytes(b"")  # a new file in the folder is seen
     os.utime(tmp_path / "city", ns=(1, 2))  # (a new mtime, whatever the clock's resolution)
     assert find_images(tmp_path, "city/0001") == sorted(str(tmp_path / "city" / n) for n in ("0001.Jpeg", "0001.png"))
+
+
+def test_json_is_one_document_in_every_failure_mode(tmp_path, monkeypatch):
+    """--json stays one JSON document (with an "error") when SOURCE or --images does not exist,
+    when click refuses the command line, and when the set's file fails mid-read; exit 2 each time."""
+    good = write_set(tmp_path / "set", [payload("a", save_mask(tmp_path / "a.png", two_value_mask()))])
+    cases = {
+        "missing source": [str(tmp_path / "nope")],
+        "missing --images": [str(good), "--images", str(tmp_path / "nope")],
+        "--images a file": [str(good), "--images", str(good / "annotations.jsonl")],
+        "not a regular file": ["/dev/null"],
+        "bad --jobs": [str(good), "--jobs", "0"],
+        "unknown option": [str(good), "--bogus"],
+    }
+    for what, args in cases.items():
+        code, doc = validate_json(*args)
+        assert code == 2, what
+        assert doc["error"] and doc.get("problems", []) == [], what
+    code, doc = validate_json("/dev/null")
+    assert "not a regular file" in doc["error"]
+
+    def broken(path):
+        yield 1, b"{}"
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr("segconvert.validate._lines", broken)
+    code, doc = validate_json(str(good), "--jobs", "1")
+    assert code == 2 and "Input/output error" in doc["error"]
+    assert [p["line"] for p in doc["problems"]] == [1, 1, 1]  # what was checked before the failure stays
+
+
+def test_mask_url_with_a_nul_character_is_a_bad_url_not_a_crash(tmp_path):
+    root = write_set(tmp_path / "set", [payload("nul", "/masks/a\x00b.png")])
+    code, doc = validate_json(str(root))
+    assert code == 1
+    [problem] = doc["problems"]
+    assert problem["kind"] == "bad-mask-url" and "NUL" in problem["message"]
+
+
+def test_index_too_large_for_64_bits_is_called_out_of_range(tmp_path):
+    """99999999999999999999999999 is an integer in the file (the JSON parser reads it as a float):
+    it is outside 0..255, not "a number, not an integer"."""
+    root = tmp_path / "set"
+    root.mkdir()
+    (root / "annotations.jsonl").write_text(
+        '{"reference_id": "big", "mask_url": "s3://b/x.png", "annotations": '
+        '[{"label": "car", "index": 99999999999999999999999999}, {"label": "bus", "index": 2.0}]}\n')
+    code, doc = validate_json(str(root))
+    assert code == 1
+    messages = [p["message"] for p in doc["problems"] if p["kind"] == "bad-index"]
+    assert len(messages) == 2
+    assert "outside 0..255" in messages[0] and "1e+26" in messages[0]
+    assert "not an integer" in messages[1]  # 2.0 in range: still not an integer
