@@ -316,7 +316,7 @@ def run(
                 yield FailedItem(ref, err, source=item.source)
                 continue
             seen[key] = (ref, item.source)
-            done = journal.done.get(ref)
+            done = journal.done.get(ref) if not isinstance(item, FailedItem) else None  # a failure is never done
             if done is not None:
                 offsets[ref] = done[0]
                 yield _Check(item, done[0], done[1])

@@ -2,12 +2,10 @@
 Studio yield a FailedItem naming the first item): the re-run must report the duplicate again
 and write each item once.
 
-Known bug, in segconvert/pipeline.py (``run.tasks``): a FailedItem whose reference_id is in
-the journal (its first item converted) is turned into a ``_Check`` and reused as "done
-before", so with ``--jobs 1`` the duplicate's failure vanishes and annotations.jsonl gets the
-first item's line once per duplicate; with ``--jobs 2`` the run dies with ``KeyError`` (the
-offset is popped twice). The fix belongs there (do not make a FailedItem a _Check); this
-test is strict-xfail so that it reports when the fix lands.
+Was a bug in ``pipeline.run.tasks``: a FailedItem whose reference_id is in the journal (its
+first item converted) was reused as "done before" -- with ``--jobs 1`` the duplicate's
+failure vanished and annotations.jsonl got the first item's line once per duplicate; with
+``--jobs 2`` the run died with ``KeyError``. A FailedItem is never checked for reuse now.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ def convert(src: Path, out: Path, jobs: str):
     return CliRunner().invoke(main, ["convert", str(src), str(out), "--from", "cvat", "--jobs", jobs])
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.py reuses a reader's duplicate FailedItem as done (see docstring)")
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_rerun_reports_the_duplicate_again_and_writes_each_item_once(tmp_path, jobs):
     src = tmp_path / "a.xml"
