@@ -41,7 +41,7 @@ import PIL.Image
 import PIL.ImageDraw
 
 from segconvert import raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
 from segconvert.shapes import check_overlap, declared_size, images_option, labels_option
@@ -217,7 +217,7 @@ class CityscapesItem(Item):
             except ValueError as exc:
                 raise self._fail(str(exc)) from None
         if self.images_dir is None:
-            raise self._fail("no imgHeight/imgWidth; pass --images DIR to read sizes from the images")
+            raise self._fail(f"no imgHeight/imgWidth; pass {opt('images', 'DIR')} to read sizes from the images")
         image = find_image(Path(self.images_dir), self.reference_id)
         if image is None:
             raise self._fail(f"no imgHeight/imgWidth, and no image for it in {self.images_dir}")
@@ -240,7 +240,8 @@ class CityscapesItem(Item):
             label = NAME_TO_LABEL.get(self.mapping.get(name[: -len("group")], name[: -len("group")]))
             if label is not None:
                 return label, True
-        raise self._fail(f"{where}: label {source!r} is not in the Cityscapes label table (map it with --labels)")
+        raise self._fail(
+            f"{where}: label {source!r} is not in the Cityscapes label table (map it with {opt('labels')})")
 
     def _polygon(
         self, polygon: Any, where: str, label: str, height: int, width: int, warnings: list[str]

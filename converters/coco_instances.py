@@ -52,7 +52,7 @@ import PIL.Image
 from pycocotools import mask as mask_utils
 
 from segconvert import cocojson, jsonindex, raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
@@ -257,7 +257,7 @@ def _annotation_problem(ann: Any, categories: dict[int, Category]) -> str | None
     if cat is None:
         return (
             f"annotation {ann.get('id')}: category_id {ann.get('category_id')!r} is not in categories "
-            "(map it with --labels)"
+            f"(map it with {opt('labels')})"
         )
     if "segmentation" not in ann:
         return f"annotation {ann.get('id')}: no 'segmentation'"
@@ -517,7 +517,7 @@ class CocoInstancesReader(Reader):
             if self.images_dir is None:
                 return self._failed(
                     ref,
-                    f"image {image.get('id')!r} has no width/height; pass --images DIR to read sizes "
+                    f"image {image.get('id')!r} has no width/height; pass {opt('images', 'DIR')} to read sizes "
                     "from the images",
                 )
             width = height = None
@@ -606,9 +606,9 @@ class CocoInstancesWriter(Writer):
                  image_ext: str = ".jpg") -> None:
         super().__init__(output, plan)
         if segmentation not in ("rle", "polygon"):
-            raise SourceError(f"--segmentation must be rle or polygon, not {segmentation!r}")
+            raise SourceError(f"{opt('segmentation')} must be rle or polygon, not {segmentation!r}")
         if not image_ext.startswith(".") or len(image_ext) < 2 or "/" in image_ext:
-            raise SourceError(f"--image-ext must look like .jpg, not {image_ext!r}")
+            raise SourceError(f"{opt('image-ext')} must look like .jpg, not {image_ext!r}")
         self.segmentation = segmentation
         self.image_ext = image_ext
 

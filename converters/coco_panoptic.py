@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from segconvert import cocojson, png
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
@@ -138,7 +138,7 @@ class CocoPanopticReader(Reader):
     def items(self) -> Iterator[Item]:
         for k, ann in enumerate(cocojson.stream(self.source, "annotations.item")):
             if k == 0 and isinstance(ann, dict) and "segments_info" not in ann:
-                hint = " (COCO instances read with --from coco-instances)" if "segmentation" in ann else ""
+                hint = f" (COCO instances read with {opt('from', 'coco-instances')})" if "segmentation" in ann else ""
                 raise SourceError(f"annotations have no 'segments_info': not COCO panoptic{hint}", file=self.source)
             yield self._item(k, ann)
 
@@ -222,7 +222,7 @@ class CocoPanopticWriter(Writer):
     def __init__(self, output: str | Path, plan: ModePlan, image_ext: str = ".jpg") -> None:
         super().__init__(output, plan)
         if not image_ext.startswith(".") or len(image_ext) < 2 or "/" in image_ext:
-            raise SourceError(f"--image-ext must look like .jpg, not {image_ext!r}")
+            raise SourceError(f"{opt('image-ext')} must look like .jpg, not {image_ext!r}")
         self.image_ext = image_ext
 
     def prepare(self) -> None:

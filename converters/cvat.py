@@ -64,7 +64,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segconvert import raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.shapes import (
@@ -134,7 +134,7 @@ class CvatItem(Item):
             if size is None:
                 raise self._fail(f"no width/height, and no readable image {self.name!r} in {self.images_dir}")
             return size
-        raise self._fail("no image size: width/height missing; pass --images DIR to read it from the images")
+        raise self._fail(f"no image size: width/height missing; pass {opt('images', 'DIR')} to read it from the images")
 
     def load(self) -> Segmentation:
         height, width = self._size()
@@ -351,21 +351,21 @@ class CvatReader(Reader):
         if not self.source.is_file():
             raise SourceError("file not found (a CVAT source is one XML file)", file=self.source)
         if images is not None and not Path(images).is_dir():
-            raise SourceError("--images must be a folder", file=images)
+            raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.images_dir = str(images) if images is not None else None
         meta_cats, self.subsets = self._read_meta()
         if subset is not None and self.subsets and subset not in self.subsets:
-            raise SourceError(f"--subset {subset!r}: the project's subsets are {', '.join(self.subsets)}",
+            raise SourceError(f"{opt('subset', subset)}: the project's subsets are {', '.join(self.subsets)}",
                               file=self.source)
         if subset is not None and not self.subsets:
-            raise SourceError(f"--subset {subset!r}: this XML lists no subsets (a task export has none; "
-                              "--subset is for a project export)", file=self.source)
+            raise SourceError(f"{opt('subset', subset)}: this XML lists no subsets (a task export has none; "
+                              f"{opt('subset')} is for a project export)", file=self.source)
         self.subset = subset
         #: a project of several subsets converted whole: reference_ids carry the subset
         self.prefix_subset = subset is None and len(self.subsets) > 1
         self.labels: dict[str, LabelSpec] | None
-        self._label_source = "the --labels table"
+        self._label_source = f"the {opt('labels')} table"
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
         elif meta_cats:
@@ -471,7 +471,7 @@ class CvatReader(Reader):
             except KeyError:
                 return fail(
                     f"<{kind}> #{j}: label {label!r} is not in {self._label_source}; "
-                    "pass --labels FILE to declare or map it"
+                    f"pass {opt('labels', 'FILE')} to declare or map it"
                 )
             attributes = {a.get("name", ""): (a.text or "") for a in child.iterfind("attribute")}
             shapes.append(CvatShape(kind, j, label, spec, dict(child.attrib), attributes))

@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 
 from segconvert import png
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Writer, Written
 from segconvert.ir import Category, Segmentation
 from segconvert.modes import ModePlan
@@ -56,7 +56,7 @@ class ClassValues:
         self.labels: dict[int, str] = {}
         self.colors: dict[int, tuple[int, int, int]] = {}
         if preset is not None and void_value is not None:
-            raise SourceError(f"--void-value does not go with --preset {preset} (its void is fixed)")
+            raise SourceError(f"{opt('void-value')} does not go with {opt('preset', preset)} (its void is fixed)")
         if preset is None:
             self.void = 0 if void_value is None else void_value
             values = list(range(1, len(categories) + 1))
@@ -71,7 +71,7 @@ class ClassValues:
             self.void = 0
             bad = [f"{c.name} ({c.id})" for c in categories if c.id <= 0]
             if bad:
-                raise SourceError(f"--preset panopticapi writes category ids, and these are not positive: "
+                raise SourceError(f"{opt('preset', 'panopticapi')} writes category ids, and these are not positive: "
                                   f"{', '.join(bad[:10])}")
             values = [c.id for c in categories]
         elif preset == "mmseg":
@@ -80,14 +80,15 @@ class ClassValues:
                 raise SourceError(f"{len(categories)} classes: mmseg's 0..K-1 with void 255 holds 255 at most")
             values = list(range(len(categories)))
         else:
-            raise SourceError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+            raise SourceError(f"unknown {opt('preset', preset)}; choose one of {', '.join(PRESETS)}")
         for c, v in zip(categories, values):
             self.by_id.setdefault(c.id, v)
             self.by_name.setdefault(c.name, v)
         if preset is None and self.void in values:
-            raise SourceError(f"--void-value {self.void} is also the value of a class (classes are 1..{len(values)})")
+            raise SourceError(
+                f"{opt('void-value', self.void)} is also the value of a class (classes are 1..{len(values)})")
         if not 0 <= self.void <= 65535:
-            raise SourceError(f"--void-value {self.void} does not fit a 16-bit mask")
+            raise SourceError(f"{opt('void-value', self.void)} does not fit a 16-bit mask")
         top = max([self.void, *values])
         if top > 65535:
             raise SourceError(f"value {top} does not fit a 16-bit mask")
@@ -129,7 +130,7 @@ class IndexWriter(Writer):
         if plan.categories is None:
             raise SourceError(
                 "index masks need a dataset-wide category table so that a class has one value in every "
-                "mask; this source has none (LabelMe/CVAT: pass --labels)"
+                f"mask; this source has none (LabelMe/CVAT: pass {opt('labels')})"
             )
         self.values = ClassValues(plan.categories, preset, void_value)
 

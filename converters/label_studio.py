@@ -92,7 +92,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segconvert import raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.shapes import (
@@ -306,7 +306,8 @@ class LabelStudioItem(Item):
                 return read
             raise self._fail(f"no region gives the image size, and no readable image {self.image_name!r} in "
                              f"{self.images_dir}")
-        raise self._fail("no region gives the image size (original_width/height); pass --images DIR to read it "
+        raise self._fail(f"no region gives the image size (original_width/height); pass "
+                         f"{opt('images', 'DIR')} to read it "
                          "from the image")
 
     def _label(self, value: dict[str, Any], kind: str, where: str, warnings: list[str]) -> LabelSpec | None:
@@ -324,7 +325,7 @@ class LabelStudioItem(Item):
         try:
             return resolve_label(names[0], self.labels)
         except KeyError:
-            raise self._fail(f"{where}: label {names[0]!r} is not in the --labels table") from None
+            raise self._fail(f"{where}: label {names[0]!r} is not in the {opt('labels')} table") from None
 
     def _percent(self, value: Any, where: str, name: str, low: float = 0.0) -> float:
         if bad_number(value):
@@ -343,7 +344,9 @@ class LabelStudioItem(Item):
         for j, (x, y) in enumerate(points):
             self._percent(x, where, f"point {j} x")
             self._percent(y, where, f"point {j} y")
-        xy = np.asarray(points, dtype=np.float64) * [width / 100, height / 100]
+        # x / 100 * width, in that order, as label-studio-converter's COCO export computes it
+        # (x * (width / 100) rounds differently: 30% of 31 px gave 9.3 instead of 9.299999...)
+        xy = np.asarray(points, dtype=np.float64) / 100 * [width, height]
         return mask_utils.frPyObjects([xy.ravel().tolist()], height, width)[0]
 
     def _rectangle(self, value: dict[str, Any], where: str, height: int, width: int, warnings: list[str]) -> Any:
@@ -502,14 +505,14 @@ class LabelStudioReader(Reader):
         if not self.source.is_file():
             raise SourceError("file not found (a Label Studio source is its JSON export, one file)", file=self.source)
         if images is not None and not Path(images).is_dir():
-            raise SourceError("--images must be a folder", file=images)
+            raise SourceError(f"{opt('images')} must be a folder", file=images)
         for name, given, choices in (("--annotation", annotation, ("latest", "first")),
                                      ("--unannotated", unannotated, ("fail", "skip")),
                                      ("--upload-prefix", upload_prefix, ("strip", "keep"))):
             if given not in choices:
                 raise SourceError(f"{name} must be one of {', '.join(choices)}, got {given!r}")
         if isinstance(brush_threshold, bool) or not isinstance(brush_threshold, int) or not 1 <= brush_threshold <= 255:
-            raise SourceError(f"--brush-threshold must be an integer in 1..255, got {brush_threshold!r}")
+            raise SourceError(f"{opt('brush-threshold')} must be an integer in 1..255, got {brush_threshold!r}")
         self.overlap = check_overlap(overlap)
         self.images_dir = str(images) if images is not None else None
         self.annotation = annotation
@@ -601,10 +604,10 @@ class LabelStudioReader(Reader):
                 return None
             cancelled = len(annotations)
             why = f"all {cancelled} annotation(s) are cancelled" if cancelled else "no annotation"
-            return fail(f"{why}; nothing to convert (--unannotated skip leaves such tasks out)")
+            return fail(f"{why}; nothing to convert ({opt('unannotated', 'skip')} leaves such tasks out)")
         pos, ann = picked
         if ref in seen:
-            hint = " (--upload-prefix keep tells uploads apart)" if not self.keep_upload_prefix else ""
+            hint = f" ({opt('upload-prefix', 'keep')} tells uploads apart)" if not self.keep_upload_prefix else ""
             return fail(f"reference id {ref!r} is already used by {seen[ref]}{hint}")
         seen[ref] = desc
         aid = ann.get("id", f"#{pos}")

@@ -68,7 +68,7 @@ import PIL.Image
 import PIL.ImageDraw
 
 from segconvert import raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.png import read_bytes
@@ -193,7 +193,7 @@ class LabelmeItem(Item):
             )
         raise self._fail(
             f"no image size: imageHeight/imageWidth missing and no readable image {image_path!r} beside the "
-            "JSON; pass --images DIR to read it from the images"
+            f"JSON; pass {opt('images', 'DIR')} to read it from the images"
         )
 
     def load(self) -> Segmentation:
@@ -242,7 +242,7 @@ class LabelmeItem(Item):
                 try:
                     spec = resolve_label(label, self.labels)
                 except KeyError:
-                    raise self._fail(f"{where}: label {label!r} is not in the --labels table") from None
+                    raise self._fail(f"{where}: label {label!r} is not in the {opt('labels')} table") from None
             xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
             far = far_outside(xy, height, width)
             if far is not None:
@@ -378,7 +378,7 @@ class LabelmeReader(Reader):
         if not self.source.is_dir():
             raise SourceError("a LabelMe source is a folder of .json files", file=self.source)
         if images is not None and not Path(images).is_dir():
-            raise SourceError("--images must be a folder", file=images)
+            raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.void = check_void(void)
         self.line_width = int(line_width)

@@ -53,7 +53,7 @@ from segconvert.converters.rgb_tables import (
     build_table,
     color_of_key,
 )
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.opencv import cv2
@@ -223,11 +223,11 @@ def _unknown_message(
     )
     more = f" and {len(colors) - _MAX_LISTED} more" if len(colors) > _MAX_LISTED else ""
     if tolerance is None:
-        hint = ("add them to the colormap, use --tolerance T for anti-aliased or JPEG masks, "
-                "or --unknown background|ignore")
+        hint = (f"add them to the colormap, use {opt('tolerance', 'T')} for anti-aliased or JPEG masks, "
+                f"or {opt('unknown', 'background|ignore')}")
     else:
-        hint = ("add them to the colormap, or use --unknown background|ignore; a region of a colour beyond "
-                f"--tolerance {tolerance} of every class is not given its neighbour's class")
+        hint = (f"add them to the colormap, or use {opt('unknown', 'background|ignore')}; a region of a colour beyond "
+                f"{opt('tolerance', tolerance)} of every class is not given its neighbour's class")
     return f"{len(colors)} colour(s) {what}: {listed}{more}; {hint}"
 
 
@@ -257,16 +257,16 @@ def _resolve_tolerant(
             colors, counts = np.unique(keys[res.unresolved], return_counts=True)
             n = int(counts.sum())
             what = (f"cannot be resolved ({n} px with no class near enough in colour and neighbourhood, "
-                    f"within --tolerance {spec.tolerance})")
+                    f"within {opt('tolerance', spec.tolerance)})")
             raise ItemError(_unknown_message(table, colors, counts, spec.tolerance, what), **where)
         fill = 0 if spec.unknown == "background" else table.ignore_raw
         assert fill is not None
         out[res.unresolved] = fill
         warnings.append(f"{int(np.count_nonzero(res.unresolved))} pixels could not be resolved and are "
-                        f"{spec.unknown} (--unknown {spec.unknown})")
+                        f"{spec.unknown} ({opt('unknown', spec.unknown)})")
     if res.voted:
         warnings.append(f"{res.voted} pixels whose colour is not clearly one class's were given the "
-                        f"nearest-coloured class around them (--tolerance {spec.tolerance})")
+                        f"nearest-coloured class around them ({opt('tolerance', spec.tolerance)})")
     return out, warnings
 
 
@@ -277,8 +277,8 @@ def _index_values(
     void = None
     if header.color_type in (2, 6):
         raise ItemError(
-            f"mask is {header.description}; --encoding {encoding} reads palette (mode P) or grayscale "
-            "index PNGs; colour masks need --encoding colormap", **where,
+            f"mask is {header.description}; {opt('encoding', encoding)} reads palette (mode P) or grayscale "
+            f"index PNGs; colour masks need {opt('encoding', 'colormap')}", **where,
         )
     if header.color_type == 3 or header.bit_depth < 8:
         from PIL import Image
@@ -365,9 +365,9 @@ def class_instance_segments(
         listed = ", ".join(f"{v} (class {v // divisor if v >= divisor or not below else v}, {int(counts[v])} px)"
                            for v in unknown[:_MAX_LISTED])
         more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-        names = f"--labels {spec.labels}" if spec.labels else f"--colormap {spec.colormap}"
-        raise ItemError(f"{len(unknown)} value(s) are of classes not in {names} (--divisor {divisor}): "
-                        f"{listed}{more}; add the classes, or use --unknown background|ignore", **where)
+        names = f"{opt('labels', spec.labels)}" if spec.labels else f"{opt('colormap', spec.colormap)}"
+        raise ItemError(f"{len(unknown)} value(s) are of classes not in {names} ({opt('divisor', divisor)}): "
+                        f"{listed}{more}; add the classes, or use {opt('unknown', 'background|ignore')}", **where)
     if ignore:
         cat = table.categories[-1].id if table.categories else None
         segments.append(SegmentInfo(id=ignore[0], label=IGNORE_LABEL, category_id=cat, isthing=False,
@@ -401,16 +401,17 @@ class RgbItem(Item):
             try:
                 header = png.read_header(data)
             except ValueError as exc:
-                raise ItemError(f"{exc}; masks must be PNG (or JPEG with --tolerance)", **where) from None
+                raise ItemError(f"{exc}; masks must be PNG (or JPEG with {opt('tolerance')})", **where) from None
         table = build_table(self.spec)
         enc = self.spec.encoding
         if is_jpeg and (enc != "colormap" or self.spec.tolerance is None):
             if enc == "colormap":
                 raise ItemError("mask is a JPEG, whose compression changes colours; read it with "
-                                "--tolerance T (e.g. --tolerance 8) to map each colour to the nearest class",
+                                f"{opt('tolerance', 'T')} (e.g. {opt('tolerance', '8')}) to map "
+                                f"each colour to the nearest class",
                                 **where)
             raise ItemError(
-                f"mask is a JPEG; lossy compression cannot carry --encoding {enc} values", **where
+                f"mask is a JPEG; lossy compression cannot carry {opt('encoding', enc)} values", **where
             )
         if enc == "colormap":
             return self._colormap(data, header, table, where)
@@ -509,10 +510,10 @@ class RgbItem(Item):
             order = np.argsort(-counts, kind="stable")[:_MAX_LISTED]
             listed = ", ".join(f"{int(bad[i])} ({int(counts[i])} px)" for i in order)
             more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-            names = "--labels" if self.spec.labels else f"--colormap {self.spec.colormap}"
+            names = f"{opt('labels')}" if self.spec.labels else f"{opt('colormap', self.spec.colormap)}"
             raise ItemError(
                 f"{len(bad)} pixel value(s) are not classes in {names}: {listed}{more}; "
-                "add them, or use --unknown background|ignore", **where,
+                f"add them, or use {opt('unknown', 'background|ignore')}", **where,
             )
         segments = _class_segments(table, _present(label_map))
         return Segmentation(self.reference_id, label_map, segments, source=self.source)
@@ -522,7 +523,7 @@ class RgbItem(Item):
     ) -> Segmentation:
         enc = self.spec.encoding
         if header.color_type not in (2, 6):
-            raise ItemError(f"mask is {header.description}; --encoding {enc} reads RGB PNGs", **where)
+            raise ItemError(f"mask is {header.description}; {opt('encoding', enc)} reads RGB PNGs", **where)
         img = _decode(data, where)
         if enc == "id":
             keys, void = _pack_rgb(img, where)
@@ -675,7 +676,7 @@ class RgbReader(Reader):
         click.Option(
             ["--encoding"], type=click.Choice(ENCODINGS), default="colormap", show_default=True,
             help="How a pixel becomes a segment: colour = class (colormap), palette/grayscale index = class "
-            "(palette), class * D + instance in 8/16-bit PNGs (class-instance, with --divisor), "
+            f"(palette), class * D + instance in 8/16-bit PNGs (class-instance, with {opt('divisor')}), "
             "R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
         ),
         click.Option(
@@ -753,11 +754,11 @@ class RgbReader(Reader):
     ) -> None:
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
-            raise SourceError(f"--unknown must be error, background or ignore, not {unknown!r}")
+            raise SourceError(f"{opt('unknown')} must be error, background or ignore, not {unknown!r}")
         if void not in ("background", "ignore"):
-            raise SourceError(f"--void must be background or ignore, not {void!r}")
+            raise SourceError(f"{opt('void')} must be background or ignore, not {void!r}")
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
-            raise SourceError(f"--tolerance must be in 0..255, not {tolerance}")
+            raise SourceError(f"{opt('tolerance')} must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":
             found = colour_file_of(Path(source))
             if found is not None:  # the folder names its own colours (what --from auto recognised it by)
@@ -790,7 +791,7 @@ class RgbReader(Reader):
     def _index_instances(self, folder: Path) -> dict[str, list[str]]:
         """Instance mask paths by stem under ``folder`` (one walk, in the main process; paths only)."""
         if not folder.is_dir():
-            raise SourceError("--instances: no such folder", file=folder)
+            raise SourceError(f"{opt('instances')}: no such folder", file=folder)
         suffix = self.instance_suffix if self.instance_suffix is not None else self.strip_suffix
         by_stem: dict[str, list[str]] = {}
         class_files = {p.resolve() for p in self._files}
@@ -805,7 +806,8 @@ class RgbReader(Reader):
             by_stem.setdefault(stem, []).append(str(p))
         if not by_stem:
             what = f" ending in {suffix}" if suffix else ""
-            raise SourceError(f"--instances: no instance masks (.png){what} in this folder or below", file=folder)
+            raise SourceError(f"{opt('instances')}: no instance masks (.png){what} in this folder or below",
+                              file=folder)
         return by_stem
 
     def __len__(self) -> int:
@@ -824,7 +826,7 @@ class RgbReader(Reader):
             by_ref.setdefault(ref, []).append(str(p))
         for ref, p in zip(refs, self._files, strict=True):
             if not ref:
-                msg = f"file name minus --strip-suffix {self.strip_suffix!r} leaves an empty reference_id"
+                msg = f"file name minus {opt('strip-suffix', self.strip_suffix)} leaves an empty reference_id"
                 err = ItemError(msg, item=p.name, file=p)
                 yield FailedItem(p.name, err, source=str(p))
             elif len(by_ref[ref]) > 1:
@@ -931,7 +933,7 @@ class RgbWriter(Writer):
         if plan.categories is None:
             raise SourceError(
                 "colour masks need a dataset-wide category table so that a class has one colour in every "
-                "mask; this source has none (LabelMe/CVAT: pass --labels)"
+                f"mask; this source has none (LabelMe/CVAT: pass {opt('labels')})"
             )
         cmap = None
         if colormap is not None:

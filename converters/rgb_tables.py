@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segconvert.errors import SourceError
+from segconvert.errors import SourceError, opt
 from segconvert.ir import Category
 
 ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
@@ -151,7 +151,8 @@ def _colormap_file(path: Path) -> list[_Class]:
     if missing:
         raise SourceError(
             f"{len(missing)} class(es) have no colour ({', '.join(map(repr, missing[:5]))}); a colour mask "
-            "needs a colour per class (an index mask: --encoding palette --labels FILE)", file=path,
+            f"needs a colour per class (an index mask: {opt('encoding', 'palette')} "
+            f"{opt('labels', 'FILE')})", file=path,
         )
     classes: list[_Class] = []
     seen_color: dict[Color, str] = {}
@@ -187,7 +188,7 @@ def _index_classes(spec: Spec) -> list[_Class] | None:
     if name is None and spec.labels is None and spec.colormap is not None:
         if spec.colormap not in INDEXED_BUILTINS:
             raise SourceError(
-                f"--encoding {spec.encoding} takes class names from --labels FILE or the built-in "
+                f"{opt('encoding', spec.encoding)} takes class names from {opt('labels', 'FILE')} or the built-in "
                 + "|".join(INDEXED_BUILTINS) + " (CamVid and colormap files have no class indices)"
             )
         name = spec.colormap
@@ -236,25 +237,29 @@ def build_table(spec: Spec) -> Table:
 @functools.lru_cache(maxsize=8)
 def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
     if spec.encoding not in ENCODINGS:
-        raise SourceError(f"unknown --encoding {spec.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        raise SourceError(f"unknown {opt('encoding', spec.encoding)}; choose one of {', '.join(ENCODINGS)}")
     if spec.tolerance is not None and spec.encoding != "colormap":
-        raise SourceError("--tolerance only applies to --encoding colormap")
+        raise SourceError(f"{opt('tolerance')} only applies to {opt('encoding', 'colormap')}")
     if spec.labels is not None and spec.encoding == "colormap":
         raise SourceError(
-            "--labels is for --encoding palette, class-instance, id or ade20k; a colormap names its own classes"
+            f"{opt('labels')} is for {opt('encoding', 'palette')}, class-instance, id or ade20k; "
+            "a colormap names its own classes"
         )
     if spec.divisor is not None and spec.encoding != "class-instance" and not spec.instances:
-        raise SourceError("--divisor only applies to --encoding class-instance or --instances masks")
+        raise SourceError(f"{opt('divisor')} only applies to {opt('encoding', 'class-instance')} or "
+                          f"{opt('instances')} masks")
     if spec.instances and spec.encoding not in ("colormap", "palette"):
-        raise SourceError(f"--instances pairs class masks (--encoding colormap or palette) with instance masks; "
-                          f"--encoding {spec.encoding} masks carry their instances themselves")
+        raise SourceError(f"{opt('instances')} pairs class masks ({opt('encoding', 'colormap')} or palette) with "
+                          "instance masks; "
+                          f"{opt('encoding', spec.encoding)} masks carry their instances themselves")
     if spec.below_divisor not in ("class", "instance"):
-        raise SourceError(f"--below-divisor must be class or instance, not {spec.below_divisor!r}")
+        raise SourceError(f"{opt('below-divisor')} must be class or instance, not {spec.below_divisor!r}")
 
     if spec.encoding == "colormap":
         if spec.colormap is None:
             raise SourceError(
-                "--encoding colormap needs --colormap FILE (JSON or label_colors.txt) or a built-in name: "
+                f"{opt('encoding', 'colormap')} needs {opt('colormap', 'FILE')} (JSON or label_colors.txt) "
+                "or a built-in name: "
                 + ", ".join(BUILTINS)
             )
         if spec.colormap in BUILTINS:
@@ -318,11 +323,12 @@ def _class_instance_table(spec: Spec, classes: list[_Class] | None) -> Table:
     """Classes by id for class·D + instance masks; ``None`` classes: names ``class-<id>``."""
     if spec.divisor is None:
         raise SourceError(
-            "--encoding class-instance needs --divisor D: 1000 for Cityscapes *_instanceIds.png, KITTI-STEP "
+            f"{opt('encoding', 'class-instance')} needs {opt('divisor', 'D')}: 1000 for Cityscapes "
+            "*_instanceIds.png, KITTI-STEP "
             "and MOTS; 256 for KITTI instance and Mapillary Vistas v1.2 instance PNGs"
         )
     if not 2 <= spec.divisor <= 65536:
-        raise SourceError(f"--divisor must be in 2..65536, not {spec.divisor}")
+        raise SourceError(f"{opt('divisor')} must be in 2..65536, not {spec.divisor}")
     if classes is None:
         return Table(categories=None, entries=[], classes=None)
     by_id = {}

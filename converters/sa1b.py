@@ -51,7 +51,7 @@ import click
 import orjson
 
 from segconvert import raster
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.png import read_bytes
@@ -185,7 +185,7 @@ class Sa1bReader(Reader):
         if not self.source.is_dir():
             raise SourceError("an SA-1B source is a folder of per-image .json files", file=self.source)
         if not isinstance(label, str) or not label.strip():
-            raise SourceError(f"--label must be a non-empty name, got {label!r}")
+            raise SourceError(f"{opt('label')} must be a non-empty name, got {label!r}")
         self.overlap = check_overlap(overlap)
         self.label = label
         self.categories = [Category(id=1, name=label)]

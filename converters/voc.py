@@ -57,7 +57,7 @@ import numpy as np
 import PIL.Image
 
 from segconvert import png
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
 from segconvert.lut import histogram, to_codes
@@ -414,7 +414,7 @@ class VocItem(Item):
             odata = png.read_bytes(self.object_path)
         except FileNotFoundError:
             raise ItemError(
-                f"no {OBJECT_DIR} PNG for this image (instance and panoptic modes need it; --mode semantic "
+                f"no {OBJECT_DIR} PNG for this image (instance and panoptic modes need it; {opt('mode', 'semantic')} "
                 "reads the class PNG alone)", item=ref, file=self.object_path,
             ) from None
         except OSError as exc:
@@ -590,7 +590,7 @@ class VocReader(Reader):
         if not (root / self.class_dir).is_dir():
             raise SourceError(f"no {CLASS_DIR}/ folder; is this a Pascal VOC root?", file=root)
         if void not in ("background", "ignore"):
-            raise SourceError(f"--void must be background or ignore, not {void!r}")
+            raise SourceError(f"{opt('void')} must be background or ignore, not {void!r}")
         self.has_objects = (root / self.object_dir).is_dir()
         self.table = load_class_table(root, void == "ignore")
         self.categories = self.table.categories()
@@ -614,7 +614,7 @@ class VocReader(Reader):
         if mode != "semantic" and not self.has_objects:
             raise SourceError(
                 f"this VOC root has {CLASS_DIR}/ but no {OBJECT_DIR}/: class PNGs say which class each pixel is, "
-                f"not which object, so only --mode semantic can be converted ({mode} needs the object PNGs)",
+                f"not which object, so only {opt('mode', 'semantic')} can be converted ({mode} needs the object PNGs)",
                 file=self.source,
             )
         self.semantic = mode == "semantic"
@@ -665,7 +665,8 @@ class ClassNumbering:
         if categories is None:
             raise SourceError(
                 f"the {writer} writer numbers classes by the source's category table, and this source has none; "
-                "give the reader a class table (e.g. --labels) so that numbers do not depend on the order of images"
+                f"give the reader a class table (e.g. {opt('labels')}) so that numbers do not "
+                f"depend on the order of images"
             )
         self.names: list[str] = []
         self.by_id: dict[int, int] = {}

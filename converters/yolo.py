@@ -60,7 +60,7 @@ from pycocotools import mask as mask_utils
 
 from segconvert import png, raster
 from segconvert.converters.voc import ClassNumbering
-from segconvert.errors import ItemError, SourceError
+from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
@@ -494,7 +494,7 @@ class YoloWriter(Writer):
             if iou < self.min_iou:
                 seg.warnings.append(
                     f"{payload['label']} (segment {payload['index']}): its polygon covers the mask with IoU "
-                    f"{iou:.3f}, below --min-iou {self.min_iou:g}"
+                    f"{iou:.3f}, below {opt('min-iou', f'{self.min_iou:g}')}"
                 )
             norm = (poly / scale).ravel() + 0.0  # -0.0 would print as "-0"
             lines.append(f"{k} {_format_coordinates(norm)}")

@@ -107,7 +107,11 @@ def opt(name: str, value: object = None) -> str:
         return flag if value is None else f"{flag} {value}"
     py = _PY_NAMES.get(name, name.replace("-", "_"))
     if value is None:
-        return f"{py}=..."
+        return py  # the argument itself: "labels must be ...", "(map it with labels)"
     if isinstance(value, str) and value.isupper():  # a placeholder: DIR, FILE, N
         return f"{py}=<{value.lower()}>"
+    if isinstance(value, str) and "|" in value:  # choices: unknown="background" or "ignore"
+        return f"{py}=" + " or ".join(f'"{v}"' for v in value.split("|"))
+    if isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit():
+        return f"{py}={value}"  # a number given as text
     return f"{py}={value!r}".replace("'", '"')

@@ -28,7 +28,7 @@ from typing import Any
 import click
 import numpy as np
 
-from segconvert.errors import ItemError
+from segconvert.errors import ItemError, opt
 from segconvert.opencv import cv2  # imported on first use: 45 ms that `--from auto` sniffing need not pay
 
 #: (segment_id, bool mask HxW) or (segment_id, pycocotools RLE dict {"size": [h, w], "counts": ...})
@@ -385,6 +385,6 @@ class _Runs:
         shown = [f"{a} & {b} ({c} px)" for (a, b), c in top]
         more = f" and {len(uniq) - 10} more pairs" if len(uniq) > 10 else ""
         return (
-            f"shapes overlap on {n_conflict} pixels (--overlap error): segment ids "
-            f"{', '.join(shown)}{more}; use --overlap paint or small-on-top to paint them anyway"
+            f"shapes overlap on {n_conflict} pixels ({opt('overlap', 'error')}): segment ids "
+            f"{', '.join(shown)}{more}; use {opt('overlap', 'paint')} or small-on-top to paint them anyway"
         )

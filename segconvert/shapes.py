@@ -21,7 +21,7 @@ import PIL.Image
 from pycocotools import mask as mask_utils
 
 from segconvert import cocojson, raster
-from segconvert.errors import SourceError
+from segconvert.errors import SourceError, opt
 from segconvert.ir import Category
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
@@ -77,7 +77,7 @@ def void_option(
 def check_void(void: str) -> str:
     """The --void policy, checked (the CLI's Choice does this; the Python API comes here)."""
     if void not in VOID_POLICIES:
-        raise SourceError(f"--void must be {' or '.join(VOID_POLICIES)}, not {void!r}")
+        raise SourceError(f"{opt('void')} must be {' or '.join(VOID_POLICIES)}, not {void!r}")
     return void
 
 

@@ -261,7 +261,7 @@ def test_short_polygon_skipped_and_outside_points_counted(tmp_path):
 
 def test_missing_size_needs_images_dir(tmp_path):
     path = write(tmp_path, [{"label": "car", "polygon": SQUARE_SMALL}], imgHeight=None, imgWidth=None)
-    with pytest.raises(ItemError, match="no imgHeight/imgWidth; pass --images DIR"):
+    with pytest.raises(ItemError, match="no imgHeight/imgWidth; pass images=<dir>"):
         [it.load() for it in CityscapesReader(path).items()]
     images = tmp_path / "leftImg8bit"
     (images / "city").mkdir(parents=True)

@@ -194,7 +194,7 @@ def test_unknown_category_fails_unless_mapped(tmp_path):
     path = write_doc(tmp_path, [ann(1, [[0, 0, 5, 0, 5, 5]], cat=91), ann(2, [[0, 0, 5, 0, 5, 5]], cat=92)])
     (item,) = CocoInstancesReader(path).items()
     assert isinstance(item, FailedItem)
-    assert "annotation 1: category_id 91 is not in categories (map it with --labels)" in str(item.error)
+    assert "annotation 1: category_id 91 is not in categories (map it with labels)" in str(item.error)
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"91": "car", "92": {"id": 50, "name": "other"}}))
     reader = CocoInstancesReader(path, labels=labels)
@@ -210,7 +210,7 @@ def test_missing_image_size_needs_images_dir(tmp_path):
     images = [{"id": 1, "file_name": "pic.png"}]
     path = write_doc(tmp_path, [ann(1, [[0, 0, 5, 0, 5, 5]])], images=images)
     (item,) = CocoInstancesReader(path).items()
-    assert isinstance(item, FailedItem) and "has no width/height; pass --images DIR" in str(item.error)
+    assert isinstance(item, FailedItem) and "has no width/height; pass images=<dir>" in str(item.error)
     imgdir = tmp_path / "imgs"
     imgdir.mkdir()
     Image.new("RGB", (12, 9)).save(imgdir / "pic.png")
@@ -304,4 +304,4 @@ def test_category_ids_are_not_silently_rounded(tmp_path, cat, ok):
 def test_image_sizes_must_be_integers(tmp_path, width):
     images = [{"id": 1, "file_name": "img1.jpg", "width": width, "height": 30}]
     (item,) = CocoInstancesReader(write_doc(tmp_path, [ann(1, [[0, 0, 5, 0, 5, 5]])], images=images)).items()
-    assert isinstance(item, FailedItem) and "has no width/height; pass --images DIR" in str(item.error)
+    assert isinstance(item, FailedItem) and "has no width/height; pass images=<dir>" in str(item.error)

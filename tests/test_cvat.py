@@ -246,7 +246,7 @@ def test_unknown_label_is_an_item_error(tmp_path):
         first.load()
     assert str(err.value) == (
         f"{path} [a]: image 'x/a.png' (id 0): <box> #0: label 'bus' is not in the task's labels in <meta>; "
-        "pass --labels FILE to declare or map it"
+        "pass labels=<file> to declare or map it"
     )
     assert second.load().segments == []
 
@@ -260,7 +260,7 @@ def test_labels_file_maps_and_declares(tmp_path):
     seg = next(iter(reader.items())).load()
     assert [(s.label, s.category_id) for s in seg.segments] == [("vehicle", 1), ("vehicle", 1)]
     labels.write_text(json.dumps(["car"]))
-    with pytest.raises(ItemError, match="label 'bus' is not in the --labels table"):
+    with pytest.raises(ItemError, match="label 'bus' is not in the labels table"):
         load_one(path, labels=labels)
 
 
@@ -356,7 +356,7 @@ def test_no_image_size_fails_the_item(tmp_path):
         load_one(path)
     assert str(err.value) == (
         f"{path} [img]: image 'img.jpg' (id 0): no image size: width/height missing; "
-        "pass --images DIR to read it from the images"
+        "pass images=<dir> to read it from the images"
     )
 
 
@@ -495,7 +495,7 @@ def test_subset_option_picks_one_subset(tmp_path):
     items = list(reader.items())
     assert [it.reference_id for it in items] == ["frame_000", "frame_001"]
     assert items[0].load().label_map[7, 7] == 1 and items[0].load().segments[0].label == "person"
-    with pytest.raises(SourceError, match=r"--subset 'test': the project's subsets are train, val"):
+    with pytest.raises(SourceError, match=r"subset=\"test\": the project's subsets are train, val"):
         CvatReader(path, subset="test")
     with pytest.raises(SourceError, match="lists no subsets"):
         CvatReader(XML, subset="train")

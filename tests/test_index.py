@@ -134,9 +134,9 @@ def test_more_than_255_classes_make_16_bit_masks(tmp_path):
 
 def test_value_conflicts_are_refused(tmp_path):
     seg = Segmentation("a", np.zeros((2, 2), np.uint8), [])
-    with pytest.raises(SourceError, match="--void-value 2 is also the value of a class"):
+    with pytest.raises(SourceError, match="void_value=2 is also the value of a class"):
         write_scenes([seg], "index", tmp_path / "o", void_value=2)
-    with pytest.raises(SourceError, match="does not go with --preset"):
+    with pytest.raises(SourceError, match="does not go with preset="):
         write_scenes([seg], "index", tmp_path / "o", preset="mmseg", void_value=9)
     with pytest.raises(SourceError, match="need a dataset-wide category table"):
         write_scenes([seg], "index", tmp_path / "o", categories=None)

@@ -384,7 +384,7 @@ def test_unknown_label_with_labels_is_an_item_error(tmp_path):
     )
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"cat": 1}))
-    with pytest.raises(ItemError, match=r"a\.json \[a\]: shapes\[1\] \('cow'\): label 'cow' is not in the --labels"):
+    with pytest.raises(ItemError, match=r"a\.json \[a\]: shapes\[1\] \('cow'\): label 'cow' is not in the labels"):
         load_one(tmp_path / "d", labels=labels)
 
 
@@ -505,7 +505,7 @@ def test_no_image_size_fails_the_item(tmp_path):
         load_one(tmp_path)
     assert str(err.value) == (
         f"{path} [s]: no image size: imageHeight/imageWidth missing and no readable image 's.jpg' beside the "
-        "JSON; pass --images DIR to read it from the images"
+        "JSON; pass images=<dir> to read it from the images"
     )
 
 
@@ -604,7 +604,7 @@ def test_broken_json_fails_only_its_item(tmp_path, content, message):
 def test_source_errors(tmp_path):
     with pytest.raises(SourceError, match="folder"):
         LabelmeReader(tmp_path / "missing")
-    with pytest.raises(SourceError, match="--images"):
+    with pytest.raises(SourceError, match="images must be a folder"):
         LabelmeReader(tmp_path, images=tmp_path / "nope")
 
 
@@ -787,7 +787,7 @@ def test_void_ignore_without_labels_is_one_segment_in_every_mode(tmp_path):
 
 def test_bad_void_policy_is_refused(tmp_path):
     write_json(tmp_path, "v", [])
-    with pytest.raises(SourceError, match="--void must be background or ignore, not 'skip'"):
+    with pytest.raises(SourceError, match="void must be background or ignore, not 'skip'"):
         LabelmeReader(tmp_path, void="skip")
 
 

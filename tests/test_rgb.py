@@ -274,7 +274,7 @@ def test_unknown_colour_fails_that_item_only(tmp_path: Path, cmap: Path):
     assert "(130, 60, 125) in 5 px, nearest 'road' (128, 64, 128)" in msg
     assert "(1, 2, 250) in 2 px, nearest 'car' (0, 0, 142)" in msg
     assert msg.index("(130, 60, 125)") < msg.index("(1, 2, 250)")  # most pixels first
-    assert "--unknown background|ignore" in msg and "--tolerance" in msg
+    assert 'unknown="background" or "ignore"' in msg and "tolerance=<t>" in msg
 
 
 def test_unknown_background_and_ignore(tmp_path: Path, cmap: Path):
@@ -313,7 +313,7 @@ def test_tolerance_maps_near_colours_and_resolves_ties_by_neighbourhood(tmp_path
     got = labels_of(seg)
     assert got[2, 2] == "car" and (got[:, :2] == "").all() and (got[:, 2:] == "car").all()
     assert seg.warnings == ["1 pixels whose colour is not clearly one class's were given the "
-                            "nearest-coloured class around them (--tolerance 100)"]
+                            "nearest-coloured class around them (tolerance=100)"]
     tie[:, 2:] = 0
     tie[:, :2] = (0, 0, 142)
     tie[2, 2] = (0, 0, 71)
@@ -389,7 +389,7 @@ def test_jpeg_region_of_an_unknown_colour_fails_as_a_whole(tmp_path: Path):
     img[60:100, 80:140] = far_colour  # a colour more than --tolerance 40 from every class
     p = tmp_path / "x.jpg"
     Image.fromarray(img).save(p, quality=92)
-    with pytest.raises(ItemError, match=r"cannot be resolved .* within --tolerance 40"):
+    with pytest.raises(ItemError, match=r"cannot be resolved .* within tolerance=40"):
         load_one(p, colormap="coco-panoptic", tolerance=40)
     seg = load_one(p, colormap="coco-panoptic", tolerance=40, unknown="background")
     got = labels_of(seg)
@@ -413,7 +413,7 @@ def test_jpeg_needs_tolerance(tmp_path: Path, cmap: Path):
     lab = np.kron(scene(), np.ones((2, 2), np.uint8))  # blocks aligned to JPEG's 8x8 grid
     lab[:] = np.repeat(np.repeat(lab[::8, ::8], 8, 0), 8, 1)
     p = _jpeg_copy(tmp_path, lab, quality=95, subsampling=0)
-    with pytest.raises(ItemError, match="JPEG.*--tolerance"):
+    with pytest.raises(ItemError, match="JPEG.*tolerance="):
         load_one(p, colormap=cmap)
     seg = load_one(p, colormap=cmap, tolerance=10)
     np.testing.assert_array_equal(labels_of(seg), expected_names(lab))
@@ -491,7 +491,7 @@ def test_palette_labels_grayscale_and_unknown_value(tmp_path: Path):
     assert seg.label_map.tolist() == [[0, 1, 1], [2, 2, 0]]
     lab[0, 0] = 9
     Image.fromarray(lab, "L").save(p)
-    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in --labels: 9 \(1 px\)"):
+    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in labels: 9 \(1 px\)"):
         load_one(p, encoding="palette", labels=tmp_path / "l.json")
     seg = load_one(p, encoding="palette", labels=tmp_path / "l.json", unknown="ignore")
     assert names_of(seg)[3] == "ignore" and seg.label_map[0, 0] == 3
@@ -531,7 +531,7 @@ def test_palette_plain_index_mask_no_labels(tmp_path: Path):
 
 def test_palette_rejects_rgb_png(tmp_path: Path):
     save_rgb(tmp_path / "x.png", np.zeros((2, 2, 3)))
-    with pytest.raises(ItemError, match="8-bit RGB.*--encoding colormap"):
+    with pytest.raises(ItemError, match="8-bit RGB.*encoding=\"colormap\""):
         load_one(tmp_path / "x.png", encoding="palette")
 
 
@@ -619,7 +619,7 @@ def test_items_are_small_and_picklable(tmp_path: Path):
 
 def test_source_errors(tmp_path: Path, cmap: Path):
     save_rgb(tmp_path / "m" / "x.png", np.zeros((2, 2, 3)))
-    with pytest.raises(SourceError, match="needs --colormap"):
+    with pytest.raises(SourceError, match="needs colormap="):
         rgb.RgbReader(tmp_path / "m")
     with pytest.raises(SourceError, match="not found"):
         rgb.RgbReader(tmp_path / "m", colormap=tmp_path / "nope.json")
@@ -628,7 +628,7 @@ def test_source_errors(tmp_path: Path, cmap: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no mask images"):
         rgb.RgbReader(tmp_path / "empty", colormap=cmap)
-    with pytest.raises(SourceError, match="--tolerance only applies"):
+    with pytest.raises(SourceError, match="tolerance only applies"):
         rgb.RgbReader(tmp_path / "m", encoding="id", tolerance=3)
     with pytest.raises(SourceError, match="camvid|CamVid"):
         rgb.RgbReader(tmp_path / "m", encoding="palette", colormap="camvid")
@@ -864,12 +864,12 @@ def test_class_instance_property(tmp_path_factory, divisor: int, below: str, cls
 def test_class_instance_errors_unknown_and_no_table(tmp_path: Path):
     values = np.array([[0, 7, 7001], [7002, 9, 9001]])
     p = save_16bit(tmp_path / "m" / "x.png", values)
-    with pytest.raises(SourceError, match="needs --divisor D: 1000 for Cityscapes"):
+    with pytest.raises(SourceError, match="needs divisor=<d>: 1000 for Cityscapes"):
         rgb.RgbReader(p, encoding="class-instance")
-    with pytest.raises(SourceError, match="--divisor only applies"):
+    with pytest.raises(SourceError, match="divisor only applies"):
         rgb.RgbReader(p, encoding="palette", divisor=1000)
     (tmp_path / "l.json").write_text(json.dumps({"0": "unlabeled", "7": "road"}))
-    with pytest.raises(ItemError, match=r"2 value\(s\) are of classes not in --labels .*: 9 \(class 9, 1 px\), "
+    with pytest.raises(ItemError, match=r"2 value\(s\) are of classes not in labels=.*: 9 \(class 9, 1 px\), "
                                         r"9001 \(class 9, 1 px\)"):
         load_one(p, encoding="class-instance", divisor=1000, labels=tmp_path / "l.json")
     seg = load_one(p, encoding="class-instance", divisor=1000, labels=tmp_path / "l.json", unknown="ignore")
@@ -882,7 +882,7 @@ def test_class_instance_errors_unknown_and_no_table(tmp_path: Path):
         (9002, "class-9", True)]
     assert seg.dropped_ids == {1}
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
-    with pytest.raises(ItemError, match="--encoding class-instance reads palette"):
+    with pytest.raises(ItemError, match='encoding="class-instance" reads palette'):
         load_one(tmp_path / "rgb.png", encoding="class-instance", divisor=256)
 
 
@@ -941,7 +941,7 @@ def test_palette_labelme2voc_labels_txt_with_ignore(tmp_path: Path):
 def test_palette_255_named_by_the_table_is_a_class(tmp_path: Path):
     (tmp_path / "l.json").write_text(json.dumps({"1": "cat", "255": "edge"}))
     Image.fromarray(np.array([[1, 255, 7]], np.uint8), "L").save(tmp_path / "x.png")
-    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in --labels: 7 \(1 px\)"):
+    with pytest.raises(ItemError, match=r"1 pixel value\(s\) are not classes in labels: 7 \(1 px\)"):
         load_one(tmp_path / "x.png", encoding="palette", labels=tmp_path / "l.json")
     Image.fromarray(np.array([[1, 255]], np.uint8), "L").save(tmp_path / "x.png")
     seg = load_one(tmp_path / "x.png", encoding="palette", labels=tmp_path / "l.json")
@@ -1195,7 +1195,7 @@ def test_instances_missing_and_mismatched(tmp_path: Path):
         a.load()
     with pytest.raises(ItemError, match="no instance mask b.png under --instances"):
         b.load()
-    with pytest.raises(SourceError, match="--instances: no such folder"):
+    with pytest.raises(SourceError, match="instances: no such folder"):
         rgb.RgbReader(tmp_path / "class", encoding="palette", instances=tmp_path / "nope")
     with pytest.raises(SourceError, match="carry their instances themselves"):
         rgb.RgbReader(tmp_path / "class", encoding="id", instances=tmp_path / "object")

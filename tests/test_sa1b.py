@@ -225,7 +225,7 @@ def test_unusable_sources(tmp_path):
         Sa1bReader(FIXTURES / "sa_1.json")
     with pytest.raises(SourceError, match="no .json files"):
         Sa1bReader(tmp_path)
-    with pytest.raises(SourceError, match="--label must be a non-empty name"):
+    with pytest.raises(SourceError, match="label must be a non-empty name"):
         Sa1bReader(FIXTURES, label=" ")
     with pytest.raises(SourceError, match="unknown overlap policy"):
         Sa1bReader(FIXTURES, overlap="top")

@@ -49,5 +49,5 @@ def test_reserved_labels_table_is_lower_case_and_only_background_or_void():
 
 def test_check_void():
     assert check_void("ignore") == "ignore" and check_void("background") == "background"
-    with pytest.raises(segconvert.SourceError, match="--void must be background or ignore"):
+    with pytest.raises(segconvert.SourceError, match="void must be background or ignore"):
         check_void("drop")

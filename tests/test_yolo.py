@@ -372,7 +372,7 @@ def test_writer_names_instances_below_min_iou(tmp_path):
     s = segconvert.convert(tmp_path / "voc", tmp_path / "yolo", from_format="voc", to_format="yolo",
                            mode="instance", min_iou=0.9, jobs=1)
     assert s.ok and s.warned == 1 and len(s.warnings) == 1
-    assert "person (segment 1): its polygon covers the mask with IoU 0.816, below --min-iou 0.9" in s.warnings[0]
+    assert "person (segment 1): its polygon covers the mask with IoU 0.816, below min_iou=0.9" in s.warnings[0]
     report = json.loads((tmp_path / "yolo" / "polygon_iou.json").read_text())
     assert report["below_min_iou"] == 1 and report["per_image_mean_iou"]["e"] == pytest.approx((0.816327 + 1) / 2)
     assert (tmp_path / "yolo" / "labels" / "train" / "e.txt").read_text().startswith("14 ")  # person = class 14
