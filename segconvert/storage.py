@@ -12,7 +12,10 @@ Local folders only for now; object storage (fsspec URLs) goes behind the same me
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +24,56 @@ from pathlib import Path
 from typing import IO
 
 from segconvert import png
+from segconvert.errors import OutputError, SourceError
+
+#: what to do about an output error, by errno (the rest: "cannot write")
+_OUTPUT_ERRNO = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EFBIG: ("file too large for a file size limit in force (ulimit -f)", "raise the limit"),
+    errno.EROFS: ("the file system is read-only", "make OUTPUT writable or choose another OUTPUT"),
+    errno.EACCES: ("permission denied", "make OUTPUT writable or choose another OUTPUT"),
+    errno.EPERM: ("operation not permitted", "make OUTPUT writable or choose another OUTPUT"),
+}
+
+#: names of segconvert's own temp files: ``.NAME.PID.N.tmp`` (png.write_atomic) and
+#: ``.NAME.PID.tmp`` (OutputStore.replacing)
+TEMP_NAME = re.compile(r"\..+\.[0-9]+(\.[0-9]+)?\.tmp")
+LOCK_FILE = ".segconvert/lock"
+
+
+#: lock file descriptors this process holds; a forked child closes its copies at once, so the
+#: lock is the main process' alone and ends with it (a worker dying a moment later must not
+#: keep a re-run out)
+_held_locks: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def unlock(fd: int) -> None:
+    """Release a lock :meth:`OutputStore.lock` took."""
+    _held_locks.discard(fd)
+    os.close(fd)
+
+
+def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
+    """``exc`` (raised writing ``path``) as the run-stopping error that says what to do."""
+    why, fix = _OUTPUT_ERRNO.get(exc.errno or 0, (exc.strerror or str(exc), "fix it"))
+    return OutputError(
+        f"cannot write the output: {why}; the finished items are kept: {fix}, "
+        "then run the same command again to resume", file=path,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +115,32 @@ class OutputStore:
         return self._prefix + rel
 
     def makedirs(self, rel: str = "") -> None:
-        os.makedirs(self.path(rel) if rel else self.root, exist_ok=True)
+        """Create ``rel`` (a folder); OutputError naming the file that is in the way, if any."""
+        path = self.path(rel) if rel else self.root
+        try:
+            os.makedirs(path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = path
+            while blocker != os.path.dirname(blocker) and not os.path.exists(blocker):
+                blocker = os.path.dirname(blocker)
+            raise OutputError(
+                "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT",
+                file=blocker,
+            ) from None
+        except OSError as exc:
+            raise output_error(exc, path) from None
 
     def put(self, rel: str, data: bytes) -> FileStamp:
-        """Write ``data`` to ``rel`` atomically; the stamp of what was written."""
-        png.write_atomic(self.path(rel), data)
+        """Write ``data`` to ``rel`` atomically; the stamp of what was written.
+
+        Any OSError here is the output's fault (full, read-only, ...), never the input's:
+        it becomes an :class:`OutputError`, which stops the run instead of failing items.
+        """
+        path = self.path(rel)
+        try:
+            png.write_atomic(path, data)
+        except OSError as exc:
+            raise output_error(exc, path) from None
         return stamp_of(rel, data)
 
     def get(self, rel: str) -> bytes:
@@ -93,15 +167,77 @@ class OutputStore:
         killed half-way leaves the previous file as it was, never a partial one.
         """
         target = Path(self.path(rel))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise OutputError(
+                f"is a folder, but {target.name} is a file this format writes: move or delete the folder, "
+                "then run the same command again (the converted items are kept)", file=target,
+            )
+        self.makedirs(os.path.dirname(rel))
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                yield fh
-            os.replace(tmp, target)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    yield fh
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise output_error(exc, target) from None
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files a killed run left (segconvert's own naming pattern only); how many.
+
+        Call it while holding :meth:`lock`: then no other run is writing into OUTPUT, and
+        every such file is a leftover that no later write would ever reuse.
+        """
+        removed = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".") and TEMP_NAME.fullmatch(name):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        raise output_error(exc, os.path.join(folder, name)) from None
+        return removed
+
+    def lock(self) -> int:
+        """Take OUTPUT's advisory lock for this run; the file descriptor that holds it
+        (give it to :func:`unlock` at the end).
+
+        ``flock`` on ``OUTPUT/.segconvert/lock``: the OS releases it when the process ends,
+        however it ends (even SIGKILL), so a stale lock never needs cleaning up. A second
+        run into the same OUTPUT gets a SourceError at once, before touching anything.
+        """
+        path = self.path(LOCK_FILE)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except (FileExistsError, NotADirectoryError):
+            blocker = self.root if os.path.isfile(self.root) else os.path.dirname(path)
+            raise OutputError(
+                "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT",
+                file=blocker,
+            ) from None
+        except OSError as exc:
+            raise output_error(exc, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f" (process {holder})" if holder.isdigit() else ""
+            raise SourceError(
+                f"another segconvert run{pid} is writing into this OUTPUT; wait for it to finish "
+                "(then this command resumes where it stopped) or choose another OUTPUT", file=self.root,
+            ) from None
+        _held_locks.add(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
