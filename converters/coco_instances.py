@@ -40,7 +40,7 @@ import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, raster
+from segconvert import cocojson, limits, paths, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -66,6 +66,7 @@ class CocoInstancesItem(Item):
 
     def load(self) -> Segmentation:
         height, width = self._size()
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings: list[str] = []
         given: dict[int, dict] = {}  # segment position -> RLE as stored
         parts: list[Any] = []  # every polygon part to draw, all annotations together
@@ -308,6 +309,7 @@ class CocoInstancesReader(Reader):
         images_option("Folder of the images, to read sizes from when 'images' has no width/height."),
     )
     default_mode = "instance"
+    source_kind = "file"
 
     def __init__(
         self,
@@ -390,7 +392,10 @@ class CocoInstancesReader(Reader):
                     "from the images",
                 )
             width = height = None
-            image_path = str(self.images_dir / image["file_name"])
+            try:
+                image_path = paths.resolve_inside(self.images_dir, image["file_name"])
+            except ItemError as exc:
+                return self._failed(ref, exc.message)
         segments: list[SegmentInfo] = []
         geoms: list[Any] = []
         for pos, ann in enumerate(anns):

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from segconvert import cocojson, png
+from segconvert import cocojson, paths, png
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
@@ -107,6 +107,7 @@ class CocoPanopticReader(Reader):
         ),
     )
     default_mode = "panoptic"
+    source_kind = "file"
 
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
@@ -123,6 +124,9 @@ class CocoPanopticReader(Reader):
                 name = img.get("file_name")
                 ref = os.path.splitext(os.path.basename(name))[0] if isinstance(name, str) else None
                 self._images[img.get("id")] = (ref, img.get("width"), img.get("height"))
+        if self._images:  # one up-front error, not one "PNG not found" per image
+            paths.require_dir(self.masks_dir, "--masks-dir" if masks_dir else "the PNGs' folder beside the JSON; "
+                              "name yours with --masks-dir")
 
     def __len__(self) -> int:
         return len(self._images)
@@ -141,6 +145,7 @@ class CocoPanopticReader(Reader):
         png_path = os.path.join(self.masks_dir, ann["file_name"])
         ref = os.path.splitext(os.path.basename(ann["file_name"]))[0]
         try:
+            paths.resolve_inside(self.masks_dir, ann["file_name"])  # no ../ or absolute file_name
             image = self._images.get(ann.get("image_id"))
             if image is None:
                 raise ItemError(f"image_id {ann.get('image_id')!r} has no entry in 'images'")

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import raster
+from segconvert import limits, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -122,6 +122,7 @@ class CvatItem(Item):
 
     def load(self) -> Segmentation:
         height, width = self._size()
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings = [f"{n} {kind} shape(s) have no area; skipped" for kind, n in self.skipped.items()]
         instances: dict[tuple[str, str], int] = {}
         segments: list[SegmentInfo] = []
@@ -301,6 +302,7 @@ class CvatReader(Reader):
 
     options = (raster.overlap_option(), labels_option(), images_option())
     default_mode = "instance"
+    source_kind = "file"
 
     def __init__(
         self,

@@ -56,7 +56,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import raster
+from segconvert import limits, png, raster
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import Item, Segmentation, SegmentInfo
@@ -155,8 +155,7 @@ class LabelmeItem(Item):
         data = doc.get("imageData")
         if isinstance(data, str) and data:
             try:
-                with PIL.Image.open(io.BytesIO(base64.b64decode(data))) as im:
-                    width, height = im.size
+                width, height = limits.image_size(base64.b64decode(data))  # a bomb is reported as one
                 return int(height), int(width)
             except (binascii.Error, ValueError, OSError):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
@@ -175,6 +174,7 @@ class LabelmeItem(Item):
     def load(self) -> Segmentation:
         doc = self._read()
         height, width = self._size(doc)
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings: list[str] = []
         instances: dict[tuple[str, object], int] = {}
         segments: list[SegmentInfo] = []
@@ -271,7 +271,9 @@ class LabelmeItem(Item):
         if not isinstance(data, str) or not data:
             raise self._fail(f"{where}: a mask shape needs 'mask', a base64 PNG")
         try:
-            with PIL.Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            raw = base64.b64decode(data)
+            png.check_size(raw)  # a decompression bomb fails before it is decoded
+            with PIL.Image.open(io.BytesIO(raw)) as im:
                 patch = np.asarray(im)
         except (binascii.Error, ValueError, OSError):
             raise self._fail(f"{where}: 'mask' is not a base64-encoded image") from None
@@ -316,6 +318,7 @@ class LabelmeReader(Reader):
         ),
     )
     default_mode = "instance"
+    source_kind = "dir"
 
     def __init__(
         self,

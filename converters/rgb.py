@@ -32,8 +32,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from segconvert import limits, png
 from segconvert import lut as lookups
-from segconvert import png
 from segconvert.converters.rgb_tables import BUILTINS, ENCODINGS, Color, Spec, Table, build_table, color_of_key
 from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
@@ -265,6 +265,7 @@ class RgbItem(Item):
         if not is_jpeg:
             try:
                 header = png.read_header(data)
+                limits.check_pixels(header.width, header.height)  # before any decoding
             except ValueError as exc:
                 raise ItemError(f"{exc}; masks must be PNG (or JPEG with --tolerance)", **where) from None
         table = build_table(self.spec)

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segconvert import limits, paths, registry
+from segconvert import registry
 from segconvert.errors import SourceError
 from segconvert.format import Reader, Writer, option_defaults
 from segconvert.modes import ModePlan
-from segconvert.pipeline import Summary, default_jobs, read_failed, run
+from segconvert.pipeline import Summary, default_jobs, policies, read_failed, run
 
 
 def open_reader(source: str | Path, from_format: str, **options: Any) -> Reader:
@@ -97,8 +97,18 @@ def convert(
     with the whole run (unreadable source, bad options, OUTPUT not writable).
     """
     only = read_failed(only_failed) if only_failed is not None else None  # before this run rewrites it
-    limits.set_max_pixels(max_pixels)
-    paths.set_allow_outside(allow_outside_paths)
+    with policies(max_pixels, allow_outside_paths):  # the reader checks paths as it opens the source
+        return _convert(source, output, from_format=from_format, to_format=to_format, mode=mode, index=index,
+                        jobs=jobs, overwrite=overwrite, progress=progress, max_pixels=max_pixels,
+                        allow_outside_paths=allow_outside_paths, report=report, only=only, options=options)
+
+
+def _convert(
+    source: str | Path, output: str | Path, *, from_format: str, to_format: str, mode: str | None,
+    index: str | None, jobs: int | None, overwrite: bool, progress: Callable[[int], None] | None,
+    max_pixels: int | None, allow_outside_paths: bool, report: str | Path | None, only: set[str] | None,
+    options: dict[str, Any],
+) -> Summary:
     if from_format == "auto":
         from_format = registry.detect(Path(source))
     reader_fmt, writer_fmt = registry.reader_for(from_format), registry.writer_for(to_format)

@@ -75,7 +75,7 @@ def image_size(source: bytes | str | os.PathLike[str], *, item: str | None = Non
             with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 width, height = im.size
     except PIL.Image.DecompressionBombError as exc:
-        raise ItemError(f"decompression bomb: {exc}; pass --max-pixels N if the size is right",
+        raise ItemError(f"decompression bomb: {str(exc).rstrip('. ')}; pass --max-pixels N if the size is right",
                         item=item, file=file) from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
         raise ValueError(f"not a readable image ({exc})") from None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from segconvert.errors import ItemError
+from segconvert.errors import ItemError, SourceError
 
 _allow_outside = False
 
@@ -92,11 +92,25 @@ def resolve_inside(base: str | os.PathLike[str], name: str, *, allow_outside: bo
     base = os.fspath(base)
     if not isinstance(name, str) or not name or "\0" in name:
         raise ItemError(f"file name {name!r} is not a usable path", item=item, file=file)
-    if not allowed:
-        parts = os.path.normpath(name).split(os.sep)
-        if os.path.isabs(name) or parts[0] == ".." or (len(name) > 1 and name[1] == ":"):
-            raise ItemError(
-                f"file name {name!r} leads outside {base}; file names are read relative to that folder "
-                "(pass --allow-outside-paths if the annotation file is trusted)", item=item, file=file,
-            )
+    if not allowed and climbs_out(name):
+        raise ItemError(
+            f"file name {name!r} leads outside {base}; file names are read relative to that folder "
+            "(pass --allow-outside-paths if the annotation file is trusted)", item=item, file=file,
+        )
     return os.path.join(base, name)
+
+
+def require_dir(path: str | os.PathLike[str], what: str) -> None:
+    """SourceError up front when a folder a reader needs (``--masks-dir``, the PNG folder
+    beside a JSON) is missing or is a file: one message, instead of one failure per image."""
+    if os.path.isdir(path):
+        return
+    if os.path.exists(path):
+        raise SourceError(f"is a file, but {what} must be a folder", file=path)
+    raise SourceError(f"no such folder ({what})", file=path)
+
+
+def climbs_out(name: str) -> bool:
+    """Whether a relative file name from an annotation file is absolute or leads out with ``..``."""
+    return os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == ".." or (
+        len(name) > 1 and name[1] == ":")

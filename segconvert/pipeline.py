@@ -191,6 +191,27 @@ def _convert_batch(items: list[Item | _Check]) -> list[Outcome]:
 # ---------------------------------------------------------------- journal
 
 
+_SETTING_NAMES = {"from": "--from", "to": "--to", "mode": "--mode", "index": "--index", "source": "SOURCE",
+                  "journal": "journal version"}
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """Which settings differ, as the options a user typed: ``--mode 'panoptic' then, 'semantic' now``
+    (format options are named one by one, not as "options")."""
+    rows = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if key == "options" and isinstance(old, dict) and isinstance(new, dict):
+            for opt in sorted(set(old) | set(new)):
+                if old.get(opt) != new.get(opt):
+                    rows.append(f"--{opt.replace('_', '-')}: {old.get(opt)!r} then, {new.get(opt)!r} now")
+            continue
+        rows.append(f"{_SETTING_NAMES.get(key, key)}: {old!r} then, {new!r} now")
+    return "; ".join(rows)
+
+
 class Journal:
     """Append-only ``reference_id <TAB> file stamps <TAB> record`` lines, one per finished item.
 
@@ -208,10 +229,10 @@ class Journal:
         if not fresh and self.path.exists() and settings_path.exists():
             before = json.loads(settings_path.read_text())
             if before != settings:
-                diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+                changed = _differences(before, settings)
                 raise SourceError(
-                    f"{state_dir.parent} holds a conversion made with other settings ({', '.join(diff)}); "
-                    "pass --overwrite to redo it, or choose another OUTPUT"
+                    f"{state_dir.parent} holds a conversion made with other settings ({changed}); "
+                    "pass --overwrite to redo it with these, or choose another OUTPUT"
                 )
             self._load()
         else:
@@ -293,6 +314,20 @@ def _ordered_outcomes(
             yield from results
 
 
+@contextmanager
+def policies(max_pixels: int | None, allow_outside_paths: bool) -> Iterator[None]:
+    """The run's process-wide checks (``--max-pixels``, ``--allow-outside-paths``) for the length
+    of a block, restored after it (a library caller's next run starts from the defaults)."""
+    before = limits.max_pixels(), paths.allow_outside()
+    limits.set_max_pixels(max_pixels)
+    paths.set_allow_outside(allow_outside_paths)
+    try:
+        yield
+    finally:
+        limits.set_max_pixels(before[0])
+        paths.set_allow_outside(before[1])
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP during a run: stopped like Ctrl-C (finished items kept, resumable)."""
 
@@ -347,11 +382,9 @@ def run(
     the finished items are kept and the same call resumes).
     """
     start = time.perf_counter()
-    limits.set_max_pixels(max_pixels)
-    paths.set_allow_outside(allow_outside_paths)
     lock = writer.store.lock()
     try:
-        with _run_signals():
+        with _run_signals(), policies(max_pixels, allow_outside_paths):
             return _run_locked(reader, writer, plan, jobs=jobs, overwrite=overwrite, settings=settings,
                                progress=progress, report=report, only=only, start=start)
     finally:

@@ -322,3 +322,87 @@ def test_report_lists_every_failure_and_only_failed_retries_exactly_those(tmp_pa
     assert (out / "masks" / "img0002.png").read_bytes() == b"changed"
     payloads = [json.loads(line)["reference_id"] for line in (out / "annotations.jsonl").read_text().splitlines()]
     assert payloads == [f"img{k:04d}" for k in range(6)]
+
+
+# ------------------------------------------------------------ mask URLs
+
+
+@pytest.mark.parametrize("prefix", ["https://host/masks/", "http://h/m/", "s3://bucket/masks/", "gs://b/m/"])
+def test_mask_urls_are_percent_encoded_where_the_scheme_needs_it(tmp_path, prefix):
+    from urllib.parse import unquote, urlsplit
+
+    from nucleus import SegmentationAnnotation
+    from nucleus.annotation import is_local_path
+
+    names = ["a b", "c#d", "e?f", "g%20h", "plain", "é"]
+    src = write_panoptic(tmp_path, [(n, *scene(k)) for k, n in enumerate(names)])
+    summary = segconvert.convert(src, tmp_path / "out", from_format="coco-panoptic", mask_url_prefix=prefix,
+                                 jobs=1)
+    assert summary.ok
+    lines = (tmp_path / "out" / "annotations.jsonl").read_text().splitlines()
+    for name, line in zip(names, lines):
+        payload = json.loads(line)
+        url = payload["mask_url"]
+        assert url.startswith(prefix) and not is_local_path(url)
+        parts = urlsplit(url)
+        assert not parts.query and not parts.fragment and " " not in url
+        assert unquote(parts.path.rsplit("/", 1)[1]) == f"{name}.png"
+        assert SegmentationAnnotation.from_json(payload).mask_url == url
+    assert json.loads(lines[4])["mask_url"] == f"{prefix}plain.png"
+
+
+@pytest.mark.parametrize("prefix", ["gcs://bucket/", "az://c/", "file:///tmp/", "ftp://h/"])
+def test_a_prefix_the_client_would_read_as_a_local_file_is_an_up_front_error(tmp_path, prefix):
+    src = good_dataset(tmp_path, 1)
+    with pytest.raises(segconvert.SourceError, match="the Nucleus client reads a mask_url with scheme"):
+        segconvert.convert(src, tmp_path / "out", from_format="coco-panoptic", mask_url_prefix=prefix, jobs=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_local_folder_prefix_is_written_as_it_is(tmp_path):
+    src = write_panoptic(tmp_path, [("a b", *scene(1))])
+    segconvert.convert(src, tmp_path / "out", from_format="coco-panoptic", mask_url_prefix="/data/m/", jobs=1)
+    assert json.loads((tmp_path / "out" / "annotations.jsonl").read_text())["mask_url"] == "/data/m/a b.png"
+
+
+# ------------------------------------------------------------ paths inside annotation files
+
+
+@pytest.mark.parametrize(("name", "inside"), [
+    ("a.png", True), ("sub/a.png", True), ("sub/../a.png", True), ("./a.png", True),
+    ("../a.png", False), ("sub/../../a.png", False), ("/etc/passwd", False), ("C:/x.png", False),
+])
+def test_resolve_inside_keeps_names_under_their_base(name, inside):
+    from segconvert.errors import ItemError
+    from segconvert.paths import resolve_inside
+
+    assert resolve_inside("/base", name, allow_outside=True) == os.path.join("/base", name)
+    if inside:
+        assert resolve_inside("/base", name, allow_outside=False) == os.path.join("/base", name)
+    else:
+        with pytest.raises(ItemError, match="leads outside /base.*--allow-outside-paths"):
+            resolve_inside("/base", name, allow_outside=False)
+
+
+def test_allow_outside_paths_reads_a_file_name_that_climbs_out(tmp_path):
+    ids, infos = scene(3)
+    src = write_panoptic(tmp_path / "set", [("a", ids, infos)])
+    (tmp_path / "set" / "panoptic" / "a.png").rename(tmp_path / "a.png")
+    doc = json.loads(src.read_text())
+    doc["annotations"][0]["file_name"] = "../../a.png"
+    src.write_text(json.dumps(doc))
+    refused = segconvert.convert(src, tmp_path / "o1", from_format="coco-panoptic", jobs=1)
+    assert refused.failed == 1 and "leads outside" in refused.failures[0]
+    allowed = segconvert.convert(src, tmp_path / "o2", from_format="coco-panoptic", jobs=2,
+                                 allow_outside_paths=True)
+    assert allowed.ok and allowed.converted == 1
+
+
+def test_an_image_name_that_climbs_out_is_looked_up_inside_images_dir_only(tmp_path):
+    from segconvert.shapes import find_image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"x")
+    assert find_image(tmp_path / "images", "../secret.png", "secret") is None
+    (tmp_path / "images" / "secret.png").write_bytes(b"y")
+    assert find_image(tmp_path / "images", "../secret.png", "secret") == tmp_path / "images" / "secret.png"

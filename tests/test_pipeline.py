@@ -201,7 +201,9 @@ def test_rerun_skips_finished_items_and_overwrite_redoes_them(tmp_path):
     redo = segconvert.convert(src, out, from_format="coco-panoptic", jobs=1, overwrite=True)
     assert redo.converted == 5 and snapshot(out) == before
     code, msg = run_cli("convert", str(src), str(out), "--from", "coco-panoptic", "--mode", "semantic")
-    assert code == 2 and "other settings (mode)" in msg and "--overwrite" in msg
+    assert code == 2 and "other settings (--mode: 'panoptic' then, 'semantic' now)" in msg and "--overwrite" in msg
+    code, msg = run_cli("convert", str(src), str(out), "--from", "coco-panoptic", "--mask-url-prefix", "s3://x/")
+    assert code == 2 and "other settings (--mask-url-prefix: None then, 's3://x/' now)" in msg
 
 
 def test_resume_after_a_crash_at_any_point_gives_the_same_bytes(tmp_path):
