@@ -293,7 +293,10 @@ def _field_int(value: Any) -> int | None:
 
 
 def _image_id_key(value: Any) -> Any:
-    """Image ids compared as JSON gives them, but 3 and 3.0 are one id."""
+    """Image ids compared as JSON gives them, but 3 and 3.0 are one id; a list or object is no id
+    (None: the image is skipped, annotations naming it are orphans)."""
+    if isinstance(value, list | dict):
+        return None
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 

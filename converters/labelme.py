@@ -199,7 +199,7 @@ class LabelmeItem(Item):
             if shape_type == "point":
                 warnings.append(f"{where}: point shapes have no area; skipped")
                 continue
-            if shape_type not in _EXACT_POINTS and shape_type not in _MIN_POINTS:
+            if not isinstance(shape_type, str) or (shape_type not in _EXACT_POINTS and shape_type not in _MIN_POINTS):
                 raise self._fail(f"{where}: unknown shape_type {shape_type!r}")
             need = _EXACT_POINTS.get(shape_type)
             if need is not None and len(points) != need:
@@ -231,6 +231,8 @@ class LabelmeItem(Item):
                 what = f"{n} of {len(xy)} points" if n else "its mask"
                 warnings.append(f"{where}: {what} outside the {width}x{height} image; clipped")
             group_id = shape.get("group_id")
+            if group_id is not None and (isinstance(group_id, bool) or not isinstance(group_id, int | str)):
+                raise self._fail(f"{where}: group_id {group_id!r} is not an integer (or null)")
             key: tuple[str, object] = (label, group_id if group_id is not None else ("shape", k))
             sid = instances.get(key)
             if sid is None:

@@ -1,0 +1,69 @@
+"""The long fuzz run (not collected by pytest): every reader's strategy from test_fuzz.py, N
+examples each, generate phase only, and every failing example logged and counted instead of
+stopping at the first one (as a @given test would), so one run finds all it can.
+
+    nice -n 19 .venv/bin/python tests/fuzz_long.py 17000 fuzz-long.log
+
+Prints (and appends to the log) the outcome counts per reader and each distinct failure with
+its traceback; exit status 1 if any example failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import test_fuzz  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+READERS = ["test_fuzz_coco_panoptic", "test_fuzz_coco_instances", "test_fuzz_labelme", "test_fuzz_cvat",
+           "test_fuzz_cityscapes", "test_fuzz_rgb"]
+
+
+def main() -> int:
+    examples, log = int(sys.argv[1]), Path(sys.argv[2])
+    failures: dict[str, int] = collections.Counter()
+    first: dict[str, str] = {}
+    nonlocal_cases = [0]
+    for name in READERS:
+        inner = getattr(test_fuzz, name).hypothesis.inner_test
+        start = time.monotonic()
+
+        def make(inner=inner, name=name):
+            def one(data):
+                nonlocal_cases[0] += 1
+                try:
+                    inner(data)
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
+                    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    key = f"{name}: {type(exc).__name__}: {text}"
+                    failures[key] += 1
+                    first.setdefault(key, traceback.format_exc(limit=-6))
+            return one  # noqa: B023 - returned at once, bound here
+
+        test = make()
+        run = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+                       suppress_health_check=list(HealthCheck))(given(st.data())(test))
+        run()
+        line = {"reader": name, "seconds": round(time.monotonic() - start, 1), "cases so far": nonlocal_cases[0],
+                "outcomes": dict(test_fuzz.OUTCOMES), "failures": dict(failures)}
+        with log.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        print(json.dumps(line), flush=True)
+    with log.open("a") as fh:
+        fh.write(f"total cases: {nonlocal_cases[0]}\n")
+        for key, tb in first.items():
+            fh.write(f"\n=== {key} ({failures[key]} examples)\n{tb}\n")
+    print(f"total cases: {nonlocal_cases[0]}, distinct failures: {len(first)}")
+    return 1 if first else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
