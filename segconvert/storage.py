@@ -229,7 +229,12 @@ class OutputStore:
             raise output_error(exc, path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a file system without flock (some network mounts: ENOLCK, EOPNOTSUPP): run
+                # unlocked rather than refuse to run at all
+                _held_locks.add(fd)
+                return fd
             holder = os.read(fd, 64).decode(errors="replace").strip()
             os.close(fd)
             pid = f" (process {holder})" if holder.isdigit() else ""
@@ -238,6 +243,9 @@ class OutputStore:
                 "(then this command resumes where it stopped) or choose another OUTPUT", file=self.root,
             ) from None
         _held_locks.add(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # who holds it, for the message a second run gives (a full disk may refuse: no matter)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         return fd

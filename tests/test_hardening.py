@@ -406,3 +406,28 @@ def test_an_image_name_that_climbs_out_is_looked_up_inside_images_dir_only(tmp_p
     assert find_image(tmp_path / "images", "../secret.png", "secret") is None
     (tmp_path / "images" / "secret.png").write_bytes(b"y")
     assert find_image(tmp_path / "images", "../secret.png", "secret") == tmp_path / "images" / "secret.png"
+
+
+def test_only_failed_can_take_the_report_the_last_run_left_in_output(tmp_path):
+    src = good_dataset(tmp_path, 3)
+    png_file = tmp_path / "panoptic" / "img0002.png"
+    data = png_file.read_bytes()
+    png_file.write_bytes(b"")
+    out = tmp_path / "out"
+    assert segconvert.convert(src, out, jobs=1, **OPTS).failed == 1
+    png_file.write_bytes(data)
+    report = out / ".segconvert" / "report.jsonl"  # read before this run writes its own there
+    summary = segconvert.convert(src, out, jobs=1, only_failed=report, **OPTS)
+    assert summary.ok and summary.converted == 1 and summary.skipped == 2
+    assert report.read_text() == ""  # this run's report: nothing failed
+
+
+def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    src = good_dataset(tmp_path, 2)
+    assert segconvert.convert(src, tmp_path / "out", jobs=1, **OPTS).ok
