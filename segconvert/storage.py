@@ -67,6 +67,16 @@ def unlock(fd: int) -> None:
     os.close(fd)
 
 
+def _file_in_the_way(folder: str) -> OutputError:
+    """The error for a folder that cannot be made because a file has its name (or an ancestor's)."""
+    blocker = folder
+    while blocker != os.path.dirname(blocker) and not os.path.exists(blocker):
+        blocker = os.path.dirname(blocker)
+    return OutputError(
+        "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT", file=blocker,
+    )
+
+
 def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
     """``exc`` (raised writing ``path``) as the run-stopping error that says what to do."""
     why, fix = _OUTPUT_ERRNO.get(exc.errno or 0, (exc.strerror or str(exc), "fix it"))
@@ -120,13 +130,7 @@ class OutputStore:
         try:
             os.makedirs(path, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            blocker = path
-            while blocker != os.path.dirname(blocker) and not os.path.exists(blocker):
-                blocker = os.path.dirname(blocker)
-            raise OutputError(
-                "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT",
-                file=blocker,
-            ) from None
+            raise _file_in_the_way(path) from None
         except OSError as exc:
             raise output_error(exc, path) from None
 
@@ -220,11 +224,7 @@ class OutputStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except (FileExistsError, NotADirectoryError):
-            blocker = self.root if os.path.isfile(self.root) else os.path.dirname(path)
-            raise OutputError(
-                "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT",
-                file=blocker,
-            ) from None
+            raise _file_in_the_way(os.path.dirname(path)) from None
         except OSError as exc:
             raise output_error(exc, path) from None
         try:
