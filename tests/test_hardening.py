@@ -431,3 +431,14 @@ def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, "flock", no_locks)
     src = good_dataset(tmp_path, 2)
     assert segconvert.convert(src, tmp_path / "out", jobs=1, **OPTS).ok
+
+
+def test_max_pixels_reaches_the_workers_and_is_restored_after_the_run(tmp_path):
+    from segconvert import limits
+
+    src = good_dataset(tmp_path, 4)  # 32x24 = 768 pixels each
+    summary = segconvert.convert(src, tmp_path / "out", jobs=2, max_pixels=767, **OPTS)
+    assert summary.failed == 4
+    assert all("image size 32x24 is 768 pixels, more than the limit of 767" in m for m in summary.failures)
+    assert limits.max_pixels() == limits.DEFAULT_MAX_PIXELS
+    assert segconvert.convert(src, tmp_path / "out2", jobs=2, max_pixels=768, **OPTS).ok
