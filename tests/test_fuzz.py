@@ -256,8 +256,14 @@ def convert_file(raw: bytes, name: str, fmt: str, *, folder: str | None = None) 
             check_output(root / "out")
 
 
+#: each case makes and removes a dozen files and folders: on this VM's disk a folder costs ~2 ms
+#: to remove, in memory (/dev/shm) 0.03, which is the difference between 100,000 cases in an hour
+#: and in four
+SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def workdir() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="segconvert-fuzz-")
+    return tempfile.TemporaryDirectory(prefix="segconvert-fuzz-", dir=SCRATCH)
 
 
 # ------------------------------------------------------------ one test per reader
