@@ -350,6 +350,8 @@ def _run_signals() -> Iterator[None]:
         yield
         return
     handlers = {signal.SIGTERM: _raise_interrupted, signal.SIGHUP: _raise_interrupted, signal.SIGXFSZ: signal.SIG_IGN}
+    # a signal the caller ignores stays ignored: under nohup a hangup must not stop the run
+    handlers = {sig: h for sig, h in handlers.items() if signal.getsignal(sig) is not signal.SIG_IGN}
     before = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield

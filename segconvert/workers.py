@@ -67,10 +67,12 @@ def _serve(conn: Connection, inherited: list[Connection], parent_pid: int, setup
            setup_args: tuple[Any, ...], handler: Callable[[Any], Any]) -> None:
     # Ctrl-C goes to the whole process group: the main process stops the workers, which
     # must not print tracebacks of their own. SIGTERM (how the pool stops a worker) and
-    # SIGHUP end it quietly, whatever handlers the main process had when it forked.
+    # SIGHUP end it quietly, whatever Python handlers the main process had when it forked,
+    # unless the run ignores them (nohup): then the workers do too.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit: EFBIG, reported as an output error
     for other in inherited:  # the main process' ends, forked into this worker: close them, or
         other.close()  # no worker would see EOF when the main process dies

@@ -442,3 +442,20 @@ def test_max_pixels_reaches_the_workers_and_is_restored_after_the_run(tmp_path):
     assert all("image size 32x24 is 768 pixels, more than the limit of 767" in m for m in summary.failures)
     assert limits.max_pixels() == limits.DEFAULT_MAX_PIXELS
     assert segconvert.convert(src, tmp_path / "out2", jobs=2, max_pixels=768, **OPTS).ok
+
+
+def test_a_run_under_nohup_ignores_hangups(tmp_path, big_set):
+    src, want = big_set
+    out = tmp_path / "out"
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(cli(src, out, "--jobs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=nohup)
+    journal = out / ".segconvert" / "journal.tsv"
+    wait_until(lambda: proc.poll() is not None or (journal.exists() and journal.stat().st_size > 0),
+               "the first finished item")
+    os.killpg(proc.pid, signal.SIGHUP)
+    assert proc.wait(TIMEOUT) == 0, proc.stderr.read().decode()
+    assert snapshot(out) == want
