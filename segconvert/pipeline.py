@@ -506,6 +506,9 @@ class _Reports:
             except IsADirectoryError:
                 self.__exit__()
                 raise SourceError("the report file is a folder: name a file", file=path) from None
+            except FileNotFoundError:
+                self.__exit__()
+                raise SourceError("cannot write the report there: its folder does not exist", file=path) from None
             except OSError as exc:
                 self.__exit__()
                 raise output_error(exc, path) from None

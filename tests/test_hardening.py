@@ -459,3 +459,11 @@ def test_a_run_under_nohup_ignores_hangups(tmp_path, big_set):
     os.killpg(proc.pid, signal.SIGHUP)
     assert proc.wait(TIMEOUT) == 0, proc.stderr.read().decode()
     assert snapshot(out) == want
+
+
+def test_a_report_in_a_folder_that_does_not_exist_is_a_clear_error(tmp_path):
+    src = good_dataset(tmp_path, 1)
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "out"), "--from", "coco-panoptic",
+                                       "--report", str(tmp_path / "nowhere" / "r.jsonl")])
+    assert result.exit_code == 2
+    assert "r.jsonl: cannot write the report there: its folder does not exist" in result.output
