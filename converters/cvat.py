@@ -277,7 +277,9 @@ def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatIt
 _VIDEO = "this is a 'CVAT for video' file (it has <track>s); export the task as 'CVAT for images 1.1'"
 
 
-def _parse_error(exc: ET.ParseError, path: Path) -> SourceError:
+def _parse_error(exc: Exception, path: Path) -> SourceError:
+    if isinstance(exc, LookupError):  # expat: an encoding="..." it does not know (found by fuzzing)
+        return SourceError(f"not readable XML: {exc}, named in its XML declaration", file=path)
     return SourceError(f"not well-formed XML: {exc}", file=path)
 
 
@@ -344,7 +346,7 @@ class CvatReader(Reader):
                 elif elem.tag == "meta":
                     cats = _meta_categories(elem)
                     elem.clear()
-        except ET.ParseError as exc:
+        except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
         return cats
 
@@ -374,7 +376,7 @@ class CvatReader(Reader):
                 if root is not None:
                     root.clear()  # drop the images read so far: memory stays flat
                 yield item
-        except ET.ParseError as exc:
+        except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
 
     def _item(self, elem: ET.Element, seen: dict[str, str]) -> Item:

@@ -157,7 +157,7 @@ class LabelmeItem(Item):
             try:
                 width, height = limits.image_size(base64.b64decode(data))  # a bomb is reported as one
                 return int(height), int(width)
-            except (binascii.Error, ValueError, OSError):
+            except (binascii.Error, *limits.PIL_ERRORS):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
         image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
         if self.images_dir is not None:
@@ -277,7 +277,7 @@ class LabelmeItem(Item):
             png.check_size(raw)  # a decompression bomb fails before it is decoded
             with PIL.Image.open(io.BytesIO(raw)) as im:
                 patch = np.asarray(im)
-        except (binascii.Error, ValueError, OSError):
+        except (binascii.Error, *limits.PIL_ERRORS):
             raise self._fail(f"{where}: 'mask' is not a base64-encoded image") from None
         if patch.ndim != 2:
             raise self._fail(f"{where}: the mask image must have one channel, it has shape {patch.shape}")

@@ -333,7 +333,7 @@ class RgbItem(Item):
                     im.load()
                     values = np.asarray(im)
                     trns = im.info.get("transparency") if im.mode == "P" else None
-            except (OSError, ValueError) as exc:
+            except limits.PIL_ERRORS as exc:
                 raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
             if values.dtype == bool:
                 values = values.view(np.uint8)

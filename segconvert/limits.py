@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import operator
 import os
+import struct
 import warnings
 from typing import Any
 
@@ -25,6 +26,11 @@ from segconvert.errors import ItemError
 DEFAULT_MAX_PIXELS = 200_000_000
 
 _max_pixels = DEFAULT_MAX_PIXELS
+
+#: what Pillow raises for a broken image file besides OSError/ValueError: a malformed chunk
+#: after the image data (an empty gAMA or tRNS, a short iCCP) surfaces from ``load`` as a
+#: struct.error or an IndexError (found by tests/test_fuzz.py); catch these, never Exception
+PIL_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
 
 def set_max_pixels(limit: int | None) -> None:
@@ -77,7 +83,7 @@ def image_size(source: bytes | str | os.PathLike[str], *, item: str | None = Non
     except PIL.Image.DecompressionBombError as exc:
         raise ItemError(f"decompression bomb: {str(exc).rstrip('. ')}; pass --max-pixels N if the size is right",
                         item=item, file=file) from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
+    except PIL_ERRORS as exc:  # PIL.UnidentifiedImageError is an OSError
         raise ValueError(f"not a readable image ({exc})") from None
     check_pixels(width, height, item=item, file=file)
     return int(width), int(height)

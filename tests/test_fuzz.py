@@ -454,6 +454,22 @@ def test_fuzz_rgb(data):
                     assert (value == 0) if colour == (0, 0, 0) else label_of[int(value)] == CLASSES[colour]
 
 
+VOC_PALETTE_PNG = (FIXTURES / "rgb" / "voc" / "2007_000001.png").read_bytes()
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_rgb_palette(data):
+    """Palette (mode P) index masks go through Pillow, not libspng: its own set of failures."""
+    raw = mutate_png(data, VOC_PALETTE_PNG)
+    with workdir() as tmp:
+        root = Path(tmp)
+        (root / "masks").mkdir()
+        (root / "masks" / "a.png").write_bytes(raw)
+        if convert(root / "masks", root / "out", "rgb", encoding="palette", colormap="voc", void="ignore"):
+            check_output(root / "out")
+
+
 def test_the_mutators_change_their_inputs():
     """The strategies above are only worth their examples if they reach past the parsers: a
     sample of mutated panoptic PNGs must include ones that still decode, and ones that do not."""
@@ -475,3 +491,28 @@ def test_the_mutators_change_their_inputs():
     sample()
     assert decoded and failed
     assert not math.isnan(EXAMPLES)
+
+
+# ------------------------------------------------------------ what the long fuzz run found
+
+
+def test_regression_cvat_unknown_xml_encoding_is_a_source_error(tmp_path):
+    xml = CVAT_XML.replace('encoding="utf-8"', 'encoding="uxf-8"', 1)
+    assert xml != CVAT_XML
+    (tmp_path / "a.xml").write_text(xml)
+    with pytest.raises(segconvert.SourceError, match="not readable XML: unknown encoding: uxf-8"):
+        segconvert.convert(tmp_path / "a.xml", tmp_path / "out", from_format="cvat", jobs=1)
+
+
+@pytest.mark.parametrize("tag", [b"tRNS", b"gAMA", b"iCCP"])
+def test_regression_labelme_mask_with_a_broken_chunk_after_the_data_fails_the_item(tmp_path, tag):
+    doc = json.loads((FIXTURES / "labelme" / "dataset" / "mask.json").read_text())
+    for shape in doc["shapes"]:
+        if isinstance(shape.get("mask"), str):
+            chunks = _chunks(base64.b64decode(shape["mask"]))
+            chunks.insert(2, (tag, b""))  # after IDAT: Pillow raises struct.error / IndexError in load()
+            shape["mask"] = base64.b64encode(_png(chunks)).decode()
+    (tmp_path / "json").mkdir()
+    (tmp_path / "json" / "mask.json").write_text(json.dumps(doc))
+    summary = segconvert.convert(tmp_path / "json", tmp_path / "out", from_format="labelme", jobs=1)
+    assert summary.failed == 1 and "'mask' is not a base64-encoded image" in summary.failures[0]
