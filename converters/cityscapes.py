@@ -40,7 +40,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import raster
+from segconvert import limits, raster
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
@@ -141,6 +141,7 @@ class CityscapesItem(Item):
     def load(self) -> Segmentation:
         doc = self._read()
         height, width = self._size(doc)
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         objects = doc.get("objects")
         if not isinstance(objects, list):
             raise self._fail("no 'objects' list")

@@ -51,7 +51,7 @@ import orjson
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, jsonindex, raster
+from segconvert import cocojson, jsonindex, limits, paths, raster
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -85,6 +85,7 @@ class CocoInstancesItem(Item):
     def load(self) -> Segmentation:
         self._read_annotations()
         height, width = self._size()
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings: list[str] = []
         given: dict[int, dict] = {}  # segment position -> RLE as stored
         parts: list[Any] = []  # every polygon part to draw, all annotations together
@@ -419,7 +420,10 @@ def _field_int(value: Any) -> int | None:
 
 
 def _image_id_key(value: Any) -> Any:
-    """Image ids compared as JSON gives them, but 3 and 3.0 are one id."""
+    """Image ids compared as JSON gives them, but 3 and 3.0 are one id; a list or object is no id
+    (None: the image is skipped, annotations naming it are orphans)."""
+    if isinstance(value, list | dict):
+        return None
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -435,6 +439,7 @@ class CocoInstancesReader(Reader):
         images_option("Folder of the images, to read sizes from when 'images' has no width/height."),
     )
     default_mode = "instance"
+    source_kind = "file"
 
     def __init__(
         self,
@@ -521,7 +526,10 @@ class CocoInstancesReader(Reader):
                     "from the images",
                 )
             width = height = None
-            image_path = str(self.images_dir / image["file_name"])
+            try:
+                image_path = paths.resolve_inside(self.images_dir, image["file_name"])
+            except ItemError as exc:
+                return self._failed(ref, exc.message)
         lo, hi = int(self._bounds[k]), int(self._bounds[k + 1])
         ranges = list(zip(self._ann_offsets[lo:hi].tolist(), self._ann_lengths[lo:hi].tolist()))
         problem = self._problems.get(k)

@@ -24,13 +24,16 @@ import click
 import numpy as np
 import orjson
 
-from segconvert import cocojson, png
+from segconvert import cocojson, paths, png
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
 from segconvert.paths import output_stem
 from segconvert.writing import CategoryTable, map_codes, segment_pixels, warn_empty, write_coco_json
+
+#: the entry of an image id that 'images' lists twice
+_TWICE: tuple[str | None, Any, Any] = (None, None, None)
 
 #: category id -> (name, isthing, supercategory): tuples pickle in C, once per batch of items
 CategoryRows = dict[int, tuple[str, bool, str | None]]
@@ -115,6 +118,7 @@ class CocoPanopticReader(Reader):
         ),
     )
     default_mode = "panoptic"
+    source_kind = "file"
 
     def __init__(self, source: str | Path, masks_dir: str | Path | None = None) -> None:
         super().__init__(source)
@@ -130,7 +134,14 @@ class CocoPanopticReader(Reader):
             if isinstance(img, dict):
                 name = img.get("file_name")
                 ref = os.path.splitext(os.path.basename(name))[0] if isinstance(name, str) else None
-                self._images[img.get("id")] = (ref, img.get("width"), img.get("height"))
+                iid = img.get("id")
+                if not isinstance(iid, int | str):  # a list or dict id: no annotation can name it
+                    continue
+                # an id listed twice: which entry an annotation means is unknown, so its image fails
+                self._images[iid] = _TWICE if iid in self._images else (ref, img.get("width"), img.get("height"))
+        if self._images:  # one up-front error, not one "PNG not found" per image
+            paths.require_dir(self.masks_dir, opt("masks-dir") if masks_dir else "the PNGs' folder beside the JSON; "
+                              f"name yours with {opt('masks-dir')}")
 
     def __len__(self) -> int:
         return len(self._images)
@@ -149,9 +160,13 @@ class CocoPanopticReader(Reader):
         png_path = os.path.join(self.masks_dir, ann["file_name"])
         ref = os.path.splitext(os.path.basename(ann["file_name"]))[0]
         try:
-            image = self._images.get(ann.get("image_id"))
+            paths.resolve_inside(self.masks_dir, ann["file_name"])  # no ../ or absolute file_name
+            image_id = ann.get("image_id")
+            image = self._images.get(image_id) if isinstance(image_id, int | str) else None
             if image is None:
-                raise ItemError(f"image_id {ann.get('image_id')!r} has no entry in 'images'")
+                raise ItemError(f"image_id {image_id!r} has no entry in 'images'")
+            if image is _TWICE:
+                raise ItemError(f"image id {image_id!r} appears twice in 'images'")
             ref = image[0] or ref
             width, height = image[1], image[2]
             if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:

@@ -63,7 +63,7 @@ import click
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import raster
+from segconvert import limits, raster
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -138,6 +138,7 @@ class CvatItem(Item):
 
     def load(self) -> Segmentation:
         height, width = self._size()
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings = [f"{n} {kind} shape(s) have no area; skipped" for kind, n in self.skipped.items()]
         warnings += self.notes
         instances: dict[tuple[str, str], int] = {}
@@ -293,7 +294,9 @@ def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatIt
 _VIDEO = "this is a 'CVAT for video' file (it has <track>s); export the task as 'CVAT for images 1.1'"
 
 
-def _parse_error(exc: ET.ParseError, path: Path) -> SourceError:
+def _parse_error(exc: Exception, path: Path) -> SourceError:
+    if isinstance(exc, LookupError):  # expat: an encoding="..." it does not know (found by fuzzing)
+        return SourceError(f"not readable XML: {exc}, named in its XML declaration", file=path)
     return SourceError(f"not well-formed XML: {exc}", file=path)
 
 
@@ -338,6 +341,7 @@ class CvatReader(Reader):
         ),
     )
     default_mode = "instance"
+    source_kind = "file"
 
     def __init__(
         self,
@@ -391,7 +395,7 @@ class CvatReader(Reader):
                     cats = _meta_categories(elem)
                     subsets = _meta_subsets(elem)
                     elem.clear()
-        except ET.ParseError as exc:
+        except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
         return cats, subsets
 
@@ -427,7 +431,7 @@ class CvatReader(Reader):
                     root.clear()  # drop the images read so far: memory stays flat
                 if item is not None:
                     yield item
-        except ET.ParseError as exc:
+        except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
 
     def _item(self, elem: ET.Element, seen: dict[str, str]) -> Item:

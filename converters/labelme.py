@@ -67,7 +67,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import raster
+from segconvert import limits, png, raster
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, read_ends
 from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
@@ -175,10 +175,9 @@ class LabelmeItem(Item):
         data = doc.get("imageData")
         if isinstance(data, str) and data:
             try:
-                with PIL.Image.open(io.BytesIO(base64.b64decode(data))) as im:
-                    width, height = im.size
+                width, height = limits.image_size(base64.b64decode(data))  # a bomb is reported as one
                 return int(height), int(width)
-            except (binascii.Error, ValueError, OSError):
+            except (binascii.Error, *limits.PIL_ERRORS):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
         image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
         folder = self.images_dir if self.images_dir is not None else str(Path(self.source).parent)
@@ -199,6 +198,7 @@ class LabelmeItem(Item):
     def load(self) -> Segmentation:
         doc = self._read()
         height, width = self._size(doc)
+        limits.check_pixels(width, height)  # before any mask of that size is allocated
         warnings: list[str] = []
         instances: dict[tuple[str, object], int] = {}  # raw id per (label, group), as shapes_to_label
         segments: list[SegmentInfo] = []
@@ -228,7 +228,7 @@ class LabelmeItem(Item):
             if shape_type == "point":
                 warnings.append(f"{where}: point shapes have no area; skipped")
                 continue
-            if shape_type not in _EXACT_POINTS and shape_type not in _MIN_POINTS:
+            if not isinstance(shape_type, str) or (shape_type not in _EXACT_POINTS and shape_type not in _MIN_POINTS):
                 raise self._fail(f"{where}: unknown shape_type {shape_type!r}")
             need = _EXACT_POINTS.get(shape_type)
             if need is not None and len(points) != need:
@@ -262,7 +262,7 @@ class LabelmeItem(Item):
                 what = f"{n} of {len(xy)} points" if n else "its mask"
                 warnings.append(f"{where}: {what} outside the {width}x{height} image; clipped")
             group_id = shape.get("group_id")
-            if isinstance(group_id, (list, dict)):  # labelme writes an integer or null
+            if group_id is not None and (isinstance(group_id, bool) or not isinstance(group_id, int | str)):
                 raise self._fail(f"{where}: group_id must be an integer or null, got {group_id!r}")
             key: tuple[str, object] = (label, group_id if group_id is not None else ("shape", k))
             sid = instances.get(key)
@@ -314,9 +314,11 @@ class LabelmeItem(Item):
         if not isinstance(data, str) or not data:
             raise self._fail(f"{where}: a mask shape needs 'mask', a base64 PNG")
         try:
-            with PIL.Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            raw = base64.b64decode(data)
+            png.check_size(raw)  # a decompression bomb fails before it is decoded
+            with PIL.Image.open(io.BytesIO(raw)) as im:
                 patch = np.asarray(im)
-        except (binascii.Error, ValueError, OSError):
+        except (binascii.Error, *limits.PIL_ERRORS):
             raise self._fail(f"{where}: 'mask' is not a base64-encoded image") from None
         if patch.ndim != 2:
             raise self._fail(f"{where}: the mask image must have one channel, it has shape {patch.shape}")
@@ -364,6 +366,7 @@ class LabelmeReader(Reader):
         ),
     )
     default_mode = "instance"
+    source_kind = "dir"
 
     def __init__(
         self,

@@ -23,10 +23,11 @@ must be a listed Segment's index.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import click
 import numpy as np
@@ -43,6 +44,43 @@ from segconvert.paths import output_stem
 
 ANNOTATIONS_FILE = "annotations.jsonl"
 MASKS_DIR = "masks"
+#: mask_url schemes the Nucleus client sends to the server as they are (nucleus/annotation.py
+#: ``is_local_path``); with any other scheme it reads the mask_url as a local file
+REMOTE_SCHEMES = ("http", "https", "s3", "gs")
+
+
+def url_quoter(prefix: str) -> Callable[[str], str]:
+    """How a mask's file name is written after ``--mask-url-prefix``.
+
+    http(s): percent-encoded as a URL path segment (space, ``#``, ``?``, ``%``, non-ASCII);
+    s3/gs: only the characters that would end or change the key when the URL is parsed
+    (space, ``#``, ``?``, ``%``), since object keys are otherwise taken as written; a
+    prefix without a scheme is a local path and stays as it is. SourceError for a scheme
+    the Nucleus client would take for a local file (``gcs://``, ``az://``, ``file://``...).
+    """
+    scheme = urlsplit(prefix).scheme.lower()
+    if not scheme or (len(scheme) == 1 and prefix[1:2] == ":"):  # a path (C:\ on Windows)
+        return lambda name: name
+    if scheme not in REMOTE_SCHEMES:
+        raise SourceError(
+            f"--mask-url-prefix {prefix!r}: the Nucleus client reads a mask_url with scheme {scheme}:// as a "
+            f"local file (only {', '.join(REMOTE_SCHEMES)} URLs go to the server as they are); "
+            "use one of those (e.g. gs:// rather than gcs://), or a local folder path"
+        )
+    return _quote_path_segment if scheme in ("http", "https") else _quote_key
+
+
+# module-level functions, not lambdas: the writer is pickled into workers under "spawn"
+def _as_is(name: str) -> str:
+    return name
+
+
+def _quote_path_segment(name: str) -> str:
+    return quote(name, safe="!$&'()*+,;=:@~")
+
+
+def _quote_key(name: str) -> str:
+    return name.replace("%", "%25").replace(" ", "%20").replace("#", "%23").replace("?", "%3F")
 
 
 def _to_json(payload: dict[str, Any]) -> str:
@@ -76,6 +114,7 @@ class NucleusWriter(Writer):
     ) -> None:
         super().__init__(output, plan)
         self.mask_url_prefix = mask_url_prefix
+        self._quote = url_quoter(mask_url_prefix) if mask_url_prefix is not None else None
         self.background_label = background_label
         self.masks = Path(self.store.path(MASKS_DIR))
 
@@ -95,7 +134,10 @@ class NucleusWriter(Writer):
         packed = pack(seg, renumber=self.plan.renumbers, background_label=self.background_label)
         name = self.mask_name(ref)
         stamp = self.store.put(name, png.encode_gray8(packed.mask))
-        mask_url = f"{self.mask_url_prefix}{ref}.png" if self.mask_url_prefix is not None else self.store.url(name)
+        if self._quote is not None:
+            mask_url = f"{self.mask_url_prefix}{self._quote(ref + '.png')}"
+        else:
+            mask_url = self.store.url(name)
         payload: dict[str, Any] = {  # key order of SegmentationAnnotation.to_payload()
             "type": "mask",
             "mask_url": mask_url,
@@ -114,7 +156,7 @@ class NucleusWriter(Writer):
 
 # --------------------------------------------------------------------------- reader
 
-REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")  # what the client calls remote
+_REMOTE_PREFIXES = tuple(f"{s}://" for s in REMOTE_SCHEMES)  # what the client calls remote
 
 
 @dataclass
@@ -181,7 +223,7 @@ class NucleusItem(Item):
         url = self.source
         if url.startswith("file://"):
             url = url[len("file://"):]
-        remote = url.startswith(REMOTE_SCHEMES)
+        remote = url.startswith(_REMOTE_PREFIXES)
         candidates = []
         if not remote and url:
             candidates.append(url if os.path.isabs(url) else os.path.join(self.folder, url))

@@ -39,8 +39,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from segconvert import limits, png
 from segconvert import lut as lookups
-from segconvert import png
 from segconvert.converters.rgb_tables import (
     BUILTINS,
     ENCODINGS,
@@ -288,7 +288,7 @@ def _index_values(
                 im.load()
                 values = np.asarray(im)
                 trns = im.info.get("transparency") if im.mode == "P" else None
-        except (OSError, ValueError) as exc:
+        except limits.PIL_ERRORS as exc:
             raise ItemError(f"cannot decode the PNG: {exc}", **where) from None
         if values.dtype == bool:
             values = values.view(np.uint8)
@@ -400,6 +400,7 @@ class RgbItem(Item):
         if not is_jpeg:
             try:
                 header = png.read_header(data)
+                limits.check_pixels(header.width, header.height)  # before any decoding
             except ValueError as exc:
                 raise ItemError(f"{exc}; masks must be PNG (or JPEG with {opt('tolerance')})", **where) from None
         table = build_table(self.spec)

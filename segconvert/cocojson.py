@@ -37,8 +37,16 @@ def stream(path: Path, prefix: str) -> Iterator[Any]:
 
 
 def _invalid(path: Path, prefix: str, exc: Exception) -> SourceError:
-    reason = (str(exc).strip().splitlines() or ["?"])[0]
-    return SourceError(f"not valid JSON ({reason}) while reading {prefix.split('.')[0]!r}", file=path)
+    """ijson's error as a sentence: yajl gives its message as bytes with a caret diagram of the
+    bad bytes; only the first line is kept, decoded, never a Python bytes repr."""
+    detail = exc.args[0] if len(exc.args) == 1 else str(exc)
+    if isinstance(detail, bytes | bytearray):
+        detail = bytes(detail).decode("utf-8", "replace")
+    reason = (str(detail).strip().splitlines() or ["?"])[0].strip().rstrip(".")
+    return SourceError(
+        f"not valid JSON ({reason}) while reading {prefix.split('.')[0]!r}; check that the file is complete, "
+        "UTF-8 JSON", file=path,
+    )
 
 
 def last_member(path: Path, key: str) -> Any | None:

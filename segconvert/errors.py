@@ -27,6 +27,23 @@ class SourceError(SegconvertError):
         super().__init__(f"{self.file}: {message}" if self.file else message)
 
 
+class OutputError(SourceError):
+    """OUTPUT cannot be written (disk full, read-only, no permission, quota, file size limit).
+
+    Fatal to the run, unlike an :class:`ItemError`: every later item would fail the same
+    way. The store raises it for any OSError of a write, so a worker can tell it from an
+    input that cannot be read; the run stops at once, keeps the finished items, and the
+    same command resumes once the cause is fixed.
+    """
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str | None]]:  # survive the trip back from a worker
+        return (_rebuild_output_error, (self.message, self.file))
+
+
+def _rebuild_output_error(message: str, file: str | None) -> OutputError:
+    return OutputError(message, file=file)
+
+
 class ItemError(SegconvertError):
     """One image cannot be converted; the batch goes on without it.
 

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from segconvert import limits, paths
 from segconvert.errors import SourceError
 
 INSTALL = "pip install 'segconvert[dask]'"
@@ -135,7 +136,9 @@ def _run_batch(work: tuple[Any, Any], batch: list[Any]) -> list[Any]:
     if os.getpid() not in _tuned:  # once per worker process, as a local worker does at start
         pipeline._tune_process()
         _tuned.add(os.getpid())
-    plan, writer = work
+    plan, writer, max_pixels, allow_outside = work
+    limits.set_max_pixels(max_pixels)  # the run's policies, as a local worker gets them at start
+    paths.set_allow_outside(allow_outside)
     return [pipeline.convert_item(item, plan, writer) for item in batch]
 
 
@@ -148,7 +151,7 @@ def dask_map(
     try:
         _check_workers(client, source, writer)
         threads = sum(client.nthreads().values()) or 1
-        [work] = client.scatter([(plan, writer)], broadcast=True)
+        [work] = client.scatter([(plan, writer, limits.max_pixels(), paths.allow_outside())], broadcast=True)
         in_flight: deque[Any] = deque()
         source_batches = iter(batches)
         exhausted = False

@@ -36,6 +36,9 @@ class Reader:
     categories: list[Category] | None = None
     #: the mode a conversion uses when the user does not choose one.
     default_mode: str = "panoptic"
+    #: what SOURCE must be, checked once before the reader opens it: "file" (a JSON, an
+    #: XML), "dir" (a folder of files) or None (either, or the reader checks itself)
+    source_kind: ClassVar[str | None] = None
 
     def __init__(self, source: str | Path, **options: Any) -> None:
         self.source = location(source)  # a Path, or a UrlPath for an fsspec URL

@@ -16,13 +16,21 @@ rule, for every writer alike:
 - two reference_ids of one run may not differ only by case (or Unicode normalisation):
   on a case-insensitive disk (macOS, Windows) they would be one file, and the output
   must be the same on every disk, so the later item fails everywhere (:func:`name_key`).
+
+The other direction, paths *read*: file names inside annotation files (a COCO
+``file_name``, a LabelMe ``imagePath``, a CVAT ``name``) are relative to a documented
+base folder, and :func:`resolve_inside` keeps them there: ``../../etc/x.png`` or an
+absolute path fails the item unless the run allows it (``--allow-outside-paths``).
 """
 
 from __future__ import annotations
 
+import os
 import unicodedata
 
-from segconvert.errors import ItemError
+from segconvert.errors import ItemError, SourceError
+
+_allow_outside = False
 
 #: leaves room for ".png" or "_gtFine.png"-like suffixes and ".NAME.PID.N.tmp"
 MAX_NAME_BYTES = 200
@@ -59,3 +67,52 @@ def _unsafe(ref: object) -> str | None:
 def name_key(reference_id: str) -> str:
     """What two reference_ids share when a case-insensitive disk would make them one file."""
     return unicodedata.normalize("NFC", reference_id).casefold()
+
+
+def set_allow_outside(allow: bool) -> None:
+    """This process' ``--allow-outside-paths`` (the pipeline sets it in every worker too)."""
+    global _allow_outside
+    _allow_outside = bool(allow)
+
+
+def allow_outside() -> bool:
+    return _allow_outside
+
+
+def resolve_inside(base: str | os.PathLike[str], name: str, *, allow_outside: bool | None = None,
+                   item: str | None = None, file: str | os.PathLike[str] | None = None) -> str:
+    """``name`` (a relative path from an annotation file) joined to ``base``.
+
+    ItemError when ``name`` is absolute or climbs out of ``base`` with ``..`` (checked on
+    the text, so a symlinked image folder inside ``base`` still works), unless
+    ``allow_outside`` (default: the run's ``--allow-outside-paths``). Also refused: an
+    empty name, a NUL.
+    """
+    allowed = _allow_outside if allow_outside is None else allow_outside
+    base = os.fspath(base)
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ItemError(f"file name {name!r} is not a usable path", item=item, file=file)
+    if not allowed and climbs_out(name):
+        raise ItemError(
+            f"file name {name!r} leads outside {base}; file names are read relative to that folder "
+            "(pass --allow-outside-paths if the annotation file is trusted)", item=item, file=file,
+        )
+    return os.path.join(base, name)
+
+
+def require_dir(path: str | os.PathLike[str], what: str) -> None:
+    """SourceError up front when a folder a reader needs (``--masks-dir``, the PNG folder
+    beside a JSON) is missing or is a file: one message, instead of one failure per image.
+    Object storage has no folders (a key prefix exists once an object is under it): a URL
+    passes, and a missing object fails its own item."""
+    if os.path.isdir(path) or "://" in os.fspath(path):
+        return
+    if os.path.exists(path):
+        raise SourceError(f"is a file, but {what} must be a folder", file=path)
+    raise SourceError(f"no such folder ({what})", file=path)
+
+
+def climbs_out(name: str) -> bool:
+    """Whether a relative file name from an annotation file is absolute or leads out with ``..``."""
+    return os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == ".." or (
+        len(name) > 1 and name[1] == ":")

@@ -20,21 +20,25 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segconvert.errors import ItemError, SourceError
+from segconvert import limits, paths
+from segconvert.errors import ItemError, OutputError, SourceError, opt
 from segconvert.format import Reader, Writer, Written
 from segconvert.ir import FailedItem, Item
 from segconvert.modes import ModePlan
 from segconvert.nametable import NameTable
 from segconvert.paths import name_key
-from segconvert.storage import FileStamp
+from segconvert.storage import FileStamp, output_error, unlock
 
 BATCH = 8  # items per task: amortises pickling without holding much back
 SHOWN = 50  # failures / warnings kept in memory for the summary; all go to the report
@@ -50,9 +54,16 @@ class Outcome:
     record: str | None = None
     files: tuple[FileStamp, ...] = ()
     error: str | None = None
+    #: for the report: the file the error is about, the reason alone, and its kind
+    #: ("input": the item's data; "out-of-memory"; "bug": unexpected, please report)
+    error_file: str | None = None
+    error_reason: str | None = None
+    error_kind: str | None = None
     warnings: list[str] = field(default_factory=list)
     #: the earlier run's files still match their stamps: nothing was converted
     reused: bool = False
+    #: the output cannot be written: the run stops with this error
+    fatal: OutputError | None = None
 
 
 @dataclass
@@ -66,6 +77,9 @@ class Summary:
     warnings: list[str] = field(default_factory=list)  # the first SHOWN messages
     seconds: float = 0.0
     report: Path | None = None
+    #: items existed but none converted, so the dataset-wide files were left as they were
+    #: (an --overwrite run whose every item fails must not empty a good annotations.jsonl)
+    dataset_files_kept: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,9 +118,12 @@ def _tune_process() -> None:
         cv2()
 
 
-def _init_worker(plan: ModePlan, writer: Writer) -> None:
+def _init_worker(plan: ModePlan, writer: Writer, max_pixels: int | None = None,
+                 allow_outside_paths: bool = False) -> None:
     global _worker
     _worker = (plan, writer)
+    limits.set_max_pixels(max_pixels)  # the run's policies, whatever the start method
+    paths.set_allow_outside(allow_outside_paths)
     _tune_process()
 
 
@@ -117,6 +134,8 @@ class _Check:
     item: Item
     offset: int
     files: tuple[FileStamp, ...]
+    #: not to be checked (--only-failed leaves the items it was not asked for as they are)
+    trusted: bool = False
 
     @property
     def reference_id(self) -> str:
@@ -124,6 +143,8 @@ class _Check:
 
 
 def _still_done(task: _Check, writer: Writer) -> bool:
+    if task.trusted:
+        return True
     if not task.files:  # a writer without stamps: its own existence check
         return writer.item_done(task.reference_id)
     return all(writer.store.matches(stamp) for stamp in task.files)
@@ -145,16 +166,21 @@ def convert_item(item: Item | _Check, plan: ModePlan, writer: Writer) -> Outcome
         else:
             out.record = written
         out.warnings = view.warnings
+    except OutputError as exc:  # OUTPUT is full / read-only / ...: the run stops, not this item
+        out.fatal = exc
     except ItemError as exc:
-        out.error = str(exc.located(item=item.reference_id, file=item.source))
+        exc.located(item=item.reference_id, file=item.source)
+        out.error, out.error_file, out.error_reason, out.error_kind = str(exc), exc.file, exc.message, "input"
     except MemoryError:
-        out.error = f"{item.source} [{item.reference_id}]: out of memory converting this image"
+        _failed(out, item, "out of memory converting this image", "out-of-memory")
     except Exception as exc:  # a bug or an input we did not foresee: report it, keep going
-        out.error = (
-            f"{item.source} [{item.reference_id}]: unexpected {type(exc).__name__}: {exc} "
-            "(please report this with the file)"
-        )
+        _failed(out, item, f"unexpected {type(exc).__name__}: {exc} (please report this with the file)", "bug")
     return out
+
+
+def _failed(out: Outcome, item: Item, reason: str, kind: str) -> None:
+    out.error = f"{item.source} [{item.reference_id}]: {reason}"
+    out.error_file, out.error_reason, out.error_kind = item.source, reason, kind
 
 
 def _convert_batch(items: list[Item | _Check]) -> list[Outcome]:
@@ -164,6 +190,27 @@ def _convert_batch(items: list[Item | _Check]) -> list[Outcome]:
 
 
 # ---------------------------------------------------------------- journal
+
+
+_SETTING_NAMES = {"from": "--from", "to": "--to", "mode": "--mode", "index": "--index", "source": "SOURCE",
+                  "journal": "journal version"}
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """Which settings differ, as the options a user typed: ``--mode 'panoptic' then, 'semantic' now``
+    (format options are named one by one, not as "options")."""
+    rows = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if key == "options" and isinstance(old, dict) and isinstance(new, dict):
+            for opt in sorted(set(old) | set(new)):
+                if old.get(opt) != new.get(opt):
+                    rows.append(f"--{opt.replace('_', '-')}: {old.get(opt)!r} then, {new.get(opt)!r} now")
+            continue
+        rows.append(f"{_SETTING_NAMES.get(key, key)}: {old!r} then, {new!r} now")
+    return "; ".join(rows)
 
 
 class Journal:
@@ -183,10 +230,10 @@ class Journal:
         if not fresh and self.path.exists() and settings_path.exists():
             before = json.loads(settings_path.read_text())
             if before != settings:
-                diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+                changed = _differences(before, settings)
                 raise SourceError(
-                    f"{output or state_dir.parent} holds a conversion made with other settings ({', '.join(diff)}); "
-                    "pass --overwrite to redo it, or choose another OUTPUT"
+                    f"{output or state_dir.parent} holds a conversion made with other settings ({changed}); "
+                    f"pass {opt('overwrite', True)} to redo it with these, or choose another OUTPUT"
                 )
             self._load()
         else:
@@ -211,8 +258,11 @@ class Journal:
         offset = self._end
         stamps = json.dumps([f.to_json() for f in files], separators=(",", ":"))
         line = f"{json.dumps(reference_id)}\t{stamps}\t{record}\n".encode()
-        self._fh.write(line)
-        self._fh.flush()  # in the OS once flushed: survives the process being killed
+        try:
+            self._fh.write(line)
+            self._fh.flush()  # in the OS once flushed: survives the process being killed
+        except OSError as exc:  # a half line, if any, is cut off by the next run
+            raise output_error(exc, self.path) from None
         self._end += len(line)
         return offset
 
@@ -228,7 +278,10 @@ class Journal:
                 yield line.split(b"\t", 2)[2].rstrip(b"\n").decode()
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # the flush of a line that did not fit: already reported, cut off next run
+            pass
 
 
 # ---------------------------------------------------------------- main side
@@ -266,9 +319,56 @@ def _ordered_outcomes(
         for results in dask_map(executor, jobs, plan, writer, batches(), source):
             yield from results
         return
-    with WorkerPool(jobs, _init_worker, (plan, writer), _convert_batch) as pool:
+    with WorkerPool(jobs, _init_worker, (plan, writer, limits.max_pixels(), paths.allow_outside()),
+                    _convert_batch) as pool:
         for results in pool.imap(batches()):
             yield from results
+
+
+@contextmanager
+def policies(max_pixels: int | None, allow_outside_paths: bool) -> Iterator[None]:
+    """The run's process-wide checks (``--max-pixels``, ``--allow-outside-paths``) for the length
+    of a block, restored after it (a library caller's next run starts from the defaults)."""
+    before = limits.max_pixels(), paths.allow_outside()
+    limits.set_max_pixels(max_pixels)
+    paths.set_allow_outside(allow_outside_paths)
+    try:
+        yield
+    finally:
+        limits.set_max_pixels(before[0])
+        paths.set_allow_outside(before[1])
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a run: stopped like Ctrl-C (finished items kept, resumable)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _run_signals() -> Iterator[None]:
+    """For the length of a run: SIGTERM and SIGHUP stop it as Ctrl-C does (the workers are
+    stopped, the journal keeps what finished), and SIGXFSZ is ignored, so a write past a
+    file size limit fails with EFBIG, reported as an output error, instead of killing the
+    process. Only from the main thread (signal handlers can be set nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signal.SIGTERM: _raise_interrupted, signal.SIGHUP: _raise_interrupted, signal.SIGXFSZ: signal.SIG_IGN}
+    # a signal the caller ignores stays ignored: under nohup a hangup must not stop the run
+    handlers = {sig: h for sig, h in handlers.items() if signal.getsignal(sig) is not signal.SIG_IGN}
+    before = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def run(
@@ -281,22 +381,50 @@ def run(
     settings: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     executor: str | None = None,
+    max_pixels: int | None = None,
+    allow_outside_paths: bool = False,
+    report: str | os.PathLike[str] | None = None,
+    only: set[str] | None = None,
 ) -> Summary:
     """Convert every item of ``reader`` into ``writer``; return counts and messages.
 
+    OUTPUT is locked for the whole run (a second run into it stops at once). ``only``:
+    convert just these reference_ids (``--only-failed``); the other items finished before
+    stay in the dataset files as they are, unchecked. ``report``: where the JSON lines of
+    every failure and warning go besides ``OUTPUT/.segconvert/report.jsonl``.
     ``executor``: None or "local" for worker processes here, "dask" or a scheduler address
-    (tcp://host:8786) for a Dask cluster (see :mod:`segconvert.executors`)."""
+    (tcp://host:8786) for a Dask cluster (see :mod:`segconvert.executors`).
+    Raises SourceError for the run as a whole (OutputError when OUTPUT cannot be written:
+    the finished items are kept and the same call resumes).
+    """
     start = time.perf_counter()
+    writer.store.check()  # a missing bucket or bad credentials: one clear error, before anything else
+    lock = writer.store.lock()
+    try:
+        with _run_signals(), policies(max_pixels, allow_outside_paths):
+            return _run_locked(reader, writer, plan, jobs=jobs, overwrite=overwrite, settings=settings,
+                               progress=progress, report=report, only=only, start=start, executor=executor)
+    finally:
+        unlock(lock)
+
+
+def _run_locked(
+    reader: Reader, writer: Writer, plan: ModePlan, *, jobs: int, overwrite: bool, settings: dict[str, Any] | None,
+    progress: Callable[[int], None] | None, report: str | os.PathLike[str] | None, only: set[str] | None,
+    start: float, executor: str | None = None,
+) -> Summary:
+    writer.store.remove_stale_temps()
     try:
         writer.prepare()
-        writer.store.check()  # a missing bucket or bad credentials: one clear error, before any work
         journal = Journal(writer.state_dir, settings or {}, fresh=overwrite, output=writer.output)
+    except SourceError:
+        raise
     except OSError as exc:
-        raise SourceError(f"cannot write the output there: {exc.strerror or exc}", file=writer.output) from None
+        raise output_error(exc, writer.output) from None
     summary = Summary(report=writer.state_dir / "report.jsonl")
     start_progress = getattr(progress, "start", None)
     if start_progress is not None:
-        start_progress(len(reader))
+        start_progress(len(only) if only is not None else len(reader))
     order = array("q")  # journal offsets of the items that made it, in source order
     seen = NameTable()  # name_key -> (reference_id, source), ~32 bytes per item (a dict: ~250)
     offsets: dict[str, int] = {}  # reference_id -> journal offset of an item checked for reuse
@@ -304,6 +432,12 @@ def run(
     def tasks() -> Iterator[Item | _Check]:
         for item in reader.items():
             ref = item.reference_id
+            if only is not None and ref not in only:
+                kept = journal.done.get(ref)
+                if kept is not None:  # finished before and not asked for: stays as it is, unchecked
+                    offsets[ref] = kept[0]
+                    yield _Check(item, kept[0], kept[1], trusted=True)
+                continue
             key = name_key(ref) if isinstance(ref, str) else ref
             earlier = seen.get(key)
             if earlier is not None and not isinstance(item, FailedItem):  # a reader's own failure says it better
@@ -323,16 +457,24 @@ def run(
             else:
                 yield item
 
+    reports = [summary.report, *([Path(report)] if report is not None else [])]
     try:
-        with open(summary.report, "w", encoding="utf-8") as report:
+        with _Reports(reports) as rep:
             for outcome in _ordered_outcomes(tasks(), plan, writer, jobs, executor, str(reader.source)):
+                if outcome.fatal is not None:
+                    raise outcome.fatal
                 summary.total += 1
                 if outcome.reused:
                     summary.skipped += 1
                     order.append(offsets.pop(outcome.reference_id))
                 elif outcome.error is not None:
                     summary.failed += 1
-                    _note(summary.failures, report, "failed", outcome.reference_id, outcome.error)
+                    if len(summary.failures) < SHOWN:
+                        summary.failures.append(outcome.error)
+                    rep.write({"status": "failed", "reference_id": outcome.reference_id,
+                               "item": outcome.reference_id, "file": outcome.error_file,
+                               "reason": outcome.error_reason, "kind": outcome.error_kind,
+                               "message": outcome.error})
                 else:
                     assert outcome.record is not None
                     summary.converted += 1
@@ -343,16 +485,23 @@ def run(
                     summary.warned += 1
                     where = f"{outcome.source} [{outcome.reference_id}]"
                     for w in outcome.warnings:
-                        _note(summary.warnings, report, "warning", outcome.reference_id, f"{where}: {w}")
+                        message = f"{where}: {w}"
+                        if len(summary.warnings) < SHOWN:
+                            summary.warnings.append(message)
+                        rep.write({"status": "warning", "reference_id": outcome.reference_id,
+                                   "item": outcome.reference_id, "file": outcome.source, "reason": w,
+                                   "kind": "warning", "message": message})
                 if progress is not None:
                     progress(1)
-        try:
-            writer.finish(journal.records(order))
-        except OSError as exc:
-            raise SourceError(
-                f"cannot write the dataset files: {exc.strerror or exc}; the converted items are kept, "
-                "run the same command again to finish", file=writer.output,
-            ) from None
+        if not order and summary.failed:
+            summary.dataset_files_kept = True  # nothing to write: keep what an earlier run made
+        else:
+            try:
+                writer.finish(journal.records(order))
+            except SourceError:
+                raise
+            except OSError as exc:
+                raise output_error(exc, writer.output) from None
     finally:
         journal.close()
     writer.store.mirror_state(writer.state_dir, force=True)
@@ -360,10 +509,65 @@ def run(
     return summary
 
 
-def _note(shown: list[str], report: Any, status: str, ref: str, message: str) -> None:
-    if len(shown) < SHOWN:
-        shown.append(message)
-    report.write(json.dumps({"status": status, "reference_id": ref, "message": message}) + "\n")
+class _Reports:
+    """The report files of a run, written line by line (a killed run's report is as far as it got)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self._files: list[Any] = []
+
+    def __enter__(self) -> _Reports:
+        for path in self.paths:
+            try:
+                self._files.append(open(path, "w", encoding="utf-8"))
+            except IsADirectoryError:
+                self.__exit__()
+                raise SourceError("the report file is a folder: name a file", file=path) from None
+            except FileNotFoundError:
+                self.__exit__()
+                raise SourceError("cannot write the report there: its folder does not exist", file=path) from None
+            except OSError as exc:
+                self.__exit__()
+                raise output_error(exc, path) from None
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        for fh, path in zip(self._files, self.paths):
+            try:
+                fh.write(line)
+            except OSError as exc:
+                raise output_error(exc, path) from None
+
+    def __exit__(self, exc_type: object = None, *_: object) -> None:
+        files, self._files = self._files, []
+        for fh, path in zip(files, self.paths):
+            try:
+                fh.close()
+            except OSError as exc:
+                if exc_type is None:
+                    raise output_error(exc, path) from None
+
+
+def read_failed(report: str | os.PathLike[str]) -> set[str]:
+    """The reference_ids a report (``--report FILE`` or ``OUTPUT/.segconvert/report.jsonl``) lists as failed."""
+    failed: set[str] = set()
+    try:
+        with open(report, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    if row["status"] == "failed":
+                        failed.add(str(row["reference_id"]))
+                except (ValueError, KeyError, TypeError):
+                    raise SourceError(f"line {n} is not a segconvert report line", file=report) from None
+    except IsADirectoryError:
+        raise SourceError("is a folder; --only-failed takes a report file (--report FILE)", file=report) from None
+    except OSError as exc:
+        raise SourceError(f"cannot read the report: {exc.strerror or exc}", file=report) from None
+    return failed
 
 
 def default_jobs() -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segconvert import limits
 from segconvert.opencv import cv2
 
 try:  # optional accelerator: libspng decodes 8-bit RGB ~1.5x faster than OpenCV here
@@ -54,11 +55,28 @@ def read_header(data: bytes) -> PngHeader:
     return PngHeader(width, height, bit_depth, color_type)
 
 
+def check_size(data: bytes | bytearray | np.ndarray) -> None:
+    """ItemError (from :func:`segconvert.limits.check_pixels`) when the image the bytes
+    declare is over ``--max-pixels``: checked on the header, before anything is decoded.
+    A PNG's IHDR costs nothing to read; other formats are sized by Pillow's header parser."""
+    head = bytes(data[:33])
+    if head[:8] == SIGNATURE and head[12:16] == b"IHDR" and len(head) == 33:
+        width, height = struct.unpack(">II", head[16:24])
+        limits.check_pixels(width, height)
+    elif len(data):
+        try:
+            limits.image_size(bytes(data))
+        except ValueError:  # not an image Pillow knows: the decoder will say so
+            pass
+
+
 def decode(data: bytes | np.ndarray) -> np.ndarray:
     """Decode PNG (or any OpenCV-readable image) bytes as stored: BGR(A) order, any depth.
 
+    The declared size is checked against ``--max-pixels`` first (ItemError when over);
     ValueError when OpenCV cannot decode it (truncated or corrupt file).
     """
+    check_size(data)
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
     img = cv2().imdecode(buf, cv2().IMREAD_UNCHANGED)
     if img is None:
@@ -67,7 +85,10 @@ def decode(data: bytes | np.ndarray) -> np.ndarray:
 
 
 def decode_rgb8(data: bytes) -> np.ndarray:
-    """Decode an 8-bit RGB PNG (check the header first) to an (H, W, 3) array in RGB order."""
+    """Decode an 8-bit RGB PNG (check the header first) to an (H, W, 3) array in RGB order.
+
+    ItemError when the size is over ``--max-pixels``, ValueError when the data is corrupt."""
+    check_size(data)
     if _pyspng is not None:
         try:
             return _pyspng.load(data)

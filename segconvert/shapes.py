@@ -17,12 +17,12 @@ from typing import Any
 
 import click
 import numpy as np
-import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, raster
+from segconvert import cocojson, limits, raster
 from segconvert.errors import SourceError, opt
 from segconvert.ir import Category
+from segconvert.paths import allow_outside, climbs_out
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
@@ -184,13 +184,13 @@ def images_option(
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from an image file's header, or None when it cannot be read."""
+    """(height, width) from an image file's header, or None when it cannot be read; an image
+    over ``--max-pixels`` is an ItemError saying so."""
     try:
-        with PIL.Image.open(path) as im:
-            width, height = im.size
-    except (OSError, ValueError, PIL.Image.DecompressionBombError):
+        width, height = limits.image_size(path)
+    except ValueError:
         return None
-    return int(height), int(width)
+    return height, width
 
 
 def declared_size(height: Any, width: Any, names: str, *, width_first: bool = False) -> tuple[int, int]:
@@ -216,7 +216,9 @@ def find_image(images_dir: str | Path, name: str | None, stem: str) -> Path | No
     base = Path(images_dir)
     if name:
         name = name.replace("\\", "/")
-        for cand in (base / name, base / Path(name).name):
+        # a name that leads out of DIR (../x, /abs) is looked up by its base name only, inside DIR
+        inside = allow_outside() or not climbs_out(name)
+        for cand in ((base / name,) if inside else ()) + (base / Path(name).name,):
             if cand.is_file():
                 return cand
     for suffix in IMAGE_SUFFIXES:

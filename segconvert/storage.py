@@ -33,8 +33,11 @@ rebuilt from the journal at the end and uploaded whole.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import re
 import tempfile
 import time
 import zlib
@@ -45,10 +48,70 @@ from pathlib import Path
 from typing import IO
 
 from segconvert import png, sources
-from segconvert.errors import SourceError
+from segconvert.errors import OutputError, SourceError
 
 STATE_DIR = ".segconvert"
 MIRROR_SECONDS = 30.0  # how often a remote OUTPUT's journal is copied to the store
+
+
+#: what to do about an output error, by errno (the rest: "cannot write")
+_OUTPUT_ERRNO = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EFBIG: ("file too large for a file size limit in force (ulimit -f)", "raise the limit"),
+    errno.EROFS: ("the file system is read-only", "make OUTPUT writable or choose another OUTPUT"),
+    errno.EACCES: ("permission denied", "make OUTPUT writable or choose another OUTPUT"),
+    errno.EPERM: ("operation not permitted", "make OUTPUT writable or choose another OUTPUT"),
+}
+
+#: names of segconvert's own temp files: ``.NAME.PID.N.tmp`` (png.write_atomic) and
+#: ``.NAME.PID.tmp`` (OutputStore.replacing)
+TEMP_NAME = re.compile(r"\..+\.[0-9]+(\.[0-9]+)?\.tmp")
+LOCK_FILE = ".segconvert/lock"
+
+
+#: lock file descriptors this process holds; a forked child closes its copies at once, so the
+#: lock is the main process' alone and ends with it (a worker dying a moment later must not
+#: keep a re-run out)
+_held_locks: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def unlock(fd: int) -> None:
+    """Release a lock :meth:`OutputStore.lock` took."""
+    _held_locks.discard(fd)
+    os.close(fd)
+
+
+def _file_in_the_way(folder: str) -> OutputError:
+    """The error for a folder that cannot be made because a file has its name (or an ancestor's)."""
+    blocker = folder
+    while blocker != os.path.dirname(blocker) and not os.path.exists(blocker):
+        blocker = os.path.dirname(blocker)
+    return OutputError(
+        "is a file, but segconvert needs a folder there: move or delete it, or choose another OUTPUT", file=blocker,
+    )
+
+
+def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
+    """``exc`` (raised writing ``path``) as the run-stopping error that says what to do."""
+    why, fix = _OUTPUT_ERRNO.get(exc.errno or 0, (exc.strerror or str(exc), "fix it"))
+    return OutputError(
+        f"cannot write the output: {why}; the finished items are kept: {fix}, "
+        "then run the same command again to resume", file=path,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +179,17 @@ class OutputStore:
         return self._prefix + rel
 
     def makedirs(self, rel: str = "") -> None:
-        if not self.remote:
-            os.makedirs(self.path(rel) if rel else self.root, exist_ok=True)
-        # object stores have no folders: a key's prefix exists once an object is under it
+        """Create ``rel`` (a folder); OutputError naming the file that is in the way, if any.
+        Object stores have no folders: a key's prefix exists once an object is under it."""
+        if self.remote:
+            return
+        path = self.path(rel) if rel else self.root
+        try:
+            os.makedirs(path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise _file_in_the_way(path) from None
+        except OSError as exc:
+            raise output_error(exc, path) from None
 
     def check(self) -> None:
         """Fail early, with one clear message, when OUTPUT cannot be written (a missing
@@ -128,7 +199,7 @@ class OutputStore:
             return
         probe = f"{STATE_DIR}/probe"
         try:
-            self.put(probe, b"segconvert")
+            self._put_remote(probe, b"segconvert")
             self.get(probe)
         except FileNotFoundError:
             raise SourceError(
@@ -142,13 +213,24 @@ class OutputStore:
         except OSError as exc:
             raise SourceError(f"cannot write there: {_reason(exc)}", file=self.root) from None
 
+    def _put_remote(self, rel: str, data: bytes) -> None:
+        fs, base = self._fs()
+        fs.pipe_file(base + "/" + rel, data)  # type: ignore[attr-defined]  # one PUT: atomic
+
     def put(self, rel: str, data: bytes) -> FileStamp:
-        """Write ``data`` to ``rel`` atomically; the stamp of what was written."""
-        if self.remote:
-            fs, base = self._fs()
-            fs.pipe_file(base + "/" + rel, data)  # type: ignore[attr-defined]  # one PUT: atomic
-        else:
-            png.write_atomic(self.path(rel), data)
+        """Write ``data`` to ``rel`` atomically; the stamp of what was written.
+
+        Any OSError here is the output's fault (full, read-only, ...), never the input's:
+        it becomes an :class:`OutputError`, which stops the run instead of failing items.
+        """
+        path = self.path(rel)
+        try:
+            if self.remote:
+                self._put_remote(rel, data)
+            else:
+                png.write_atomic(path, data)
+        except OSError as exc:
+            raise output_error(exc, path) from None
         return stamp_of(rel, data)
 
     def get(self, rel: str) -> bytes:
@@ -250,18 +332,88 @@ class OutputStore:
                 fs.put_file(tmp, f"{base}/{rel}")  # type: ignore[attr-defined]
             return
         target = Path(self.path(rel))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise OutputError(
+                f"is a folder, but {target.name} is a file this format writes: move or delete the folder, "
+                "then run the same command again (the converted items are kept)", file=target,
+            )
+        self.makedirs(os.path.dirname(rel))
         tmp_path = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp_path, "w", encoding="utf-8") as fh:
-                yield fh
-            os.replace(tmp_path, target)
+            try:
+                with open(tmp_path, "w", encoding="utf-8") as fh:
+                    yield fh
+                os.replace(tmp_path, target)
+            except OSError as exc:
+                raise output_error(exc, target) from None
         except BaseException:
             try:
                 os.unlink(tmp_path)
             except OSError:
                 pass
             raise
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files a killed run left (segconvert's own naming pattern only); how many.
+
+        Call it while holding :meth:`lock`: then no other run is writing into OUTPUT, and
+        every such file is a leftover that no later write would ever reuse.
+        """
+        if self.remote:  # objects are written whole: there are no temp objects to find
+            return 0
+        removed = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".") and TEMP_NAME.fullmatch(name):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        raise output_error(exc, os.path.join(folder, name)) from None
+        return removed
+
+    def lock(self) -> int:
+        """Take OUTPUT's advisory lock for this run; the file descriptor that holds it
+        (give it to :func:`unlock` at the end).
+
+        ``flock`` on ``OUTPUT/.segconvert/lock``: the OS releases it when the process ends,
+        however it ends (even SIGKILL), so a stale lock never needs cleaning up. A second
+        run into the same OUTPUT gets a SourceError at once, before touching anything.
+        """
+        # object storage has no locks: the local state folder of that OUTPUT is locked instead,
+        # which keeps out a second run on this machine (runs on two machines are the user's to avoid)
+        path = str(self.state_dir() / "lock") if self.remote else self.path(LOCK_FILE)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except (FileExistsError, NotADirectoryError):
+            raise _file_in_the_way(os.path.dirname(path)) from None
+        except OSError as exc:
+            raise output_error(exc, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a file system without flock (some network mounts: ENOLCK, EOPNOTSUPP): run
+                # unlocked rather than refuse to run at all
+                _held_locks.add(fd)
+                return fd
+            holder = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f" (process {holder})" if holder.isdigit() else ""
+            raise SourceError(
+                f"another segconvert run{pid} is writing into this OUTPUT; wait for it to finish "
+                "(then this command resumes where it stopped) or choose another OUTPUT", file=self.root,
+            ) from None
+        _held_locks.add(fd)
+        try:  # who holds it, for the message a second run gives (a full disk may refuse: no matter)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
+        return fd
 
 
 def _reason(exc: BaseException) -> str:

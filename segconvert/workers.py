@@ -13,7 +13,12 @@ process and memory stays bounded; results are re-ordered by sequence number.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -26,8 +31,52 @@ WORKER_DIED = (
 )
 
 
-def _serve(conn: Connection, setup: Callable[..., None], setup_args: tuple[Any, ...],
-           handler: Callable[[Any], Any]) -> None:
+PR_SET_PDEATHSIG = 1
+PARENT_CHECK_SECONDS = 2.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when the main process ends, however it ends (even SIGKILL).
+
+    On Linux the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); a
+    parent that died before that was set is caught by comparing ``getppid``. Elsewhere
+    a thread checks ``getppid`` every few seconds. (A worker blocked in ``recv`` also
+    sees EOF then, since no other process holds the main process' pipe ends: see
+    ``_serve``.)
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            threading.Event().wait(PARENT_CHECK_SECONDS)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _serve(conn: Connection, inherited: list[Connection], parent_pid: int, setup: Callable[..., None],
+           setup_args: tuple[Any, ...], handler: Callable[[Any], Any]) -> None:
+    # Ctrl-C goes to the whole process group: the main process stops the workers, which
+    # must not print tracebacks of their own. SIGTERM (how the pool stops a worker) and
+    # SIGHUP end it quietly, whatever Python handlers the main process had when it forked,
+    # unless the run ignores them (nohup): then the workers do too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit: EFBIG, reported as an output error
+    for other in inherited:  # the main process' ends, forked into this worker: close them, or
+        other.close()  # no worker would see EOF when the main process dies
+    _die_with_parent(parent_pid)
     setup(*setup_args)
     while True:
         try:
@@ -49,9 +98,12 @@ class WorkerPool:
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
         ctx = mp.get_context()
+        forks = ctx.get_start_method() == "fork"  # only then do workers inherit the main process' ends
         for _ in range(jobs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, setup, setup_args, handler), daemon=True)
+            inherited = [*self._conns, parent] if forks else []
+            proc = ctx.Process(target=_serve, args=(child, inherited, os.getpid(), setup, setup_args, handler),
+                               daemon=True)
             proc.start()
             child.close()
             self._procs.append(proc)

@@ -143,7 +143,8 @@ def test_masks_dir_option_and_default(tmp_path):
     src = write_panoptic(tmp_path, [("a", ids, infos)])
     moved = tmp_path / "elsewhere"
     (tmp_path / "panoptic").rename(moved)
-    assert not segconvert.convert(src, tmp_path / "o1", from_format="coco-panoptic", jobs=1).ok
+    with pytest.raises(segconvert.SourceError, match="no such folder .the PNGs. folder beside the JSON"):
+        segconvert.convert(src, tmp_path / "o1", from_format="coco-panoptic", jobs=1)
     summary = segconvert.convert(src, tmp_path / "o2", from_format="coco-panoptic", jobs=1, masks_dir=moved)
     assert summary.ok
 

@@ -107,7 +107,7 @@ def test_output_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
     src = good_dataset(tmp_path, 1)
     (tmp_path / "taken").write_text("a file")
     code, out = run_cli("convert", str(src), str(tmp_path / "taken"), "--from", "coco-panoptic")
-    assert code == 2 and "taken: cannot write the output there: Not a directory" in out
+    assert code == 2 and "taken: is a file, but segconvert needs a folder there" in out
     assert "Traceback" not in out
 
 
@@ -201,7 +201,9 @@ def test_rerun_skips_finished_items_and_overwrite_redoes_them(tmp_path):
     redo = segconvert.convert(src, out, from_format="coco-panoptic", jobs=1, overwrite=True)
     assert redo.converted == 5 and snapshot(out) == before
     code, msg = run_cli("convert", str(src), str(out), "--from", "coco-panoptic", "--mode", "semantic")
-    assert code == 2 and "other settings (mode)" in msg and "--overwrite" in msg
+    assert code == 2 and "other settings (--mode: 'panoptic' then, 'semantic' now)" in msg and "--overwrite" in msg
+    code, msg = run_cli("convert", str(src), str(out), "--from", "coco-panoptic", "--mask-url-prefix", "s3://x/")
+    assert code == 2 and "other settings (--mask-url-prefix: None then, 's3://x/' now)" in msg
 
 
 def test_resume_after_a_crash_at_any_point_gives_the_same_bytes(tmp_path):
@@ -218,12 +220,14 @@ def test_resume_after_a_crash_at_any_point_gives_the_same_bytes(tmp_path):
         (out / ".segconvert" / "journal.tsv").write_bytes(journal[:cut])
         (out / "annotations.jsonl").unlink()
         (out / "masks" / "img0003.png").unlink()
-        (out / "masks" / ".img0004.png.123.tmp").write_bytes(b"half")
+        (out / "masks" / ".img0004.png.123.7.tmp").write_bytes(b"")  # write_atomic's, killed
+        (out / ".annotations.jsonl.123.tmp").write_bytes(b"half")  # OutputStore.replacing's, killed
+        (out / "masks" / ".keep.tmp").write_bytes(b"not ours")  # not segconvert's pattern: kept
         summary = segconvert.convert(src, out, jobs=2, **opts)
         assert summary.ok and summary.converted + summary.skipped == 12
         got = snapshot(out)
-        got.pop("masks/.img0004.png.123.tmp")
-        assert got == want, cut
+        assert got.pop("masks/.keep.tmp") == b"not ours"
+        assert got == want, cut  # the stale temp files are gone
 
 
 def test_resume_after_sigkill(tmp_path):
