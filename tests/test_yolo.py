@@ -238,7 +238,8 @@ def pixel_scenes(draw):
 def test_one_scene_as_voc_yolo_and_coco_gives_the_same_masks(tmp_path_factory, scene):
     """Issue 8's cross-format property: a scene of polygons written as COCO polygons, as a YOLO
     set (normalised) and as a VOC root (the polygons painted by pycocotools, in order) reads as
-    the same instance masks and labels. VOC's own limits do not arise here (no void ring)."""
+    the same instance masks and labels, and as class * 1000 + instance PNGs the same labelled
+    partition. VOC's own limits do not arise here (no void ring)."""
     from segconvert.converters.voc import VOC_CLASSES
 
     tmp = tmp_path_factory.mktemp("x")
@@ -272,6 +273,27 @@ def test_one_scene_as_voc_yolo_and_coco_gives_the_same_masks(tmp_path_factory, s
     for labels, mask in outs[1:]:
         assert labels == outs[0][0]
         assert (mask == outs[0][1]).all()
+    # the same scene as a class * 1000 + instance PNG (Cityscapes' *_instanceIds.png layout):
+    # the reader numbers instances by value, not by drawing order, so compare what each
+    # pixel is (its label) and the partition into instances
+    ci = tmp / "ci"
+    ci.mkdir()
+    values = np.where(painted > 0, classes[painted].astype(np.uint16) * 1000 + painted, 0).astype(np.uint16)
+    cv2.imwrite(str(ci / "s.png"), values)
+    ci_labels = {str(i): n if i else "background" for i, n in enumerate(VOC_CLASSES)}
+    (tmp / "ci-labels.json").write_text(json.dumps(ci_labels))
+    s = segconvert.convert(ci, tmp / "ci-out", from_format="rgb", encoding="class-instance", divisor=1000,
+                           labels=str(tmp / "ci-labels.json"), mode="instance", jobs=1)
+    assert s.ok, s.failures
+    payload = read_payloads(tmp / "ci-out")[0]["annotations"]
+    mask = read_mask(tmp / "ci-out" / "masks" / "s.png")
+    want_labels, want_mask = outs[0]
+    by_index = {a["index"]: a["label"] for a in payload}
+    want_by_index = dict(enumerate(want_labels))
+    pairs = set(zip(mask.ravel().tolist(), want_mask.ravel().tolist()))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})  # the same partition
+    assert all(by_index[a] == want_by_index[b] for a, b in pairs if b)
+    assert all(a == 0 for a, b in pairs if b == 0)
 
 
 def test_exif_rotated_photo_gives_the_upright_size(tmp_path):
