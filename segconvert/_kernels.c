@@ -471,6 +471,172 @@ static PyObject *u8_lookup(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* png_unfilter8(raw, width, out, hist): undo the PNG row filters of a non-interlaced image of
+ * one byte per pixel (8-bit palette or grayscale: VOC's masks), raw being the inflated IDAT
+ * stream (each row a filter-type byte + `width` bytes), and count the pixel values, the row
+ * still in cache, run by run. Palette PNGs decoded to their indices without Pillow's
+ * per-image object overhead or libspng's RGB expansion. ValueError on a filter type > 4. */
+static inline uint8_t paeth(int a, int b, int c) {
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    return (uint8_t)((pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c));
+}
+
+static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
+    Py_buffer raw, out, hist;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*w*", &raw, &width, &out, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || out.len % width != 0 || raw.len != out.len + out.len / width) {
+        PyErr_SetString(PyExc_ValueError, "raw must hold (1 + width) bytes per row of out");
+    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else {
+        const uint8_t *r = (const uint8_t *)raw.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t rows = out.len / width, bad_row = -1;
+        int bad_type = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *src = r + y * (width + 1) + 1;
+            uint8_t *row = o + y * width;
+            const uint8_t *prev = y ? row - width : NULL; /* the row above; none above row 0 */
+            Py_ssize_t x;
+            switch (src[-1]) {
+            case 0:
+                memcpy(row, src, (size_t)width);
+                break;
+            case 1:
+                row[0] = src[0];
+                for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                break;
+            case 2:
+                if (prev)
+                    for (x = 0; x < width; x++) row[x] = (uint8_t)(src[x] + prev[x]);
+                else
+                    memcpy(row, src, (size_t)width);
+                break;
+            case 3:
+                row[0] = (uint8_t)(src[0] + (prev ? prev[0] >> 1 : 0));
+                for (x = 1; x < width; x++)
+                    row[x] = (uint8_t)(src[x] + ((row[x - 1] + (prev ? prev[x] : 0)) >> 1));
+                break;
+            case 4:
+                if (prev) {
+                    row[0] = (uint8_t)(src[0] + prev[0]); /* paeth(0, b, 0) = b */
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + paeth(row[x - 1], prev[x], prev[x - 1]));
+                } else { /* paeth(a, 0, 0) = a: as Sub */
+                    row[0] = src[0];
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                }
+                break;
+            default:
+                bad_row = y;
+                bad_type = src[-1];
+                break;
+            }
+            if (bad_row >= 0) break;
+            x = 0;
+            while (x < width) {
+                Py_ssize_t e = byte_run_end(row, x, width);
+                h[row[x]] += e - x;
+                x = e;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (bad_row >= 0) {
+            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row, bad_type);
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* u8_pair_counts(a, b, hist, keys): hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on entry),
+ * and the pairs that occur, in order of first occurrence, into keys (65536 uint16); returns how
+ * many. Run by run over the stretches where neither map changes (each map's run end found
+ * once per run of that map): the joint histogram of VOC's object and class maps in ~0.05 ms
+ * for 640x480, where cv2.calcHist's 2-D float histogram and its nonzero took ~1.5. The caller
+ * reads the counts at keys and zeroes them again, so one hist serves every image. */
+static PyObject *u8_pair_counts(PyObject *self, PyObject *args) {
+    Py_buffer a, b, hist, keys;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &a, &b, &hist, &keys))
+        return NULL;
+    PyObject *result = NULL;
+    if (a.len != b.len) {
+        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
+    } else if (hist.len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys.len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
+    } else {
+        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        uint16_t *k = (uint16_t *)keys.buf;
+        Py_ssize_t n = a.len, i = 0, ea = 0, eb = 0, found = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            uint16_t key = (uint16_t)((uint32_t)p[i] << 8 | q[i]);
+            if (h[key] == 0) k[found++] = key;
+            h[key] += j - i;
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(found);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
+/* u8_overlay(base, table, top, out): out[i] = top[i] if top[i] else table[base[i]] (table: 256
+ * bytes): VOC's objects over the stuff values of their class map, one pass run by run. */
+static PyObject *u8_overlay(PyObject *self, PyObject *args) {
+    Py_buffer base, table, top, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &base, &table, &top, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (top.len != base.len || out.len != base.len) {
+        PyErr_SetString(PyExc_ValueError, "base, top and out must be the same length");
+    } else {
+        const uint8_t *p = (const uint8_t *)base.buf, *t = (const uint8_t *)table.buf, *q = (const uint8_t *)top.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = base.len, i = 0, ea = 0, eb = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            if (q[i]) { /* an object: its run, whatever the class map does under it */
+                memset(o + i, q[i], (size_t)(eb - i));
+                i = eb;
+                continue;
+            }
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&top);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -487,6 +653,14 @@ static PyMethodDef methods[] = {
     {"code_boxes", code_boxes, METH_VARARGS,
      "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
      " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
+    {"png_unfilter8", png_unfilter8, METH_VARARGS,
+     "png_unfilter8(raw, width, out, hist): undo the row filters of an inflated 1-byte-per-pixel PNG"
+     " into out; hist[v] += 1 for every value."},
+    {"u8_pair_counts", u8_pair_counts, METH_VARARGS,
+     "u8_pair_counts(a, b, hist, keys) -> n: hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on"
+     " entry); the n pairs that occur into keys (65536 uint16), in order of first occurrence."},
+    {"u8_overlay", u8_overlay, METH_VARARGS,
+     "u8_overlay(base, table, top, out): out[i] = top[i] or table[base[i]] (table: 256 bytes)."},
     {NULL, NULL, 0, NULL},
 };
 
