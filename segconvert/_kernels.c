@@ -637,6 +637,90 @@ static PyObject *u8_overlay(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLEs (pycocotools' count strings)
+ * into a zeroed column-major label buffer (uint16 or uint32, one element per pixel), shape k's
+ * foreground runs set to ids[k], in order (later on top). The strings are decoded on the fly:
+ * each count is a little-endian group of 5-bit chunks in characters 48..111, bit 0x20 saying
+ * that another follows, bit 0x10 of the last being the sign; counts after the second are stored
+ * as the difference to the count two places before. One pass over the characters and one
+ * store per painted pixel, where the numpy path builds index arrays per run (~1 ms for an
+ * image of 20 polygons). Returns False, leaving buf partly painted, for any string that is not
+ * well-formed (a character out of range, a count ending mid-way or longer than 7 characters, a
+ * negative count, counts not covering the buffer exactly): the caller then takes the checked
+ * path, which names what is wrong. */
+static PyObject *rle_paint(PyObject *self, PyObject *args) {
+    PyObject *strings, *ids;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "O!O!w*", &PyList_Type, &strings, &PyList_Type, &ids, &buf))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(strings);
+    int item = (int)buf.itemsize;
+    if (PyList_GET_SIZE(ids) != n) {
+        PyErr_SetString(PyExc_ValueError, "one id per string");
+        goto done;
+    }
+    if (item != 2 && item != 4) {
+        PyErr_SetString(PyExc_ValueError, "buf must be uint16 or uint32");
+        goto done;
+    }
+    Py_ssize_t npix = buf.len / item;
+    int ok = 1;
+    for (Py_ssize_t s = 0; s < n && ok; s++) {
+        PyObject *str = PyList_GET_ITEM(strings, s);
+        if (!PyBytes_Check(str)) {
+            PyErr_SetString(PyExc_TypeError, "strings must be bytes");
+            goto done;
+        }
+        unsigned long long id = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(ids, s));
+        if (PyErr_Occurred()) goto done;
+        if (id > (item == 2 ? 0xFFFFull : 0xFFFFFFFFull)) {
+            PyErr_SetString(PyExc_ValueError, "id does not fit the buffer's type");
+            goto done;
+        }
+        const uint8_t *c = (const uint8_t *)PyBytes_AS_STRING(str);
+        Py_ssize_t len = PyBytes_GET_SIZE(str), i = 0, m = 0;
+        long long prev2 = 0, prev1 = 0, pos = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < len) {
+            long long x = 0;
+            int k = 0, more = 1, last = 0;
+            while (more) {
+                if (i >= len || k >= 7) { ok = 0; break; }
+                int v = (int)c[i++] - 48;
+                if (v < 0 || v > 63) { ok = 0; break; }
+                x |= (long long)(v & 0x1f) << (5 * k);
+                more = v & 0x20;
+                last = v;
+                k++;
+            }
+            if (!ok) break;
+            if (last & 0x10) x -= (long long)1 << (5 * k); /* sign of the last chunk */
+            if (m > 2) x += prev2;
+            if (x < 0 || pos + x > npix) { ok = 0; break; }
+            if (m & 1) { /* odd counts are foreground */
+                if (item == 2) {
+                    uint16_t *o = (uint16_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint16_t)id;
+                } else {
+                    uint32_t *o = (uint32_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint32_t)id;
+                }
+            }
+            pos += x;
+            prev2 = prev1;
+            prev1 = x;
+            m++;
+        }
+        Py_END_ALLOW_THREADS
+        if (ok && pos != npix) ok = 0;
+    }
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -661,6 +745,9 @@ static PyMethodDef methods[] = {
      " entry); the n pairs that occur into keys (65536 uint16), in order of first occurrence."},
     {"u8_overlay", u8_overlay, METH_VARARGS,
      "u8_overlay(base, table, top, out): out[i] = top[i] or table[base[i]] (table: 256 bytes)."},
+    {"rle_paint", rle_paint, METH_VARARGS,
+     "rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLE count strings (bytes) into a zeroed"
+     " column-major uint16/uint32 buffer, string k's foreground as ids[k], in order; False if one is malformed."},
     {NULL, NULL, 0, NULL},
 };
 
