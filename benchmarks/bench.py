@@ -45,8 +45,10 @@ SHARED = ROOT.parent / "shared"
 MAKE_DATASET = SHARED / "bench" / "make_dataset.py"
 
 # case name -> (source relative to the dataset, --from, --to, extra CLI options, PNG folder for the
-# floor, and the floor's encode: None = a uint8 PNG of the decoded image's first channel, or a
-# folder whose RGB PNGs (same order) the floor encodes, for writers of RGB PNGs)
+# floor (folders joined by "+": the floor decodes the PNG of each image in every one of them, as a
+# reader of class + object PNGs must, and encodes one), and the floor's encode: None = a uint8 PNG
+# of the decoded image's first channel, or a folder whose RGB PNGs (same order) the floor encodes,
+# for writers of RGB PNGs)
 CASES: dict[str, tuple[str, str, str, list[str], str, str | None]] = {
     "coco-panoptic": ("annotations/panoptic.json", "coco-panoptic", "nucleus", [], "annotations/panoptic", None),
     "rgb": ("rgb", "rgb", "nucleus", ["--colormap", "{data}/rgb/colormap.json"], "rgb", None),
@@ -56,6 +58,13 @@ CASES: dict[str, tuple[str, str, str, list[str], str, str | None]] = {
     "nucleus-to-index": ("nucleus", "nucleus", "index", [], "nucleus/masks", None),
     "coco-panoptic-to-index": ("annotations/panoptic.json", "coco-panoptic", "index", [], "annotations/panoptic",
                                None),
+    # made from the same scenes by segconvert's own writers (see derive_voc_yolo). VOC panoptic reads
+    # two PNGs per image (class + object), so its floor decodes both; semantic mode reads the class
+    # PNG alone. YOLO's labels are text: no source PNG to decode, so its floor decodes the same
+    # scene's COCO panoptic PNG (RGB) in its place (a stand-in: rasterising polygons is not a codec)
+    "voc": ("voc", "voc", "nucleus", [], "voc/SegmentationClass+voc/SegmentationObject", None),
+    "voc-semantic": ("voc", "voc", "nucleus", ["--mode", "semantic"], "voc/SegmentationClass", None),
+    "yolo": ("yolo", "yolo", "nucleus", [], "annotations/panoptic", None),
 }
 
 
@@ -145,10 +154,51 @@ def replicate(src: Path, scale: int) -> Path:
     return target
 
 
+def replicate_voc(src: Path, scale: int) -> Path:
+    """The VOC root of ``src`` with every image listed ``scale`` times (PNGs hard-linked under new names)."""
+    voc, target = src / "voc", src.with_name(src.name + f"-x{scale}") / "voc"
+    sets = target / "ImageSets" / "Segmentation"
+    if (sets / "default.txt").exists():
+        return target
+    stems = (voc / "ImageSets" / "Segmentation" / "default.txt").read_text().split()
+    for sub in ("SegmentationClass", "SegmentationObject"):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        for k in range(scale):
+            for stem in stems:
+                link = target / sub / f"{k:03d}{stem}.png"
+                if not link.exists():
+                    os.link(voc / sub / f"{stem}.png", link)
+    shutil.copy(voc / "labelmap.txt", target / "labelmap.txt")
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / "default.txt").write_text("".join(f"{k:03d}{stem}\n" for k in range(scale) for stem in stems))
+    return target
+
+
+def replicate_yolo(src: Path, scale: int) -> Path:
+    """The YOLO set of ``src`` with every image listed ``scale`` times (photos and label files
+    hard-linked under new names), its data.yaml pointing at itself."""
+    yolo, target = src / "yolo", src.with_name(src.name + f"-x{scale}") / "yolo"
+    if (target / "data.yaml").exists():
+        return target
+    for sub, suffix in (("images", ".jpg"), ("labels", ".txt")):
+        (target / sub / "train").mkdir(parents=True, exist_ok=True)
+        for path in sorted((yolo / sub / "train").glob(f"*{suffix}")):
+            for k in range(scale):
+                link = target / sub / "train" / f"{k:03d}{path.name}"
+                if not link.exists():
+                    os.link(path.resolve(), link)
+    names = (yolo / "data.yaml").read_text().split("names:", 1)[1]
+    (target / "data.yaml").write_text(f"path: {json.dumps(str(target))}\ntrain: images/train\nnames:{names}")
+    return target
+
+
 DECODERS = {  # name -> (import line, expression decoding bytes `b`)
     "pyspng": ("import pyspng", "pyspng.load(b)"),
     "cv2": ("import cv2, numpy as np", "cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)"),
     "pillow": ("import io, numpy as np; from PIL import Image", "np.asarray(Image.open(io.BytesIO(b)))"),
+    # palette/grayscale indices as the voc reader decodes them (fails on RGB PNGs: not a candidate there)
+    "segconvert.png.decode_index8 (isal + C unfilter)": ("from segconvert.png import decode_index8",
+                                                         "decode_index8(b)[0]"),
 }
 ENCODERS = {  # name -> (import line, expression encoding uint8 array `m`)
     "segconvert.png (isal/zlib level 1)": ("from segconvert.png import encode_gray8", "encode_gray8(m)"),
@@ -189,15 +239,17 @@ print(timed, untimed, untimed_cpu)
 """
 
 _FLOOR = r"""
-import glob, sys, time
+import glob, os, sys, time
 import numpy as np
 {dec_import}
 {enc_import}
+first, *others = sys.argv[1].split("+")  # more folders: the same image's PNG in each is decoded too
 t = time.perf_counter()
-for path in sorted(glob.glob(sys.argv[1] + "/*.png")):
-    with open(path, "rb") as fh:
-        b = fh.read()
-    img = {dec}
+for path in sorted(glob.glob(first + "/*.png")):
+    for p in [path] + [os.path.join(d, os.path.basename(path)) for d in others]:
+        with open(p, "rb") as fh:
+            b = fh.read()
+        img = {dec}
     m = np.ascontiguousarray(img[..., 0] if img.ndim == 3 else img).astype(np.uint8)
     {enc}
 print(time.perf_counter() - t)
@@ -447,20 +499,21 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - a converter not there yet is a skipped row
                 print(f"{case}: skipped ({exc})")
                 continue
-            dec, enc = pick_codecs(data / png_dir, 3, target)
+            floor_src = Path("+".join(str(data / d) for d in png_dir.split("+")))
+            dec, enc = pick_codecs(floor_src, 3, target)
             jobs_list = [int(j) for j in a.jobs.split(",")]
             # rounds: the floor and every --jobs run back to back, so each ratio compares runs made
             # under the same conditions; the median over rounds is reported
             rows: dict[int, list[tuple[float, float, float, float, int, float]]] = {j: [] for j in jobs_list}
             floors = []
             for r in range(a.repeat):
-                before = run_floor(data / png_dir, dec, enc, target)
+                before = run_floor(floor_src, dec, enc, target)
                 floors.append(before[1])
                 for jobs in jobs_list:
                     args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}-{r}"), "--from", fmt,
                             "--to", to, "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
                     wall, inner, rss, cpu = run_cli(args)
-                    after = run_floor(data / png_dir, dec, enc, target)
+                    after = run_floor(floor_src, dec, enc, target)
                     floors.append(after[1])
                     # each run against the mean of the floor runs just before and just after it:
                     # this VM's speed drifts by 10-20% within seconds, and a drift cancels out
@@ -492,6 +545,16 @@ def main() -> None:
             print(f"\nmemory (coco-panoptic, jobs 1): {a.images} images {small_rss / 1024:.0f} MB, "
                   f"{a.images * a.memory_scale} images {big_rss / 1024:.0f} MB "
                   f"(+{(big_rss / small_rss - 1) * 100:.1f}%)")
+            cases = set(a.cases.split(","))
+            for name, copies in (("voc", replicate_voc), ("yolo", replicate_yolo)):  # the readers of issue 8
+                if not {name, f"{name}-semantic"} & cases:
+                    continue
+                runs = [run_cli(["convert", str(d), str(out_root / f"mem-{name}-{o}"), "--from", name,
+                                 "--jobs", "1"])[2]
+                        for d, o in ((data / name, "small"), (copies(data, a.memory_scale), "big"))]
+                print(f"memory ({name}, jobs 1): {a.images} images {runs[0] / 1024:.0f} MB, "
+                      f"{a.images * a.memory_scale} images {runs[1] / 1024:.0f} MB "
+                      f"(+{(runs[1] / runs[0] - 1) * 100:.1f}%)")
         scale_rows = set(filter(None, a.scale_rows.split(",")))
         if "dask" in scale_rows:
             row_dask(data, out_root, a.images)

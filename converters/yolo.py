@@ -19,7 +19,9 @@ polygon of its four corners, as ``frBbox`` makes it. Lines are painted in file o
 headers (never decoded), turned by EXIF orientations 5-8 as Ultralytics' ``exif_size``
 does (its labels are relative to the upright image).
 
-Failing an image, with its line number: fewer than 3 points, an odd number of
+Numbers are parsed by a C pass over the file's bytes where they are plain decimals (as every
+exporter writes them; the pass gives exactly float()'s values), else by Python. Failing an
+image, with its line number: fewer than 3 points, an odd number of
 coordinates, a class id not in ``names``, a coordinate outside [0, 1] by more than
 ``TOLERANCE`` (1e-6: rounding of exporters writing 6 digits; Ultralytics itself refuses
 anything above 1), a number that is not finite. A label file whose image is missing is
@@ -68,6 +70,11 @@ from segconvert.opencv import cv2
 from segconvert.pack import pack
 from segconvert.paths import output_stem
 from segconvert.shapes import check_overlap, find_image
+
+try:  # the C kernel parsing plain decimals (setup.py builds it where a compiler is available)
+    from segconvert._kernels import parse_numbers as _parse_numbers_c
+except ImportError:  # pragma: no cover - depends on the build
+    _parse_numbers_c = None
 
 #: how far outside [0, 1] a normalised coordinate may be (rounding) before the image fails
 TOLERANCE = 1e-6
@@ -192,29 +199,52 @@ class YoloItem(Item):
                 raise self._fail(f"line {lineno}: NaN or infinite number")
         raise self._fail("not all numbers")  # pragma: no cover - one of the lines fails above
 
+    def _parse(self, data: bytes) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """(line number, how many numbers) of every non-empty line, and all the numbers.
+
+        Plain decimals (what exporters write) are parsed by the C kernel in one pass over the
+        bytes; a file it does not take (exponents, nan, other whitespace, non-ASCII) goes the
+        Python way, which gives the same numbers and names a bad one by its line.
+        """
+        if _parse_numbers_c is not None:
+            values = np.empty(len(data) // 2 + 1, np.float64)
+            rows = np.empty((len(data) // 2 + 1, 2), np.int64)
+            done = _parse_numbers_c(data, values, rows)
+            if done is not None:
+                n_values, n_rows = done
+                return [(int(a), int(b)) for a, b in rows[:n_rows].tolist()], values[:n_values]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail("label file is not UTF-8 text") from None
+        lines = [(lineno, fields) for lineno, fields in enumerate((ln.split() for ln in text.splitlines()), start=1)
+                 if fields]
+        return [(lineno, len(fields)) for lineno, fields in lines], self._numbers(lines)
+
+    def _first_field(self, data: bytes, lineno: int) -> str:
+        """Line ``lineno``'s first field as written (for a message)."""
+        return data.decode("utf-8", "replace").splitlines()[lineno - 1].split()[0]
+
     def load(self) -> Segmentation:
         height, width = self._size()
         try:
-            text = png.read_bytes(self.source).decode("utf-8")
+            data = png.read_bytes(self.source)
         except FileNotFoundError:
-            text = ""  # an image without a label file is all background
+            data = b""  # an image without a label file is all background
         except OSError as exc:
             raise self._fail(f"cannot read: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise self._fail("label file is not UTF-8 text") from None
-        rows = [(lineno, fields) for lineno, fields in enumerate((ln.split() for ln in text.splitlines()), start=1)
-                if fields]
-        values = self._numbers(rows)
+        rows, values = self._parse(data)
         segments: list[SegmentInfo] = []
         polygons: list[np.ndarray] = []
         scale = np.array([width, height], np.float64)
         at = 0
-        for lineno, fields in rows:  # per line: slices of one parsed array, checks on the slice
-            line_values = values[at: at + len(fields)]
-            at += len(fields)
+        for lineno, count in rows:  # per line: slices of one parsed array, checks on the slice
+            line_values = values[at: at + count]
+            at += count
             cls = float(line_values[0])
             if cls != int(cls) or int(cls) not in self.names:
-                raise self._fail(f"line {lineno}: class {fields[0]} is not in names (0..{max(self.names)})")
+                raise self._fail(f"line {lineno}: class {self._first_field(data, lineno)} is not in names "
+                                 f"(0..{max(self.names)})")
             coords = line_values[1:]
             if len(coords) == 4:  # cx cy w h: the box's corners, as pycocotools' frBbox orders them
                 cx, cy, bw, bh = coords.tolist()

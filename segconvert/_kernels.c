@@ -471,6 +471,328 @@ static PyObject *u8_lookup(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* png_unfilter8(raw, width, out, hist): undo the PNG row filters of a non-interlaced image of
+ * one byte per pixel (8-bit palette or grayscale: VOC's masks), raw being the inflated IDAT
+ * stream (each row a filter-type byte + `width` bytes), and count the pixel values, the row
+ * still in cache, run by run. Palette PNGs decoded to their indices without Pillow's
+ * per-image object overhead or libspng's RGB expansion. ValueError on a filter type > 4. */
+static inline uint8_t paeth(int a, int b, int c) {
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    return (uint8_t)((pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c));
+}
+
+static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
+    Py_buffer raw, out, hist;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*w*", &raw, &width, &out, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || out.len % width != 0 || raw.len != out.len + out.len / width) {
+        PyErr_SetString(PyExc_ValueError, "raw must hold (1 + width) bytes per row of out");
+    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else {
+        const uint8_t *r = (const uint8_t *)raw.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t rows = out.len / width, bad_row = -1;
+        int bad_type = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *src = r + y * (width + 1) + 1;
+            uint8_t *row = o + y * width;
+            const uint8_t *prev = y ? row - width : NULL; /* the row above; none above row 0 */
+            Py_ssize_t x;
+            switch (src[-1]) {
+            case 0:
+                memcpy(row, src, (size_t)width);
+                break;
+            case 1:
+                row[0] = src[0];
+                for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                break;
+            case 2:
+                if (prev)
+                    for (x = 0; x < width; x++) row[x] = (uint8_t)(src[x] + prev[x]);
+                else
+                    memcpy(row, src, (size_t)width);
+                break;
+            case 3:
+                row[0] = (uint8_t)(src[0] + (prev ? prev[0] >> 1 : 0));
+                for (x = 1; x < width; x++)
+                    row[x] = (uint8_t)(src[x] + ((row[x - 1] + (prev ? prev[x] : 0)) >> 1));
+                break;
+            case 4:
+                if (prev) {
+                    row[0] = (uint8_t)(src[0] + prev[0]); /* paeth(0, b, 0) = b */
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + paeth(row[x - 1], prev[x], prev[x - 1]));
+                } else { /* paeth(a, 0, 0) = a: as Sub */
+                    row[0] = src[0];
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                }
+                break;
+            default:
+                bad_row = y;
+                bad_type = src[-1];
+                break;
+            }
+            if (bad_row >= 0) break;
+            x = 0;
+            while (x < width) {
+                Py_ssize_t e = byte_run_end(row, x, width);
+                h[row[x]] += e - x;
+                x = e;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (bad_row >= 0) {
+            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row, bad_type);
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* u8_pair_counts(a, b, hist, keys): hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on entry),
+ * and the pairs that occur, in order of first occurrence, into keys (65536 uint16); returns how
+ * many. Run by run over the stretches where neither map changes (each map's run end found
+ * once per run of that map): the joint histogram of VOC's object and class maps in ~0.05 ms
+ * for 640x480, where cv2.calcHist's 2-D float histogram and its nonzero took ~1.5. The caller
+ * reads the counts at keys and zeroes them again, so one hist serves every image. */
+static PyObject *u8_pair_counts(PyObject *self, PyObject *args) {
+    Py_buffer a, b, hist, keys;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &a, &b, &hist, &keys))
+        return NULL;
+    PyObject *result = NULL;
+    if (a.len != b.len) {
+        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
+    } else if (hist.len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys.len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
+    } else {
+        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        uint16_t *k = (uint16_t *)keys.buf;
+        Py_ssize_t n = a.len, i = 0, ea = 0, eb = 0, found = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            uint16_t key = (uint16_t)((uint32_t)p[i] << 8 | q[i]);
+            if (h[key] == 0) k[found++] = key;
+            h[key] += j - i;
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(found);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
+/* u8_overlay(base, table, top, out): out[i] = top[i] if top[i] else table[base[i]] (table: 256
+ * bytes): VOC's objects over the stuff values of their class map, one pass run by run. */
+static PyObject *u8_overlay(PyObject *self, PyObject *args) {
+    Py_buffer base, table, top, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &base, &table, &top, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (top.len != base.len || out.len != base.len) {
+        PyErr_SetString(PyExc_ValueError, "base, top and out must be the same length");
+    } else {
+        const uint8_t *p = (const uint8_t *)base.buf, *t = (const uint8_t *)table.buf, *q = (const uint8_t *)top.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = base.len, i = 0, ea = 0, eb = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            if (q[i]) { /* an object: its run, whatever the class map does under it */
+                memset(o + i, q[i], (size_t)(eb - i));
+                i = eb;
+                continue;
+            }
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&top);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLEs (pycocotools' count strings)
+ * into a zeroed column-major label buffer (uint16 or uint32, one element per pixel), shape k's
+ * foreground runs set to ids[k], in order (later on top). The strings are decoded on the fly:
+ * each count is a little-endian group of 5-bit chunks in characters 48..111, bit 0x20 saying
+ * that another follows, bit 0x10 of the last being the sign; counts after the second are stored
+ * as the difference to the count two places before. One pass over the characters and one
+ * store per painted pixel, where the numpy path builds index arrays per run (~1 ms for an
+ * image of 20 polygons). Returns False, leaving buf partly painted, for any string that is not
+ * well-formed (a character out of range, a count ending mid-way or longer than 7 characters, a
+ * negative count, counts not covering the buffer exactly): the caller then takes the checked
+ * path, which names what is wrong. */
+static PyObject *rle_paint(PyObject *self, PyObject *args) {
+    PyObject *strings, *ids;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "O!O!w*", &PyList_Type, &strings, &PyList_Type, &ids, &buf))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(strings);
+    int item = (int)buf.itemsize;
+    if (PyList_GET_SIZE(ids) != n) {
+        PyErr_SetString(PyExc_ValueError, "one id per string");
+        goto done;
+    }
+    if (item != 2 && item != 4) {
+        PyErr_SetString(PyExc_ValueError, "buf must be uint16 or uint32");
+        goto done;
+    }
+    Py_ssize_t npix = buf.len / item;
+    int ok = 1;
+    for (Py_ssize_t s = 0; s < n && ok; s++) {
+        PyObject *str = PyList_GET_ITEM(strings, s);
+        if (!PyBytes_Check(str)) {
+            PyErr_SetString(PyExc_TypeError, "strings must be bytes");
+            goto done;
+        }
+        unsigned long long id = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(ids, s));
+        if (PyErr_Occurred()) goto done;
+        if (id > (item == 2 ? 0xFFFFull : 0xFFFFFFFFull)) {
+            PyErr_SetString(PyExc_ValueError, "id does not fit the buffer's type");
+            goto done;
+        }
+        const uint8_t *c = (const uint8_t *)PyBytes_AS_STRING(str);
+        Py_ssize_t len = PyBytes_GET_SIZE(str), i = 0, m = 0;
+        long long prev2 = 0, prev1 = 0, pos = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < len) {
+            long long x = 0;
+            int k = 0, more = 1, last = 0;
+            while (more) {
+                if (i >= len || k >= 7) { ok = 0; break; }
+                int v = (int)c[i++] - 48;
+                if (v < 0 || v > 63) { ok = 0; break; }
+                x |= (long long)(v & 0x1f) << (5 * k);
+                more = v & 0x20;
+                last = v;
+                k++;
+            }
+            if (!ok) break;
+            if (last & 0x10) x -= (long long)1 << (5 * k); /* sign of the last chunk */
+            if (m > 2) x += prev2;
+            if (x < 0 || pos + x > npix) { ok = 0; break; }
+            if (m & 1) { /* odd counts are foreground */
+                if (item == 2) {
+                    uint16_t *o = (uint16_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint16_t)id;
+                } else {
+                    uint32_t *o = (uint32_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint32_t)id;
+                }
+            }
+            pos += x;
+            prev2 = prev1;
+            prev1 = x;
+            m++;
+        }
+        Py_END_ALLOW_THREADS
+        if (ok && pos != npix) ok = 0;
+    }
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* parse_numbers(text, values, rows) -> (n_values, n_rows) or None: the numbers of a YOLO label
+ * file, every one in values (float64), and for each line holding any, (line number, how many)
+ * in rows (int64 pairs). Lines end at \n, \r or \r\n (as str.splitlines numbers them, for the
+ * text this takes), numbers are separated by spaces and tabs. Only plain decimals are taken:
+ * [+-]digits[.digits] with at most 15 significant digits and 22 after the point; such a number
+ * is m / 10^f with m and 10^f exact doubles, so one IEEE division gives the correctly rounded
+ * value, exactly what float() gives. Anything else (exponents, nan, other characters, other
+ * line breaks or whitespace, non-ASCII) returns None, and the caller parses with Python, which
+ * names what is wrong: this pass only ever agrees with it. ~20x faster than float() per number. */
+static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static PyObject *parse_numbers(PyObject *self, PyObject *args) {
+    Py_buffer text, values, rows;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &text, &values, &rows))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t cap_v = values.len / (Py_ssize_t)sizeof(double), cap_r = rows.len / (2 * (Py_ssize_t)sizeof(int64_t));
+    if (cap_v < text.len / 2 + 1 || cap_r < text.len / 2 + 1) {
+        PyErr_SetString(PyExc_ValueError, "values and rows must hold len(text) // 2 + 1 entries");
+    } else {
+        const uint8_t *c = (const uint8_t *)text.buf;
+        double *v = (double *)values.buf;
+        int64_t *r = (int64_t *)rows.buf;
+        Py_ssize_t n = text.len, i = 0, nv = 0, nr = 0, on_line = 0, line = 1;
+        int ok = 1;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            uint8_t ch = c[i];
+            if (ch == ' ' || ch == '\t') { i++; continue; }
+            if (ch == '\n' || ch == '\r') {
+                if (on_line) { r[2 * nr] = line; r[2 * nr + 1] = on_line; nr++; on_line = 0; }
+                line++;
+                i += (ch == '\r' && i + 1 < n && c[i + 1] == '\n') ? 2 : 1;
+                continue;
+            }
+            int neg = 0, digits = 0, frac = 0, point = 0, any_digit = 0;
+            uint64_t m = 0;
+            if (ch == '+' || ch == '-') { neg = ch == '-'; i++; }
+            for (; i < n; i++) {
+                ch = c[i];
+                if (ch >= '0' && ch <= '9') {
+                    any_digit = 1;
+                    if (digits || ch != '0') digits++; /* significant digits: leading zeros are not */
+                    m = m * 10 + (uint64_t)(ch - '0');
+                    frac += point;
+                } else if (ch == '.' && !point) {
+                    point = 1;
+                } else {
+                    break;
+                }
+            }
+            /* a plain decimal with a digit, ending at a separator or the end: else Python's turn */
+            if (!any_digit || digits > 15 || frac > 22 ||
+                (i < n && c[i] != ' ' && c[i] != '\t' && c[i] != '\n' && c[i] != '\r')) {
+                ok = 0;
+                break;
+            }
+            double x = (double)m / POW10[frac];
+            v[nv++] = neg ? -x : x;
+            on_line++;
+        }
+        if (ok && on_line) { r[2 * nr] = line; r[2 * nr + 1] = on_line; nr++; }
+        Py_END_ALLOW_THREADS
+        result = ok ? Py_BuildValue("nn", nv, nr) : (Py_INCREF(Py_None), Py_None);
+    }
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&rows);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -487,6 +809,20 @@ static PyMethodDef methods[] = {
     {"code_boxes", code_boxes, METH_VARARGS,
      "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
      " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
+    {"png_unfilter8", png_unfilter8, METH_VARARGS,
+     "png_unfilter8(raw, width, out, hist): undo the row filters of an inflated 1-byte-per-pixel PNG"
+     " into out; hist[v] += 1 for every value."},
+    {"u8_pair_counts", u8_pair_counts, METH_VARARGS,
+     "u8_pair_counts(a, b, hist, keys) -> n: hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on"
+     " entry); the n pairs that occur into keys (65536 uint16), in order of first occurrence."},
+    {"u8_overlay", u8_overlay, METH_VARARGS,
+     "u8_overlay(base, table, top, out): out[i] = top[i] or table[base[i]] (table: 256 bytes)."},
+    {"rle_paint", rle_paint, METH_VARARGS,
+     "rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLE count strings (bytes) into a zeroed"
+     " column-major uint16/uint32 buffer, string k's foreground as ids[k], in order; False if one is malformed."},
+    {"parse_numbers", parse_numbers, METH_VARARGS,
+     "parse_numbers(text, values, rows) -> (n_values, n_rows) or None: plain decimals of a text, with"
+     " (line number, count) per non-empty line; None where Python must parse (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 

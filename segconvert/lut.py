@@ -17,6 +17,8 @@ directly; more codes use a uint16 table.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from segconvert.errors import ItemError
@@ -28,13 +30,17 @@ try:  # the fused C kernels (setup.py builds them where a compiler is available)
     from segconvert._kernels import rgb_lookup as _rgb_lookup_c
     from segconvert._kernels import u8_histogram as _u8_histogram_c
     from segconvert._kernels import u8_lookup as _u8_lookup_c
+    from segconvert._kernels import u8_overlay as _u8_overlay_c
+    from segconvert._kernels import u8_pair_counts as _u8_pair_counts_c
 except ImportError:  # pragma: no cover - depends on the build
     _rgb_lookup_c = _rgb_codes_c = _code_boxes_c = _u8_histogram_c = _u8_lookup_c = None
+    _u8_overlay_c = _u8_pair_counts_c = None
 
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
 _TABLE_BITS = 24
 _tables: dict[np.dtype, np.ndarray] = {}
+_local = threading.local()  # per-thread work buffers (pair_counts)
 
 
 def _big_table(dtype: np.dtype) -> np.ndarray:
@@ -249,3 +255,40 @@ def lookup_u8(values: np.ndarray, table: np.ndarray) -> np.ndarray:
         _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out)
         return out
     return cv2().LUT(values, table)
+
+
+def pair_counts(high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``high << 8 | low`` that occur in two uint8 maps of one shape (sorted, int64)
+    and the pixel count of each (int64).
+
+    The C kernel counts run by run into a per-thread 65536-entry table that it leaves as it
+    found it (only the pairs that occur are read and reset: no 512 kB to zero and scan per
+    image); else ``np.bincount`` of the uint16 keys, the same result.
+    """
+    if high.shape != low.shape or high.dtype != np.uint8 or low.dtype != np.uint8:
+        raise ValueError("pair_counts takes two uint8 maps of one shape")
+    if _u8_pair_counts_c is not None and high.flags.c_contiguous and low.flags.c_contiguous:
+        bufs = getattr(_local, "pair", None)
+        if bufs is None:
+            bufs = _local.pair = (np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16))
+        hist, seen = bufs
+        n = _u8_pair_counts_c(high, low, hist, seen)
+        keys = np.sort(seen[:n]).astype(np.int64)
+        counts = hist[keys]
+        hist[keys] = 0
+        return keys, counts
+    all_counts = np.bincount((high.astype(np.uint16) << 8 | low).ravel(), minlength=1 << 16)
+    keys = np.flatnonzero(all_counts)
+    return keys, all_counts[keys]
+
+
+def overlay_u8(base: np.ndarray, table: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """``top`` where it is non-zero, else ``table[base]``: one pass in C (run by run), else
+    cv2.LUT + a masked copy, the same result."""
+    if _u8_overlay_c is not None and base.flags.c_contiguous and top.flags.c_contiguous:
+        out = np.empty_like(base)
+        _u8_overlay_c(base, np.ascontiguousarray(table, np.uint8), top, out)
+        return out
+    out = cv2().LUT(base, table)
+    cv2().copyTo(top, top, out)
+    return out

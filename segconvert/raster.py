@@ -49,6 +49,11 @@ MAX_PIXELS = 2**32 - 1
 
 _local = threading.local()
 
+try:  # the C kernel painting compressed RLEs straight into the buffer (setup.py builds it)
+    from segconvert._kernels import rle_paint as _rle_paint_c
+except ImportError:  # pragma: no cover - depends on the build
+    _rle_paint_c = None
+
 
 def size_problem(height: int, width: int) -> str | None:
     """What is wrong with an image size no label map can have (empty, or more than
@@ -114,6 +119,14 @@ def paint(
         raise ValueError(f"segment ids must be positive (0 is void), got {min(ids)}")
     dtype = np.dtype(np.uint16) if not ids or max(ids) < 65536 else np.dtype(np.uint32)
 
+    if overlap == "paint" and _rle_paint_c is not None and shapes:
+        strings = _plain_strings(shapes, height, width)
+        if strings is not None:  # compressed RLEs of this size, painted in order (polygons via frPyObjects)
+            buf = _work_buffer(npix, dtype)
+            if _rle_paint_c(strings, ids, buf):
+                return _to_rows(buf, height, width, dtype)
+            # a malformed string: the checked path below says which and what
+
     runs = _Runs(height, width, [geom for _, geom in shapes], ids, item=item, file=file)
     order = range(len(shapes))
     if overlap == "small-on-top" and len(shapes) > 1:
@@ -129,6 +142,28 @@ def paint(
         if painted != int(runs.area.sum()):
             raise ItemError(runs.conflicts(ids), item=item, file=file)
 
+    return _to_rows(buf, height, width, dtype)
+
+
+def _plain_strings(shapes: Sequence[Shape], height: int, width: int) -> list[bytes] | None:
+    """The count strings when every shape is a compressed RLE dict of exactly this size, else None."""
+    strings: list[bytes] = []
+    for _, g in shapes:
+        if not isinstance(g, dict):
+            return None
+        counts, size = g.get("counts"), g.get("size")
+        if isinstance(counts, str):
+            counts = counts.encode("ascii", "replace")
+        if not isinstance(counts, bytes) or not isinstance(size, list | tuple) or len(size) != 2:
+            return None
+        if size[0] != height or size[1] != width:
+            return None
+        strings.append(counts)
+    return strings
+
+
+def _to_rows(buf: np.ndarray, height: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """The HxW label map of a column-major buffer (a copy: the buffer is reused)."""
     cols = buf.reshape(width, height)
     if dtype == np.uint32:  # cv2 transposes by element size; its uint32 support varies by version
         return cv2().transpose(cols.view(np.int32)).view(np.uint32)

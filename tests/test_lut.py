@@ -195,3 +195,24 @@ def test_kernels_switch_between_scan_and_groups_without_changing_results(blocks,
     out, hist = lut.lookup_rgb(rgb, table)
     np.testing.assert_array_equal(out, expect)
     np.testing.assert_array_equal(hist, counts_expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(run_images(), images()), st.randoms(use_true_random=False))
+def test_pair_counts_and_overlay_kernels_equal_numpy(drawn, rnd):
+    """The VOC pairing kernels: joint counts of two uint8 maps, and objects over a LUT'd class map."""
+    from segconvert import lut
+
+    image = drawn[0]
+    high = np.ascontiguousarray(image[..., 0])
+    low = np.ascontiguousarray(image[..., 1]) if rnd.random() < 0.5 else np.ascontiguousarray(image[..., 0] // 3)
+    if rnd.random() < 0.5:
+        high = np.where(high > 128, high, 0).astype(np.uint8)  # objects on background
+    keys, counts = lut.pair_counts(high, low)
+    expected = np.bincount((high.astype(np.int64) << 8 | low).ravel(), minlength=1 << 16)
+    np.testing.assert_array_equal(keys, np.flatnonzero(expected))
+    np.testing.assert_array_equal(counts, expected[keys])
+    again = lut.pair_counts(high, low)  # the per-thread table was left clean
+    np.testing.assert_array_equal(again[1], counts)
+    table = np.array([rnd.randrange(256) for _ in range(256)], np.uint8)
+    np.testing.assert_array_equal(lut.overlay_u8(low, table, high), np.where(high != 0, high, table[low]))

@@ -76,3 +76,96 @@ def test_read_bytes_reads_whole_files_and_raises_like_open(tmp_path):
         png.read_bytes(tmp_path / "missing")
     with pytest.raises(IsADirectoryError):
         png.read_bytes(tmp_path)
+
+
+@st.composite
+def index_images(draw):
+    """Masks as VOC's are (runs of a few values) or noise, in shapes that make every PNG row
+    filter worth choosing for some row."""
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["runs", "noise", "ramp"]))
+    if kind == "noise":
+        return rng.integers(0, 256, (h, w)).astype(np.uint8)
+    if kind == "ramp":
+        return (np.cumsum(rng.integers(0, 3, (h, w)), axis=draw(st.integers(0, 1))) * 7).astype(np.uint8)
+    return np.repeat(rng.choice([0, 1, 15, 255], (h, (w + 3) // 4)), 4, axis=1)[:, :w].astype(np.uint8)
+
+
+def _encodings(mask: np.ndarray) -> list[bytes]:
+    """The same mask as several writers store it: Pillow (palette and grayscale, adaptive
+    filters), libpng through OpenCV with each strategy and level 9, segconvert's own writer."""
+    import cv2
+
+    out = []
+    for mode in ("P", "L"):
+        im = Image.fromarray(mask, "L")
+        if mode == "P":
+            im = im.convert("P")
+            im.putpalette(bytes(range(256)) * 3)
+        for optimize in (False, True):
+            buf = io.BytesIO()
+            im.save(buf, "PNG", optimize=optimize)
+            out.append(buf.getvalue())
+    for strategy in (0, 1, 2, 3, 4):
+        out.append(cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_STRATEGY, strategy, cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+                   .tobytes())
+    out.append(png.encode_palette8(mask, bytes(range(256)) * 3))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(index_images())
+def test_decode_index8_gives_pillows_indices_and_their_counts(mask):
+    """Every row filter (None, Sub, Up, Average, Paeth, as libpng and Pillow choose them)."""
+    for data in _encodings(mask):
+        decoded = png.decode_index8(data)
+        assert decoded is not None
+        values, counts = decoded
+        with Image.open(io.BytesIO(data)) as img:
+            np.testing.assert_array_equal(values, np.asarray(img))
+        np.testing.assert_array_equal(counts, np.bincount(mask.ravel(), minlength=256))
+
+
+def test_decode_index8_all_five_filters_occur_in_the_test_encodings():
+    """The property above is only as good as the filters it meets: check they all occur."""
+    import zlib
+
+    seen: set[int] = set()
+    rng = np.random.default_rng(1)
+    for k in range(30):
+        mask = (np.cumsum(rng.integers(0, 3, (30, 30)), axis=k % 2) * (k % 7 + 1)).astype(np.uint8)
+        for data in _encodings(mask):
+            pos, idat = 8, b""
+            while pos < len(data):
+                length = int.from_bytes(data[pos:pos + 4], "big")
+                if data[pos + 4:pos + 8] == b"IDAT":
+                    idat += data[pos + 8:pos + 8 + length]
+                pos += 12 + length
+            seen |= set(np.frombuffer(zlib.decompress(idat), np.uint8).reshape(30, 31)[:, 0].tolist())
+    assert seen == {0, 1, 2, 3, 4}
+
+
+def test_decode_index8_leaves_other_pngs_to_pillow_and_names_corrupt_data():
+    mask = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    assert png.decode_index8(png.encode_rgb8(np.dstack([mask] * 3))) is None  # RGB
+    assert png.decode_index8(png.encode_gray16(mask.astype(np.uint16))) is None  # 16-bit
+    data = png.encode_gray8(mask)
+    adam7 = png.SIGNATURE + png._chunk(b"IHDR", data[16:28] + b"\x01") + data[33:]  # interlaced: Pillow's job
+    assert png.read_header(adam7).width == 8 and png.decode_index8(adam7) is None
+    with pytest.raises(ValueError, match="truncated"):
+        png.decode_index8(data[:-20])
+    at = data.index(b"IDAT") + 6
+    with pytest.raises(ValueError, match="checksum"):
+        png.decode_index8(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+    raw = np.zeros((6, 9), np.uint8)
+    raw[2, 0] = 7  # filter type 7 on row 2
+    raw[:, 1:] = mask
+    bad = png._encode_raw(mask, 8, 6, 8, 0)
+    idat = png._deflate_lib.compress(raw, 1)
+    start = bad.index(b"IDAT") - 4
+    end = bad.index(b"IEND") - 4
+    bad = bad[:start] + png._chunk(b"IDAT", idat) + bad[end:]
+    with pytest.raises(ValueError, match="row 2 has PNG filter type 7"):
+        png.decode_index8(bad)

@@ -208,3 +208,32 @@ def test_size_problem_names_empty_and_impossibly_large_sizes():
     assert size_problem(2, 2**31) is not None  # 2^32 pixels: one more than a COCO RLE can count
     with pytest.raises(ItemError, match="32-bit"):
         paint(10**6, 10**7, [], "paint")  # refused before any buffer is allocated
+
+
+@FAST
+@given(scenes(), st.sampled_from([1, 70000]))
+def test_compressed_rles_painted_by_the_kernel_equal_pycocotools(scene, first_id):
+    """Scenes of compressed RLEs only (polygons through frPyObjects, as the YOLO reader makes
+    them) take the C kernel, uint16 and uint32 ids alike; the result is painter's order."""
+    import segconvert.raster as raster
+
+    if raster._rle_paint_c is None:
+        pytest.skip("C kernels not built")
+    height, width, shapes = scene
+    compressed = [(first_id + k, g) for k, (_, g) in enumerate(shapes)
+                  if isinstance(g, dict) and not isinstance(g["counts"], list)]
+    calls = []
+
+    def spy(*args):
+        calls.append(True)
+        return raster_kernel(*args)
+
+    raster_kernel = raster._rle_paint_c
+    raster._rle_paint_c = spy
+    try:
+        got = paint(height, width, compressed)
+    finally:
+        raster._rle_paint_c = raster_kernel
+    assert bool(calls) == bool(compressed)
+    assert got.dtype == (np.uint32 if first_id > 65535 and compressed else np.uint16)
+    np.testing.assert_array_equal(got, reference(height, width, compressed))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -398,3 +399,40 @@ def test_writer_names_instances_below_min_iou(tmp_path):
     report = json.loads((tmp_path / "yolo" / "polygon_iou.json").read_text())
     assert report["below_min_iou"] == 1 and report["per_image_mean_iou"]["e"] == pytest.approx((0.816327 + 1) / 2)
     assert (tmp_path / "yolo" / "labels" / "train" / "e.txt").read_text().startswith("14 ")  # person = class 14
+
+
+_TOKENS = st.one_of(
+    st.floats(-2, 2, allow_nan=False).map(lambda x: f"{x:.6f}"),  # what exporters write
+    st.floats(-2, 2, allow_nan=False).map(repr),  # up to 17 significant digits: Python's turn
+    st.integers(-300, 300).map(str),
+    st.sampled_from(["-0", "+.5", "5.", ".", "+", "1e-3", "nan", "inf", "0x1p3", "1_0", "1.2.3", "٣", "0.5\u00a0",
+                     "000000000000000000000000.25", "0." + "0" * 22 + "1", "123456789012345", "1234567890123456"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(_TOKENS, max_size=8), st.sampled_from([" ", "  ", "\t", " \t"]),
+                          st.sampled_from(["\n", "\r\n", "\r", "\n\n", "\x0c"])), max_size=6))
+def test_label_parser_kernel_agrees_with_python_float(lines):
+    """The C pass takes plain decimals only and then gives float()'s numbers, bit for bit, and
+    str.splitlines' line numbers; everything else it leaves to the Python path."""
+    from segconvert.converters import yolo
+
+    if yolo._parse_numbers_c is None:
+        pytest.skip("C kernels not built")
+    text = "".join(sep.join(tokens) + end for tokens, sep, end in lines)
+    data = text.encode()
+    values = np.empty(len(data) // 2 + 1, np.float64)
+    rows = np.empty((len(data) // 2 + 1, 2), np.int64)
+    done = yolo._parse_numbers_c(data, values, rows)
+    fields = [(n, ln.split()) for n, ln in enumerate(text.splitlines(), start=1) if ln.split()]
+    plain = all(re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", tok) for _, f in fields for tok in f)
+    if done is None:
+        assert not plain or any(len(tok.lstrip("+-").replace(".", "").lstrip("0")) > 15
+                                or len(tok.partition(".")[2]) > 22 for _, f in fields for tok in f) \
+            or any(ch in text for ch in "\x0c")
+        return
+    n_values, n_rows = done
+    assert rows[:n_rows].tolist() == [[n, len(f)] for n, f in fields]
+    expected = np.array([float(tok) for _, f in fields for tok in f], np.float64)
+    assert values[:n_values].tobytes() == expected.tobytes()  # bitwise: -0.0 and rounding alike
