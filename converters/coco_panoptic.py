@@ -236,8 +236,8 @@ class CocoPanopticWriter(Writer):
         segments = [seg.segments[pos] for pos in present]
         ids = png_ids(segments)
         colors = np.zeros((len(seg.segments) + 1, 3), np.uint8)
-        for pos, sid in zip(present, ids):
-            colors[pos + 1] = (sid & 255, (sid >> 8) & 255, sid >> 16)
+        if present:  # each id's little-endian bytes R, G, B, all rows at once
+            colors[np.array(present) + 1] = np.array(ids, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
         rgb, box_array = pixels.colors_and_boxes(colors)
         stamp = self.store.put(f"panoptic/{ref}.png", png.encode_rgb8(rgb))
         boxes = box_array.tolist()
