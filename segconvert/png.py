@@ -263,11 +263,13 @@ def _decode_gray8_unfiltered(data: bytes) -> np.ndarray | None:
         pos = stop + 4
     if not parts:
         return None
-    try:
-        raw = _deflate_lib.decompress(parts[0] if len(parts) == 1 else b"".join(parts))
+    expected = height * (width + 1)
+    stream = _deflate_lib.decompressobj()
+    try:  # never more than the image holds (+1 to see a longer stream): a "bomb" costs nothing
+        raw = stream.decompress(parts[0] if len(parts) == 1 else b"".join(parts), expected + 1)
     except Exception:  # noqa: BLE001 - isal and zlib raise their own error types
         return None
-    if len(raw) != height * (width + 1):
+    if len(raw) != expected or not stream.eof:  # short, long or unfinished (Adler-32 unchecked)
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
     if rows[:, 0].any():  # a row with a filter: the general decoder undoes it

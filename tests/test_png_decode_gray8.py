@@ -97,3 +97,10 @@ def general(data: bytes) -> np.ndarray:
         return png.decode_gray8(data)
     finally:
         png._deflate_lib = saved
+
+
+def test_a_stream_longer_than_the_image_is_left_to_the_general_decoder() -> None:
+    (ihdr, head), _, iend = _chunks(png.encode_gray8(np.zeros((4, 4), np.uint8)))
+    bomb = png._deflate_lib.compress(bytes(50_000_000), 1)  # 50 MB of rows for a 4x4 image
+    data = _png([(ihdr, head), (b"IDAT", bomb), iend])
+    assert png._decode_gray8_unfiltered(data) is None
