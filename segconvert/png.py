@@ -237,7 +237,13 @@ def encode_gray16(mask: np.ndarray) -> bytes:
 
 def decode_gray8(data: bytes) -> np.ndarray:
     """Decode an 8-bit grayscale PNG (check the header first) to an (H, W) uint8 array
-    (libspng where installed: 0.4 ms for a 640x480 mask where OpenCV takes 0.55)."""
+    (libspng where installed: 0.4 ms for a 640x480 mask where OpenCV takes 0.55; a mask
+    with filter type None on every row, as :func:`encode_gray8` writes them, is inflated
+    by ISA-L directly: ~0.22 ms where libspng takes ~0.3)."""
+    if _deflate_lib is not zlib:
+        mask = _decode_gray8_unfiltered(data)
+        if mask is not None:
+            return mask
     if _pyspng is not None:
         try:
             out = _pyspng.load(data)
@@ -308,3 +314,52 @@ def decode_index8(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 _IDAT_CRC = zlib.crc32(b"IDAT")
+def _decode_gray8_unfiltered(data: bytes) -> np.ndarray | None:
+    """An 8-bit grayscale, non-interlaced PNG whose rows all have filter type None, decoded;
+    None for any other PNG, and for anything irregular (a bad CRC, a truncated or corrupt
+    stream, a size that does not add up), which the general decoder then decodes or
+    rejects with its own message. Every chunk's CRC and the zlib stream's Adler-32 are
+    checked, as libspng checks them."""
+    crc32 = _deflate_lib.crc32
+    if len(data) < 45 or data[:8] != SIGNATURE or data[12:16] != b"IHDR" or data[8:12] != b"\0\0\0\r":
+        return None
+    width, height, bit_depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if (bit_depth, color_type, compression, filtering, interlace) != (8, 0, 0, 0, 0) or not width or not height:
+        return None
+    if crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        return None
+    view = memoryview(data)
+    parts: list[memoryview] = []
+    pos, end, previous = 33, len(data), b"IHDR"
+    while True:
+        if pos + 12 > end:
+            return None  # no IEND
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        tag = data[pos + 4:pos + 8]
+        stop = pos + 8 + size
+        if stop + 4 > end or crc32(view[pos + 4:stop]) != int.from_bytes(data[stop:stop + 4], "big"):
+            return None
+        if tag == b"IDAT":
+            if parts and previous != b"IDAT":  # IDAT chunks must be consecutive
+                return None
+            parts.append(view[pos + 8:stop])
+        elif tag == b"IEND":
+            break
+        elif tag[0] & 0x20 == 0:  # another critical chunk (PLTE, a second IHDR, ...)
+            return None
+        previous = tag
+        pos = stop + 4
+    if not parts:
+        return None
+    expected = height * (width + 1)
+    stream = _deflate_lib.decompressobj()
+    try:  # never more than the image holds (+1 to see a longer stream): a "bomb" costs nothing
+        raw = stream.decompress(parts[0] if len(parts) == 1 else b"".join(parts), expected + 1)
+    except Exception:  # noqa: BLE001 - isal and zlib raise their own error types
+        return None
+    if len(raw) != expected or not stream.eof:  # short, long or unfinished (Adler-32 unchecked)
+        return None
+    rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
+    if rows[:, 0].any():  # a row with a filter: the general decoder undoes it
+        return None
+    return np.ascontiguousarray(rows[:, 1:])

@@ -29,10 +29,14 @@ from segconvert.lut import MAX_CODE, code_boxes, count_codes_uint8, lookup_u8, t
 from segconvert.opencv import cv2
 from segconvert.storage import OutputStore
 
-try:  # the C kernel (see segconvert/_kernels.c); the same result without it
+try:  # the C kernels (see segconvert/_kernels.c); the same result without them
     from segconvert._kernels import code_colors as _code_colors_c
 except ImportError:  # pragma: no cover - depends on the build
     _code_colors_c = None
+try:
+    from segconvert._kernels import code_colors_boxes as _code_colors_boxes_c
+except ImportError:  # pragma: no cover - depends on the build (an extension built before it)
+    _code_colors_boxes_c = None
 
 
 @dataclass
@@ -50,6 +54,22 @@ class SegmentPixels:
     def boxes(self) -> np.ndarray:
         """``(min x, min y, max x, max y)`` per code (row 0 is void), one pass."""
         return code_boxes(self.code_map, len(self.segments) + 1)
+
+    def colors_and_boxes(self, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(map_codes(code_map, colors), boxes())`` (``colors``: (n, 3) uint8), in one C pass
+        over a uint8 code map where the kernel is built (~0.12 ms for 640x480 instead of ~0.23)."""
+        cm, count = self.code_map, len(self.segments) + 1
+        if (_code_colors_boxes_c is not None and cm.dtype == np.uint8 and cm.flags.c_contiguous and cm.size
+                and colors.dtype == np.uint8 and colors.shape[1:] == (3,) and len(colors) <= 256 and count <= 256):
+            h, w = cm.shape
+            table = np.zeros((256, 3), np.uint8)
+            table[:len(colors)] = colors
+            out = np.empty((h, w, 3), np.uint8)
+            boxes = np.empty((256, 4), np.int32)
+            boxes[:] = (w, h, -1, -1)
+            _code_colors_boxes_c(cm, w, table, out, boxes)
+            return out, boxes[:count].astype(np.int64)
+        return map_codes(cm, colors), self.boxes()
 
 
 def segment_pixels(seg: Segmentation) -> SegmentPixels:

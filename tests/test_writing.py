@@ -46,3 +46,23 @@ def test_segment_pixels_refuses_unlisted_values():
 @given(values=CODE_MAPS, table=hnp.arrays(np.uint8, (256,)))
 def test_lookup_u8_equals_numpy(values, table):
     assert np.array_equal(lut.lookup_u8(values, table), table[values])
+
+
+def _numpy_boxes(codes: np.ndarray, count: int) -> np.ndarray:
+    h, w = codes.shape
+    out = np.tile(np.array([w, h, -1, -1], np.int64), (count, 1))
+    for code in range(count):
+        ys, xs = np.nonzero(codes == code)
+        if len(xs):
+            out[code] = (xs.min(), ys.min(), xs.max(), ys.max())
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(codes=CODE_MAPS, table=hnp.arrays(np.uint8, (10, 3)), runs=st.integers(1, 9))
+def test_colors_and_boxes_fused_equal_numpy(codes, table, runs):
+    codes = np.ascontiguousarray(np.repeat(codes, runs, axis=1))  # runs, as label maps have them
+    pixels = writing.SegmentPixels(codes, [0] * 10, [SegmentInfo(k, f"s{k}") for k in range(1, 10)])
+    rgb, boxes = pixels.colors_and_boxes(table)
+    assert np.array_equal(rgb, table[codes])
+    assert np.array_equal(boxes, _numpy_boxes(codes, 10))
