@@ -28,7 +28,8 @@ Kinds recognised (by content, the file name only breaking ties):
   ids = position, or position - 1 when the first line is ``__ignore__`` (labelme2voc's -1).
 
 Errors are :class:`SourceError` naming the file and, for text files, the line.
-:func:`is_void_name` says which names mean void/background (``_background_``, ...).
+Which names mean void/background (``_background_``, Mapillary's ``void--unlabeled``, ...) is
+:func:`segconvert.shapes.label_convention`'s one table, not this module's.
 """
 
 from __future__ import annotations
@@ -42,11 +43,6 @@ from segconvert.errors import SourceError
 
 Color = tuple[int, int, int]
 
-#: class names that mean "no class": void / background (labelme2voc's ``_background_``,
-#: Detectron's ``__background__``, labelme's ``__ignore__``; Mapillary's ``void--unlabeled``
-#: by its last ``--`` part). Readers make such classes void rather than a class.
-VOID_NAMES = frozenset({"void", "background", "unlabeled", "_background_", "__background__", "__ignore__"})
-
 KINDS = ("colormap-json", "labels-json", "datumaro", "mapillary", "labelmap-txt", "label-colors-txt",
          "ade20k-objectinfo", "class-names-txt")
 
@@ -58,12 +54,6 @@ class LabelEntry(NamedTuple):
     name: str
     color: Color | None
     isthing: bool | None = None
-
-
-def is_void_name(name: str) -> bool:
-    """Whether a class of this name is void/background (:data:`VOID_NAMES`, case-insensitive)."""
-    name = name.strip().lower()
-    return name in VOID_NAMES or name.rsplit("--", 1)[-1] in VOID_NAMES
 
 
 def parse_color(value: Any, label: str, file: Path | str) -> Color:

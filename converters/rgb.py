@@ -57,6 +57,7 @@ from segconvert.errors import ItemError, SourceError
 from segconvert.format import Format, Reader
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.opencv import cv2
+from segconvert.shapes import check_void, void_option
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -713,10 +714,9 @@ class RgbReader(Reader):
             "and colours near several classes take the nearest-coloured class around them (5x5..17x17), "
             "counted per image in the warnings.",
         ),
-        click.Option(
-            ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
-            "__ignore__): background, or a segment 'ignore'.",
+        void_option(
+            "Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
+            "__ignore__): background, or a segment 'ignore'."
         ),
         click.Option(
             ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
@@ -754,8 +754,7 @@ class RgbReader(Reader):
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
             raise SourceError(f"--unknown must be error, background or ignore, not {unknown!r}")
-        if void not in ("background", "ignore"):
-            raise SourceError(f"--void must be background or ignore, not {void!r}")
+        void = check_void(void)
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"--tolerance must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":

@@ -65,6 +65,7 @@ from segconvert.modes import ModePlan
 from segconvert.opencv import cv2
 from segconvert.pack import pack
 from segconvert.paths import output_stem
+from segconvert.shapes import BACKGROUND, IGNORE_LABEL, RESERVED_LABELS, check_void, void_option
 
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
@@ -75,7 +76,6 @@ SETS_DIR = "ImageSets/Segmentation"
 LABELMAP = "labelmap.txt"
 CLASS_NAMES = "class_names.txt"
 VOID = 255
-IGNORE_LABEL = "ignore"
 #: raw ids of stuff segments (class pixels outside every object) and of the ignore segment
 STUFF_BASE = 256
 IGNORE_RAW = 511
@@ -84,8 +84,8 @@ VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-#: names that mean "index 0 is background" in the tables tools write
-BACKGROUND_NAMES = ("background", "_background_", "__background__", "unlabeled", "void")
+#: names that mean "index 0 is background" in the tables tools write (the one table in shapes)
+BACKGROUND_NAMES = tuple(name for name, kind in RESERVED_LABELS.items() if kind == BACKGROUND)
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -573,10 +573,7 @@ class VocReader(Reader):
     options = (
         click.Option(["--subset"], default=None,
                      help="Convert the images of ImageSets/Segmentation/NAME.txt only [default: every image once]."),
-        click.Option(
-            ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'.",
-        ),
+        void_option("Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'."),
     )
 
     def __init__(self, source: str | Path, subset: str | None = None, void: str = "background") -> None:
@@ -589,8 +586,7 @@ class VocReader(Reader):
         self.object_dir = LABELME_OBJECT_DIR if labelme else OBJECT_DIR
         if not (root / self.class_dir).is_dir():
             raise SourceError(f"no {CLASS_DIR}/ folder; is this a Pascal VOC root?", file=root)
-        if void not in ("background", "ignore"):
-            raise SourceError(f"--void must be background or ignore, not {void!r}")
+        check_void(void)
         self.has_objects = (root / self.object_dir).is_dir()
         self.table = load_class_table(root, void == "ignore")
         self.categories = self.table.categories()
