@@ -204,18 +204,30 @@ def _text_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _labelmap_txt(path: Path, text: str) -> list[LabelEntry]:
+    """As Datumaro's ``parse_label_map``: a name listed twice is an error, the colour may be
+    empty; a colour that is not three integers 0..255 is an error (Datumaro asserts)."""
     out = []
+    seen: set[str] = set()
     for n, line in _text_lines(text):
         name, _, rest = line.partition(":")
+        name = name.strip()
+        if not name:
+            raise SourceError(f"line {n}: empty label name", file=path)
+        if name in seen:
+            raise SourceError(f"line {n}: label {name!r} appears twice (already defined above)", file=path)
+        seen.add(name)
         color_text = rest.split(":", 1)[0].strip()
         color = None
         if color_text:
             try:
                 rgb = [int(v) for v in color_text.split(",")]
             except ValueError:
-                raise SourceError(f"line {n}: colour {color_text!r} is not r,g,b", file=path) from None
-            color = parse_color(rgb, name, f"{path}:{n}")
-        out.append(LabelEntry(len(out), name.strip(), color))
+                rgb = []
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise SourceError(f"line {n}: label {name!r} has colour {color_text!r}, expected r,g,b (0..255)",
+                                  file=path)
+            color = (rgb[0], rgb[1], rgb[2])
+        out.append(LabelEntry(len(out), name, color))
     return out
 
 
