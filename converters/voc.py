@@ -211,6 +211,8 @@ def _decode(data: bytes, path: str, ref: str) -> PIL.Image.Image:
     try:
         im = PIL.Image.open(io.BytesIO(data))
         im.load()
+    except PIL.UnidentifiedImageError:
+        raise ItemError("cannot decode the PNG: truncated or not an image", item=ref, file=path) from None
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
         raise ItemError(f"cannot decode the PNG: {exc}", item=ref, file=path) from None
     return im
@@ -603,6 +605,8 @@ class VocReader(Reader):
         self.semantic = not self.has_objects
         self.subset = subset
         self._lists = self._set_lists(subset)
+        if next(self._stems(), None) is None:  # an empty root is a wrong SOURCE, not "0 of 0 converted"
+            raise SourceError(f"no images: {self.class_dir}/ has no .png (or the image lists are empty)", file=root)
 
     def _set_lists(self, subset: str | None) -> list[Path]:
         sets = self.source / SETS_DIR

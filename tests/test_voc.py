@@ -393,3 +393,16 @@ def test_labels_option_refuses_files_that_do_not_describe_voc_indices(tmp_path, 
     write_voc(tmp_path / "voc", "x", cls, None)
     with pytest.raises(SourceError, match=message):
         segconvert.convert(tmp_path / "voc", tmp_path / "out", from_format="voc", labels=labels, jobs=1)
+
+
+def test_empty_root_is_refused_and_truncated_png_is_named(tmp_path):
+    (tmp_path / "empty" / "SegmentationClass").mkdir(parents=True)
+    with pytest.raises(SourceError, match="no images"):
+        segconvert.convert(tmp_path / "empty", tmp_path / "o1", from_format="voc", jobs=1)
+    root = tmp_path / "voc"
+    write_voc(root, "good", np.zeros((4, 4), np.uint8), None)
+    data = (root / "SegmentationClass" / "good.png").read_bytes()
+    (root / "SegmentationClass" / "cut.png").write_bytes(data[:40])
+    s = segconvert.convert(root, tmp_path / "o2", from_format="voc", mode="semantic", jobs=1)
+    assert s.converted == 1 and len(s.failures) == 1
+    assert "truncated or not an image" in str(s.failures[0]) and "BytesIO" not in str(s.failures[0])
