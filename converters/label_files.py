@@ -28,7 +28,8 @@ Kinds recognised (by content, the file name only breaking ties):
   ids = position, or position - 1 when the first line is ``__ignore__`` (labelme2voc's -1).
 
 Errors are :class:`SourceError` naming the file and, for text files, the line.
-:func:`is_void_name` says which names mean void/background (``_background_``, ...).
+Which names mean void/background (``_background_``, Mapillary's ``void--unlabeled``, ...) is
+:func:`segconvert.shapes.label_convention`'s one table, not this module's.
 """
 
 from __future__ import annotations
@@ -42,11 +43,6 @@ from segconvert.errors import SourceError
 
 Color = tuple[int, int, int]
 
-#: class names that mean "no class": void / background (labelme2voc's ``_background_``,
-#: Detectron's ``__background__``, labelme's ``__ignore__``; Mapillary's ``void--unlabeled``
-#: by its last ``--`` part). Readers make such classes void rather than a class.
-VOID_NAMES = frozenset({"void", "background", "unlabeled", "_background_", "__background__", "__ignore__"})
-
 KINDS = ("colormap-json", "labels-json", "datumaro", "mapillary", "labelmap-txt", "label-colors-txt",
          "ade20k-objectinfo", "class-names-txt")
 
@@ -58,12 +54,6 @@ class LabelEntry(NamedTuple):
     name: str
     color: Color | None
     isthing: bool | None = None
-
-
-def is_void_name(name: str) -> bool:
-    """Whether a class of this name is void/background (:data:`VOID_NAMES`, case-insensitive)."""
-    name = name.strip().lower()
-    return name in VOID_NAMES or name.rsplit("--", 1)[-1] in VOID_NAMES
 
 
 def parse_color(value: Any, label: str, file: Path | str) -> Color:
@@ -214,18 +204,30 @@ def _text_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _labelmap_txt(path: Path, text: str) -> list[LabelEntry]:
+    """As Datumaro's ``parse_label_map``: a name listed twice is an error, the colour may be
+    empty; a colour that is not three integers 0..255 is an error (Datumaro asserts)."""
     out = []
+    seen: set[str] = set()
     for n, line in _text_lines(text):
         name, _, rest = line.partition(":")
+        name = name.strip()
+        if not name:
+            raise SourceError(f"line {n}: empty label name", file=path)
+        if name in seen:
+            raise SourceError(f"line {n}: label {name!r} appears twice (already defined above)", file=path)
+        seen.add(name)
         color_text = rest.split(":", 1)[0].strip()
         color = None
         if color_text:
             try:
                 rgb = [int(v) for v in color_text.split(",")]
             except ValueError:
-                raise SourceError(f"line {n}: colour {color_text!r} is not r,g,b", file=path) from None
-            color = parse_color(rgb, name, f"{path}:{n}")
-        out.append(LabelEntry(len(out), name.strip(), color))
+                rgb = []
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise SourceError(f"line {n}: label {name!r} has colour {color_text!r}, expected r,g,b (0..255)",
+                                  file=path)
+            color = (rgb[0], rgb[1], rgb[2])
+        out.append(LabelEntry(len(out), name, color))
     return out
 
 

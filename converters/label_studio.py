@@ -359,7 +359,7 @@ class LabelStudioItem(Item):
         if bad_number(rotation):
             raise self._fail(f"{where}: rotation {rotation!r} is not a finite number")
         angle = math.radians(rotation)
-        if angle == 0:
+        if rotation == 0:  # (not angle == 0: a tiny rotation such as 5e-324 is 0.0 in radians, yet rotated)
             if x + w > 100 + PERCENT_TOLERANCE or y + h > 100 + PERCENT_TOLERANCE:
                 raise self._fail(f"{where}: the box ends at ({x + w:g}, {y + h:g}) %, outside the image")
         px, py, pw, ph = x * width / 100, y * height / 100, w * width / 100, h * height / 100

@@ -57,6 +57,7 @@ from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader
 from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.opencv import cv2
+from segconvert.shapes import check_void, void_option
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -715,10 +716,9 @@ class RgbReader(Reader):
             "and colours near several classes take the nearest-coloured class around them (5x5..17x17), "
             "counted per image in the warnings.",
         ),
-        click.Option(
-            ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
-            "__ignore__): background, or a segment 'ignore'.",
+        void_option(
+            "Index value 255 when the table does not name it (Pascal VOC's boundary, labelme2voc's "
+            "__ignore__): background, or a segment 'ignore'."
         ),
         click.Option(
             ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
@@ -756,8 +756,7 @@ class RgbReader(Reader):
         super().__init__(source)
         if unknown not in ("error", "background", "ignore"):
             raise SourceError(f"{opt('unknown')} must be error, background or ignore, not {unknown!r}")
-        if void not in ("background", "ignore"):
-            raise SourceError(f"{opt('void')} must be background or ignore, not {void!r}")
+        void = check_void(void)
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"{opt('tolerance')} must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":
@@ -863,11 +862,11 @@ def sniff(path: Path) -> bool:
 
 import orjson  # noqa: E402
 
-from segconvert.converters.label_files import is_void_name  # noqa: E402
 from segconvert.format import Writer, Written  # noqa: E402
 from segconvert.ir import Category  # noqa: E402
 from segconvert.modes import ModePlan  # noqa: E402
 from segconvert.paths import output_stem  # noqa: E402
+from segconvert.shapes import is_reserved_label  # noqa: E402
 from segconvert.writing import map_codes, segment_pixels, warn_empty  # noqa: E402
 
 VOID_COLOR: Color = (0, 0, 0)
@@ -897,7 +896,7 @@ def class_colors(categories: list[Category], colormap: str | None) -> dict[str, 
     A class named like void (background, void, unlabeled) is painted black: the rgb reader
     reads those names as void whatever their colour, so any other colour would come back
     as an unknown colour."""
-    void_named = {c.name for c in categories if is_void_name(c.name)}
+    void_named = {c.name for c in categories if is_reserved_label(c.name)}
     return {**_class_colors([c for c in categories if c.name not in void_named], colormap),
             **dict.fromkeys(void_named, VOID_COLOR)}
 
@@ -942,7 +941,7 @@ class RgbWriter(Writer):
         self.colors = class_colors(plan.categories, cmap)
         by_color: dict[Color, str] = {}
         for label, color in self.colors.items():
-            if is_void_name(label):
+            if is_reserved_label(label):
                 continue
             if color == VOID_COLOR:
                 raise SourceError(f"class {label!r} is black, the colour of void")

@@ -20,13 +20,13 @@ import numpy as np
 
 from segconvert.errors import SourceError, opt
 from segconvert.ir import Category
+from segconvert.shapes import IGNORE_LABEL, is_reserved_label
 
 ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
 #: builtins that number their classes (usable as the class table of index masks)
 INDEXED_BUILTINS = ("voc", "cityscapes", "ade20k", "coco-panoptic")
 VOID_VALUE = 255  # an index-mask value the table does not name: void (Pascal VOC's boundary)
-IGNORE_LABEL = "ignore"
 
 Color = tuple[int, int, int]
 
@@ -97,9 +97,8 @@ def color_of_key(k: int) -> Color:
 
 
 def _is_void(name: str) -> bool:
-    from segconvert.converters.label_files import is_void_name
-
-    return is_void_name(name)
+    """Background or void by name (the one table in ``segconvert.shapes``): not a class."""
+    return is_reserved_label(name)
 
 
 # --------------------------------------------------------------------------- colour tables

@@ -57,6 +57,7 @@ import numpy as np
 import PIL.Image
 
 from segconvert import png
+from segconvert.converters import label_files
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.format import Format, Reader, Writer, Written
 from segconvert.ir import Category, Item, Segmentation, SegmentInfo
@@ -65,6 +66,16 @@ from segconvert.modes import ModePlan
 from segconvert.opencv import cv2
 from segconvert.pack import pack
 from segconvert.paths import output_stem
+from segconvert.shapes import (
+    BACKGROUND,
+    IGNORE_LABEL,
+    RESERVED_LABELS,
+    check_void,
+    label_convention,
+    labels_option,
+    void_option,
+)
+from segconvert.shapes import VOID as VOID_CONVENTION
 
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
@@ -75,7 +86,6 @@ SETS_DIR = "ImageSets/Segmentation"
 LABELMAP = "labelmap.txt"
 CLASS_NAMES = "class_names.txt"
 VOID = 255
-IGNORE_LABEL = "ignore"
 #: raw ids of stuff segments (class pixels outside every object) and of the ignore segment
 STUFF_BASE = 256
 IGNORE_RAW = 511
@@ -84,8 +94,8 @@ VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-#: names that mean "index 0 is background" in the tables tools write
-BACKGROUND_NAMES = ("background", "_background_", "__background__", "unlabeled", "void")
+#: names that mean "index 0 is background" in the tables tools write (the one table in shapes)
+BACKGROUND_NAMES = tuple(name for name, kind in RESERVED_LABELS.items() if kind == BACKGROUND)
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -139,62 +149,55 @@ class ClassTable:
 
 
 def parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int] | None]]:
-    """CVAT/Datumaro ``labelmap.txt``: ``name:r,g,b:parts:actions`` per line, ``#`` comments.
+    """CVAT/Datumaro ``labelmap.txt`` as (name, colour) rows, through ``label_files`` (its one parser)."""
+    kind, rows = label_files.read_label_file(path)
+    if kind != "labelmap-txt":
+        raise SourceError(f"not a labelmap.txt (lines name:r,g,b:parts:actions); read as {kind}", file=path)
+    return [(r.name, r.color) for r in rows]
 
-    As Datumaro's ``parse_label_map``: blank and ``#`` lines skipped, a name listed twice
-    is an error, the colour may be empty; a colour that is not three integers 0..255 is
-    an error here (Datumaro asserts).
+
+#: label-file kinds whose class 0 is background by position whatever it is called (Datumaro
+#: numbers labelmap.txt lines from 0 and writes background first; labelme2voc's class_names.txt)
+_POSITIONAL_KINDS = ("labelmap-txt", "class-names-txt")
+
+
+def _table_from_file(path: Path) -> tuple[list[str], list[tuple[int, int, int] | None]]:
+    """Class index -> (name, colour) from any label file ``label_files`` reads (labelmap.txt,
+    class_names.txt, dataset_meta.json, Mapillary configs, objectInfo150.csv, ...).
+
+    An entry's id is its VOC index; void names (labelme2voc's ``__ignore__``, id -1) are no
+    class. A missing index 0 is background; other gaps are refused (they would shift classes).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read the label map: {exc}", file=path) from None
-    rows: list[tuple[str, tuple[int, int, int] | None]] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split(":")
-        name = fields[0]
-        if not name:
-            raise SourceError(f"line {lineno}: empty label name", file=path)
-        if name in seen:
-            raise SourceError(f"line {lineno}: label {name!r} is already defined", file=path)
-        seen.add(name)
-        color = None
-        if len(fields) > 1 and fields[1].strip():
-            parts = fields[1].split(",")
-            try:
-                values = tuple(int(p) for p in parts)
-            except ValueError:
-                values = ()
-            if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-                raise SourceError(f"line {lineno}: label {name!r} has colour {fields[1]!r}, expected r,g,b", file=path)
-            color = (values[0], values[1], values[2])
-        rows.append((name, color))
-    if not rows:
-        raise SourceError("the label map lists no labels", file=path)
-    return rows
+    kind, rows = label_files.read_label_file(path)
+    by_id = {r.id: r for r in rows if r.id >= 0 and label_convention(r.name) != VOID_CONVENTION}
+    if not by_id:
+        raise SourceError("the label file lists no classes", file=path)
+    top = max(by_id)
+    if top >= VOID:
+        raise SourceError(f"class id {top} ({by_id[top].name!r}) does not fit VOC's palette indices 0..254 "
+                          "(255 is void)", file=path)
+    first = by_id.get(0)
+    if first is not None and kind not in _POSITIONAL_KINDS and label_convention(first.name) is None:
+        raise SourceError(
+            f"class 0 is {first.name!r}, but index 0 is background in VOC masks; this label file does not "
+            "describe VOC masks", file=path,
+        )
+    missing = [k for k in range(1, top + 1) if k not in by_id]
+    if missing:
+        raise SourceError(f"class ids {missing[:8]} are missing; VOC class indices run 0..N without gaps",
+                          file=path)
+    names = [by_id[k].name if k in by_id else "background" for k in range(top + 1)]
+    colors = [by_id[k].color if k in by_id else None for k in range(top + 1)]
+    return names, colors
 
 
-def load_class_table(root: Path, void_ignore: bool) -> ClassTable:
-    """labelmap.txt, else class_names.txt, else the 21 VOC classes (see the module doc)."""
+def load_class_table(root: Path, void_ignore: bool, labels: Path | None = None) -> ClassTable:
+    """``--labels FILE``, else labelmap.txt, else class_names.txt, else the 21 VOC classes (module doc)."""
     labelmap, class_names = root / LABELMAP, root / CLASS_NAMES
-    if labelmap.is_file():
-        rows = parse_labelmap(labelmap)
-        names, colors = [n for n, _ in rows], [c for _, c in rows]
-        file: str | None = str(labelmap)
-    elif class_names.is_file():
-        try:
-            lines = [x.strip() for x in class_names.read_text(encoding="utf-8").splitlines()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceError(f"cannot read the class names: {exc}", file=class_names) from None
-        names = [x for x in lines if x and x != "__ignore__"]
-        if len(set(names)) != len(names):
-            raise SourceError("a class name is listed twice", file=class_names)
-        colors = [None] * len(names)
-        file = str(class_names)
+    found = labels if labels is not None else next((f for f in (labelmap, class_names) if f.is_file()), None)
+    if found is not None:
+        names, colors = _table_from_file(found)
+        file: str | None = str(found)
     else:
         names, colors, file = list(VOC_CLASSES), [tuple(int(v) for v in VOC_PALETTE[k]) for k in range(21)], None
     if len(names) > VOID:
@@ -208,6 +211,8 @@ def _decode(data: bytes, path: str, ref: str) -> PIL.Image.Image:
     try:
         im = PIL.Image.open(io.BytesIO(data))
         im.load()
+    except PIL.UnidentifiedImageError:
+        raise ItemError("cannot decode the PNG: truncated or not an image", item=ref, file=path) from None
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
         raise ItemError(f"cannot decode the PNG: {exc}", item=ref, file=path) from None
     return im
@@ -594,13 +599,16 @@ class VocReader(Reader):
     options = (
         click.Option(["--subset"], default=None,
                      help="Convert the images of ImageSets/Segmentation/NAME.txt only [default: every image once]."),
-        click.Option(
-            ["--void"], type=click.Choice(("background", "ignore")), default="background", show_default=True,
-            help="Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'.",
+        void_option("Pascal VOC's 255 boundary pixels: background, or a segment 'ignore'."),
+        labels_option(
+            "Class table instead of the root's labelmap.txt / class_names.txt: any label file (CVAT/Datumaro "
+            "labelmap.txt, dataset_meta.json, Mapillary config, objectInfo150.csv, class names one a line); "
+            "an entry's id is its palette index."
         ),
     )
 
-    def __init__(self, source: str | Path, subset: str | None = None, void: str = "background") -> None:
+    def __init__(self, source: str | Path, subset: str | None = None, void: str = "background",
+                 labels: str | Path | None = None) -> None:
         super().__init__(source)
         root = self.source
         if not root.is_dir():
@@ -610,15 +618,16 @@ class VocReader(Reader):
         self.object_dir = LABELME_OBJECT_DIR if labelme else OBJECT_DIR
         if not (root / self.class_dir).is_dir():
             raise SourceError(f"no {CLASS_DIR}/ folder; is this a Pascal VOC root?", file=root)
-        if void not in ("background", "ignore"):
-            raise SourceError(f"{opt('void')} must be background or ignore, not {void!r}")
+        check_void(void)
         self.has_objects = (root / self.object_dir).is_dir()
-        self.table = load_class_table(root, void == "ignore")
+        self.table = load_class_table(root, void == "ignore", Path(labels) if labels is not None else None)
         self.categories = self.table.categories()
         self.default_mode = "panoptic" if self.has_objects else "semantic"
         self.semantic = not self.has_objects
         self.subset = subset
         self._lists = self._set_lists(subset)
+        if next(self._stems(), None) is None:  # an empty root is a wrong SOURCE, not "0 of 0 converted"
+            raise SourceError(f"no images: {self.class_dir}/ has no .png (or the image lists are empty)", file=root)
 
     def _set_lists(self, subset: str | None) -> list[Path]:
         sets = self.source / SETS_DIR

@@ -56,12 +56,10 @@ class _Buffer:
         raw = self.fh.read(self.need)
         if not raw:
             self.eof = True
-            tail = self.decode(b"", final=True)
-        else:
-            try:
-                tail = self.decode(raw)
-            except UnicodeDecodeError as exc:
-                raise SourceError(f"not valid UTF-8 JSON ({exc.reason})", file=self.name) from None
+        try:  # the end of the file may cut a multi-byte character: that too is not UTF-8
+            tail = self.decode(raw, final=not raw)
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"not valid UTF-8 JSON ({exc.reason})", file=self.name) from None
         keep = self.text[self.pos:]
         self.base_bytes = self.offset()
         self._mark_chars, self._mark_bytes = 0, 0

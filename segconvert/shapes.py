@@ -38,10 +38,18 @@ VOID = "void"
 #: the segment label void pixels get with ``--void ignore``
 IGNORE_LABEL = "ignore"
 
-#: label names (compared stripped and lower-cased) that tools use for background and void
-#: instead of a class. Why a table: labelme2voc's labels.txt starts with ``__ignore__`` and
-#: ``_background_``; torchvision/VOC call 0 ``background``, Cityscapes and ADE20K
-#: ``unlabeled``, CamVid ``void``, detectron2 ``__background__``.
+#: THE table of label names (compared stripped and lower-cased) that tools use for background
+#: and void instead of a class; every reader and label-file parser asks :func:`label_convention`.
+#: Where each name comes from:
+#:
+#: - ``_background_``: labelme2voc's labels.txt (class 0), labelme's tutorials;
+#: - ``background``: torchvision / Pascal VOC class 0, CVAT's and Datumaro's labelmap.txt line 0;
+#: - ``__background__``: detectron2 / Detectron's class 0;
+#: - ``unlabeled``: Cityscapes id 0, ADE20K, Mapillary Vistas' ``void--unlabeled``;
+#: - ``void``: CamVid's ``Void`` (label_colors.txt);
+#: - ``__ignore__``: labelme2voc's labels.txt (class -1, stored as 255 in its VOC PNGs).
+#:
+#: Hierarchical names (Mapillary's ``void--unlabeled``) are matched by their last ``--`` part.
 RESERVED_LABELS: dict[str, str] = {
     "_background_": BACKGROUND,
     "background": BACKGROUND,
@@ -58,11 +66,22 @@ VOID_POLICIES = (BACKGROUND, IGNORE_LABEL)
 def label_convention(name: str) -> str | None:
     """``BACKGROUND`` or ``VOID`` when ``name`` is one of the names tools use for them, else None.
 
-    Readers of class names (LabelMe shapes, palette tables, label files) call this before
-    treating a name as a class, so that ``_background_`` never becomes a class of its own
-    and ``__ignore__`` is void everywhere.
+    Readers of class names (LabelMe and CVAT shapes, palette and colour tables, VOC
+    labelmaps, every label file of ``converters.label_files``) call this before treating
+    a name as a class, so that ``_background_`` never becomes a class of its own and
+    ``__ignore__`` is void everywhere. Mapillary's ``void--unlabeled`` is matched by its
+    last ``--`` part.
     """
-    return RESERVED_LABELS.get(name.strip().lower())
+    key = name.strip().lower()
+    found = RESERVED_LABELS.get(key)
+    if found is None and "--" in key:
+        found = RESERVED_LABELS.get(key.rsplit("--", 1)[-1])
+    return found
+
+
+def is_reserved_label(name: str) -> bool:
+    """Whether ``name`` is background or void (:func:`label_convention`), i.e. not a class."""
+    return label_convention(name) is not None
 
 
 def void_option(

@@ -156,3 +156,13 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     (n_small, kb_small), (n_big, kb_big) = _peak_kb(small), _peak_kb(big)
     assert (n_small, n_big) == (6000, 60000)
     assert kb_big < 1.3 * kb_small, (kb_small, kb_big, big.stat().st_size)
+
+
+def test_a_file_ending_inside_a_utf8_character_is_a_source_error(tmp_path):
+    """Found by the fuzz: the last bytes of the file start a multi-byte character."""
+    from segconvert.errors import SourceError
+
+    path = tmp_path / "instances.json"
+    path.write_bytes(b'{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a\xf1')
+    with pytest.raises(SourceError, match="not valid UTF-8"):
+        segconvert.convert(path, tmp_path / "o", from_format="coco-instances", jobs=1)

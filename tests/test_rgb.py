@@ -993,7 +993,7 @@ def test_label_files_errors(tmp_path: Path):
     from segconvert.converters.label_files import load_colour_table
 
     bad = _write(tmp_path, "labelmap.txt", "background:0,0,0::\ncar:0,x,0::\n")
-    with pytest.raises(SourceError, match="line 2: colour '0,x,0' is not r,g,b"):
+    with pytest.raises(SourceError, match="line 2: label 'car' has colour '0,x,0', expected r,g,b"):
         load_colour_table(bad)
     bad = _write(tmp_path, "dataset_meta.json", json.dumps({"label_map": {"0": "a", "1": "b"},
                                                             "segmentation_colors": [[0, 0, 0]]}))

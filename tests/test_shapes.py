@@ -34,8 +34,9 @@ def test_fixture_converts_in_every_overlap_policy(tmp_path, fmt):
     [
         ("_background_", BACKGROUND), ("background", BACKGROUND), ("__background__", BACKGROUND),
         ("unlabeled", BACKGROUND), ("void", BACKGROUND), ("Background", BACKGROUND), (" unlabeled ", BACKGROUND),
-        ("__ignore__", VOID),
-        ("car", None), ("ignore", None), ("background_wall", None), ("_ignore_", None), ("", None),
+        ("__ignore__", VOID), ("void--unlabeled", BACKGROUND), ("Void--Unlabeled", BACKGROUND),
+        ("construction--flat--road", None), ("car", None),
+        ("ignore", None), ("background_wall", None), ("_ignore_", None), ("", None),
     ],
 )
 def test_label_convention(name, role):
@@ -51,3 +52,14 @@ def test_check_void():
     assert check_void("ignore") == "ignore" and check_void("background") == "background"
     with pytest.raises(segconvert.SourceError, match="void must be background or ignore"):
         check_void("drop")
+
+
+def test_one_reserved_table_serves_label_files_rgb_and_voc():
+    """The label-file parsers, the rgb tables and the voc writer ask the same function."""
+    from segconvert.converters import label_files, rgb_tables, voc
+
+    assert not hasattr(label_files, "VOID_NAMES") and not hasattr(label_files, "is_void_name")
+    for name in [*RESERVED_LABELS, "void--unlabeled", "car"]:
+        assert rgb_tables._is_void(name) == (label_convention(name) is not None)
+    assert set(voc.BACKGROUND_NAMES) == {n for n, k in RESERVED_LABELS.items() if k == BACKGROUND}
+    assert rgb_tables.IGNORE_LABEL is voc.IGNORE_LABEL

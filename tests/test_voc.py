@@ -6,6 +6,7 @@ labelme2voc's are), independently of the writer under test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +353,56 @@ def test_writer_fails_an_image_with_more_objects_than_an_object_png_holds(tmp_pa
     writer.prepare()
     with pytest.raises(ItemError, match="more than 254 objects"):
         writer.write(seg)
+
+
+def _semantic_labels(tmp_path: Path, labels: Path) -> list[str]:
+    root = tmp_path / "voc"
+    cls = np.zeros((6, 6), np.uint8)
+    cls[1:3, 1:3] = 2
+    cls[4, 4] = 1
+    write_voc(root, "x", cls, None)
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", labels=labels, jobs=1)
+    assert s.ok
+    return [a["label"] for a in read_payloads(tmp_path / "out")[0]["annotations"]]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("dataset_meta.json", json.dumps({"label_map": {"0": "background", "1": "cat", "2": "dog"}})),
+    ("meta_list.json", json.dumps({"labels": ["background", "cat", "dog"]})),
+    ("labels.json", json.dumps({"1": "cat", "2": "dog"})),
+    ("objectInfo150.csv", "Idx,Ratio,Train,Val,Name\n1,0.1,1,1,cat;kitty\n2,0.1,1,1,dog\n"),
+    ("labelmap.txt", "background:0,0,0::\ncat:::\ndog:::\n"),
+    ("labels.txt", "__ignore__\n_background_\ncat\ndog\n"),
+])
+def test_labels_option_takes_other_tools_label_files(tmp_path, name, text):
+    """--labels FILE: any label file label_files reads; an entry's id is its palette index."""
+    labels = tmp_path / name
+    labels.write_text(text)
+    assert _semantic_labels(tmp_path, labels) == ["background", "cat", "dog"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (json.dumps({"labels": [{"name": "animal--bird"}, {"name": "cat"}]}), "class 0 is 'animal--bird'"),
+    (json.dumps({"1": "cat", "3": "dog"}), r"class ids \[2\] are missing"),
+    (json.dumps({"1": "cat", "300": "dog"}), "class id 300 .* does not fit"),
+])
+def test_labels_option_refuses_files_that_do_not_describe_voc_indices(tmp_path, text, message):
+    labels = tmp_path / "labels.json"
+    labels.write_text(text)
+    cls = np.zeros((6, 6), np.uint8)
+    write_voc(tmp_path / "voc", "x", cls, None)
+    with pytest.raises(SourceError, match=message):
+        segconvert.convert(tmp_path / "voc", tmp_path / "out", from_format="voc", labels=labels, jobs=1)
+
+
+def test_empty_root_is_refused_and_truncated_png_is_named(tmp_path):
+    (tmp_path / "empty" / "SegmentationClass").mkdir(parents=True)
+    with pytest.raises(SourceError, match="no images"):
+        segconvert.convert(tmp_path / "empty", tmp_path / "o1", from_format="voc", jobs=1)
+    root = tmp_path / "voc"
+    write_voc(root, "good", np.zeros((4, 4), np.uint8), None)
+    data = (root / "SegmentationClass" / "good.png").read_bytes()
+    (root / "SegmentationClass" / "cut.png").write_bytes(data[:40])
+    s = segconvert.convert(root, tmp_path / "o2", from_format="voc", mode="semantic", jobs=1)
+    assert s.converted == 1 and len(s.failures) == 1
+    assert "truncated" in str(s.failures[0]) and "BytesIO" not in str(s.failures[0])
