@@ -9,7 +9,8 @@ root = Path(__file__).resolve().parents[1]
 (wheel,) = Path(sys.argv[1]).glob("segconvert-*.whl")
 names = set(zipfile.ZipFile(wheel).namelist())
 want = {f"segconvert/converters/{p.name}" for p in (root / "converters").glob("*.py")}
-want |= {f"segconvert/{p.name}" for p in (root / "segconvert").glob("*.py")}
+want |= {f"segconvert/{p.relative_to(root / 'segconvert').as_posix()}"
+         for p in (root / "segconvert").rglob("*.py") if "__pycache__" not in p.parts}
 missing = sorted(want - names)
 stray = sorted(n for n in names if n.startswith("converters/"))
 if missing or stray:

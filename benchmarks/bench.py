@@ -101,7 +101,7 @@ def derive_voc_yolo(data: Path) -> None:
     from PIL import Image
 
     if not (data / "voc" / "labelmap.txt").exists():
-        subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations/panoptic.json"),
+        subprocess.run([sys.executable, "-m", "segconvert", "convert", str(data / "annotations/panoptic.json"),
                         str(data / "voc"), "--from", "coco-panoptic", "--to", "voc", "--mode", "panoptic"],
                        check=True, capture_output=True)
     if not (data / "yolo" / "data.yaml").exists():
@@ -119,7 +119,7 @@ def derive_voc_yolo(data: Path) -> None:
                 by_size[size] = path
             else:
                 os.link(by_size[size], path)
-        subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations/instances.json"),
+        subprocess.run([sys.executable, "-m", "segconvert", "convert", str(data / "annotations/instances.json"),
                         str(data / "yolo"), "--from", "coco-instances", "--to", "yolo", "--mode", "instance",
                         "--link-images", str(photos)], check=True, capture_output=True)
 
@@ -129,7 +129,7 @@ def make_nucleus(data: Path) -> None:
     if (data / "nucleus" / "annotations.jsonl").exists():
         return
     print(f"converting {data} to nucleus (once) ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", str(data / "annotations" / "panoptic.json"),
+    subprocess.run([sys.executable, "-m", "segconvert", "convert", str(data / "annotations" / "panoptic.json"),
                     str(data / "nucleus"), "--from", "coco-panoptic", "--jobs", "2"], check=True, env=FLOOR_ENV)
 
 
@@ -197,17 +197,17 @@ DECODERS = {  # name -> (import line, expression decoding bytes `b`)
     "cv2": ("import cv2, numpy as np", "cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)"),
     "pillow": ("import io, numpy as np; from PIL import Image", "np.asarray(Image.open(io.BytesIO(b)))"),
     # palette/grayscale indices as the voc reader decodes them (fails on RGB PNGs: not a candidate there)
-    "segconvert.png.decode_index8 (isal + C unfilter)": ("from segconvert.png import decode_index8",
+    "segconvert.codecs.png.decode_index8 (isal + C unfilter)": ("from segconvert.codecs.png import decode_index8",
                                                          "decode_index8(b)[0]"),
 }
 ENCODERS = {  # name -> (import line, expression encoding uint8 array `m`)
-    "segconvert.png (isal/zlib level 1)": ("from segconvert.png import encode_gray8", "encode_gray8(m)"),
+    "segconvert.codecs.png (isal/zlib level 1)": ("from segconvert.codecs.png import encode_gray8", "encode_gray8(m)"),
     "cv2 (level 1, RLE)": ("import cv2", "cv2.imencode('.png', m, [cv2.IMWRITE_PNG_COMPRESSION, 1, "
                            "cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])[1]"),
 }
 
 ENCODERS_RGB = {  # the same, for writers of 8-bit RGB PNGs (COCO panoptic, colour masks)
-    "segconvert.png (isal/zlib level 1)": ("from segconvert.png import encode_rgb8", "encode_rgb8(m)"),
+    "segconvert.codecs.png (isal/zlib level 1)": ("from segconvert.codecs.png import encode_rgb8", "encode_rgb8(m)"),
     "cv2 (level 1, RLE)": ENCODERS["cv2 (level 1, RLE)"],
 }
 
@@ -257,7 +257,7 @@ print(time.perf_counter() - t)
 
 
 # The floor process runs with numpy's BLAS pool off, as the segconvert command does (see
-# segconvert.cli): otherwise its OpenBLAS threads' start-up spin would burden the floor.
+# segconvert.interfaces.cli): otherwise its OpenBLAS threads' start-up spin would burden the floor.
 FLOOR_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -332,8 +332,8 @@ def run_floor(png_dir: Path, dec: str, enc: str, target: Path | None = None) -> 
 _RUNNER = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from segconvert.cli import main
-from segconvert import pipeline
+from segconvert.interfaces.cli import main
+from segconvert.execution import pipeline
 inner = {}
 _run = pipeline.run
 def timed_run(*a, **k):
@@ -343,8 +343,8 @@ def timed_run(*a, **k):
     finally:
         inner["s"] = time.perf_counter() - t
 pipeline.run = timed_run
-import segconvert.api
-segconvert.api.run = timed_run
+import segconvert.interfaces.api
+segconvert.interfaces.api.run = timed_run
 try:
     main(sys.argv[1:], standalone_mode=False)
 except SystemExit:
@@ -381,7 +381,7 @@ def run_cli(args: list[str]) -> tuple[float, float, int, float]:
 def _timed(args: list[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one whole CLI run (a fresh process, as a user runs it)."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "segconvert.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "segconvert", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         sys.exit(f"conversion failed: {' '.join(args)}\n{proc.stderr}")
@@ -480,7 +480,7 @@ def main() -> None:
     ap.add_argument("--giant", default="28000,280000", help="annotation counts of the giant row")
     a = ap.parse_args()
 
-    from segconvert import registry
+    from segconvert.interfaces import registry
 
     data = make_data(a.data, a.images, a.size)
     if {"voc", "voc-semantic", "yolo"} & set(a.cases.split(",")):

@@ -21,7 +21,7 @@ annotated; they paint void (background 0, in their place in the painter's order)
 category table keeps them either way, so stable semantic indices equal the label ids.
 
 ``--overlap small-on-top`` / ``error`` draw each object on a canvas cropped to its box
-and hand the runs to :mod:`segconvert.raster`; the default ``paint`` draws straight into
+and hand the runs to :mod:`segconvert.codecs.raster`; the default ``paint`` draws straight into
 one image, exactly as the reference does.
 """
 
@@ -40,11 +40,11 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import limits, raster
+from segconvert.codecs import limits, raster
+from segconvert.codecs.shapes import check_overlap, declared_size, images_option, labels_option
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader
-from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.shapes import check_overlap, declared_size, images_option, labels_option
+from segconvert.interfaces.format import Format, Reader
+from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10

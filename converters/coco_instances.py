@@ -5,11 +5,11 @@ and, when it has several parts, ``merge`` (their union, as COCO defines); an RLE
 (``counts`` list as in COCO's crowd annotations, or a compressed ``counts`` string) is
 decoded as ``decode`` would. Instances are painted in the order the JSON stores them
 (later on top, as painting pycocotools' masks in order does) unless ``--overlap`` says
-otherwise; :mod:`segconvert.raster` paints the RLE runs directly, without one full
+otherwise; :mod:`segconvert.codecs.raster` paints the RLE runs directly, without one full
 mask per annotation.
 
 Memory stays flat with the file (COCO train's 450 MB included): the JSON is read in one
-streaming pass (:mod:`segconvert.jsonindex`, the standard library's parser one element at
+streaming pass (:mod:`segconvert.codecs.jsonindex`, the standard library's parser one element at
 a time) that keeps, per annotation, only where it is in the file (byte offset and length,
 8 bytes) sorted by image, and per image where its entry is (8 bytes) and where its
 annotations start in that order (8 bytes). ``items()`` re-reads each image's entry; an
@@ -51,16 +51,17 @@ import orjson
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import cocojson, jsonindex, limits, paths, raster
+from segconvert.codecs import cocojson, jsonindex, limits, raster
+from segconvert.codecs.opencv import cv2
+from segconvert.codecs.shapes import check_overlap, images_option, labels_option
+from segconvert.codecs.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader, Writer, Written, read_ends
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.modes import ModePlan
-from segconvert.opencv import cv2
-from segconvert.paths import output_stem
-from segconvert.shapes import check_overlap, images_option, labels_option
-from segconvert.sources import open_binary
-from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
+from segconvert.interfaces.format import Format, Reader, Writer, Written, read_ends
+from segconvert.io import paths
+from segconvert.io.paths import output_stem
+from segconvert.io.sources import open_binary
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
 FAR = 10

@@ -24,13 +24,14 @@ import click
 import numpy as np
 import orjson
 
-from segconvert import cocojson, paths, png
+from segconvert.codecs import cocojson, png
+from segconvert.codecs.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader, Writer, Written, read_ends
-from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.modes import ModePlan
-from segconvert.paths import output_stem
-from segconvert.writing import CategoryTable, segment_pixels, warn_empty, write_coco_json
+from segconvert.interfaces.format import Format, Reader, Writer, Written, read_ends
+from segconvert.io import paths
+from segconvert.io.paths import output_stem
+from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
 
 #: the entry of an image id that 'images' lists twice
 _TWICE: tuple[str | None, Any, Any] = (None, None, None)
@@ -223,7 +224,7 @@ class CocoPanopticWriter(Writer):
     and bbox, both computed from the pixels (``bbox`` = [x, y, width, height] of the
     segment's pixels, as panopticapi's converters compute it). A listed segment without
     pixels is left out with a warning (panopticapi refuses a JSON segment missing from
-    the PNG). In ``finish``: the categories (:class:`segconvert.writing.CategoryTable`:
+    the PNG). In ``finish``: the categories (:class:`segconvert.codecs.writing.CategoryTable`:
     the reader's table with its ids, then new ids by label in source order) and the JSON.
     """
 

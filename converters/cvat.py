@@ -9,7 +9,7 @@ Datumaro's ``Ellipse.as_polygon`` (rotated when it has a ``rotation``), and a ma
 CVAT's RLE: comma-separated run lengths, row-major over its ``width`` x ``height`` box
 at (``left``, ``top``), starting with a run of 0s. Shapes are painted by ascending
 ``z_order``, ties in document order (Datumaro's ``CompiledMask`` sorts stably by
-z_order), unless ``--overlap`` says otherwise (``segconvert.raster``).
+z_order), unless ``--overlap`` says otherwise (``segconvert.codecs.raster``).
 
 Instances: one per shape, except that shapes sharing a ``group_id`` and a label are one
 instance (CVAT's "group" is "these shapes are one object"; Datumaro's
@@ -63,11 +63,8 @@ import click
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import limits, raster
-from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.shapes import (
+from segconvert.codecs import limits, raster
+from segconvert.codecs.shapes import (
     LabelSpec,
     check_overlap,
     far_outside,
@@ -81,6 +78,9 @@ from segconvert.shapes import (
     patch_rle,
     resolve_label,
 )
+from segconvert.errors import ItemError, SourceError, opt
+from segconvert.interfaces.format import Format, Reader
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 AREA_SHAPES = ("polygon", "box", "mask", "ellipse")
 NO_AREA_SHAPES = ("polyline", "points", "cuboid", "skeleton")

@@ -33,13 +33,13 @@ import click
 import numpy as np
 import orjson
 
-from segconvert import png
+from segconvert.codecs import png
+from segconvert.codecs.writing import map_codes, segment_pixels, warn_empty
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Writer, Written
-from segconvert.ir import Category, Segmentation
-from segconvert.modes import ModePlan
-from segconvert.paths import output_stem
-from segconvert.writing import map_codes, segment_pixels, warn_empty
+from segconvert.interfaces.format import Format, Writer, Written
+from segconvert.io.paths import output_stem
+from segconvert.model.ir import Category, Segmentation
+from segconvert.model.modes import ModePlan
 
 PRESETS = ("detectron2", "panopticapi", "mmseg")
 MASKS_DIR = "masks"

@@ -29,7 +29,7 @@ Kinds recognised (by content, the file name only breaking ties):
 
 Errors are :class:`SourceError` naming the file and, for text files, the line.
 Which names mean void/background (``_background_``, Mapillary's ``void--unlabeled``, ...) is
-:func:`segconvert.shapes.label_convention`'s one table, not this module's.
+:func:`segconvert.codecs.shapes.label_convention`'s one table, not this module's.
 """
 
 from __future__ import annotations

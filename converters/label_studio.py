@@ -91,11 +91,8 @@ import ijson
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert import raster
-from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.shapes import (
+from segconvert.codecs import raster
+from segconvert.codecs.shapes import (
     LabelSpec,
     bad_number,
     check_overlap,
@@ -109,6 +106,9 @@ from segconvert.shapes import (
     outside_count,
     resolve_label,
 )
+from segconvert.errors import ItemError, SourceError, opt
+from segconvert.interfaces.format import Format, Reader
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 #: how far (in percent) a coordinate may lie outside [0, 100]: float noise, not a mistake
 PERCENT_TOLERANCE = 1e-4

@@ -14,10 +14,10 @@ box at an integer offset, which gives the same pixels as labelme's full-size can
 Instances: as in ``shapes_to_label``, shapes with the same ``(label, group_id)`` are one
 instance; a shape without ``group_id`` is its own instance. Segment ids are 1..n in the
 order instances first appear in the file; shapes are painted in file order (later on
-top) unless ``--overlap`` says otherwise (``segconvert.raster``).
+top) unless ``--overlap`` says otherwise (``segconvert.codecs.raster``).
 
 Background and void, as labelme2voc makes them: a shape labelled ``_background_`` (or
-another name :func:`segconvert.shapes.label_convention` reserves for background) paints
+another name :func:`segconvert.codecs.shapes.label_convention` reserves for background) paints
 background 0 in its place in the painter's order (labelme2voc's class 0); a shape
 labelled ``__ignore__`` paints void (labelme2voc's class -1, which its VOC PNGs store as
 255): background 0 by default, or one segment ``ignore`` per image with
@@ -67,12 +67,9 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert import limits, png, raster
-from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader, read_ends
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.png import read_bytes
-from segconvert.shapes import (
+from segconvert.codecs import limits, png, raster
+from segconvert.codecs.png import read_bytes
+from segconvert.codecs.shapes import (
     BACKGROUND,
     IGNORE_LABEL,
     VOID,
@@ -94,6 +91,9 @@ from segconvert.shapes import (
     resolve_label,
     void_option,
 )
+from segconvert.errors import ItemError, SourceError, opt
+from segconvert.interfaces.format import Format, Reader, read_ends
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 # --------------------------------------------------------------------------- rasterising
 

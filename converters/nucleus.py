@@ -15,7 +15,7 @@ table that stable semantic indices need (by ``category_id`` when every segment's
 metadata has one, ids in ascending order; else by label in first-seen order), and once
 to yield the items. A mask is found by its ``mask_url`` (an absolute path; a path
 relative to the payload file's folder; else ``<folder>/masks/<reference_id>.png``);
-remote URLs are read through :func:`segconvert.png.read_bytes`, the I/O layer the
+remote URLs are read through :func:`segconvert.codecs.png.read_bytes`, the I/O layer the
 object-storage support extends. Index 0 is void (background); every other pixel value
 must be a listed Segment's index.
 """
@@ -33,14 +33,14 @@ import click
 import numpy as np
 import orjson
 
-from segconvert import cocojson, png
+from segconvert.codecs import cocojson, png
+from segconvert.codecs.lut import count_codes_uint8, histogram
 from segconvert.errors import ItemError, SegconvertError, SourceError
-from segconvert.format import Format, Reader, Writer, Written
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.lut import count_codes_uint8, histogram
-from segconvert.modes import ModePlan
-from segconvert.pack import pack
-from segconvert.paths import output_stem
+from segconvert.interfaces.format import Format, Reader, Writer, Written
+from segconvert.io.paths import output_stem
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
+from segconvert.model.pack import pack
 
 ANNOTATIONS_FILE = "annotations.jsonl"
 MASKS_DIR = "masks"

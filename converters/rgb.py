@@ -39,8 +39,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from segconvert import limits, png
-from segconvert import lut as lookups
+from segconvert.codecs import limits, png
+from segconvert.codecs import lut as lookups
+from segconvert.codecs.opencv import cv2
+from segconvert.codecs.shapes import check_void, void_option
 from segconvert.converters.rgb_tables import (
     BUILTINS,
     ENCODINGS,
@@ -54,10 +56,8 @@ from segconvert.converters.rgb_tables import (
     color_of_key,
 )
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader
-from segconvert.ir import FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.opencv import cv2
-from segconvert.shapes import check_void, void_option
+from segconvert.interfaces.format import Format, Reader
+from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -862,12 +862,12 @@ def sniff(path: Path) -> bool:
 
 import orjson  # noqa: E402
 
-from segconvert.format import Writer, Written  # noqa: E402
-from segconvert.ir import Category  # noqa: E402
-from segconvert.modes import ModePlan  # noqa: E402
-from segconvert.paths import output_stem  # noqa: E402
-from segconvert.shapes import is_reserved_label  # noqa: E402
-from segconvert.writing import map_codes, segment_pixels, warn_empty  # noqa: E402
+from segconvert.codecs.shapes import is_reserved_label  # noqa: E402
+from segconvert.codecs.writing import map_codes, segment_pixels, warn_empty  # noqa: E402
+from segconvert.interfaces.format import Writer, Written  # noqa: E402
+from segconvert.io.paths import output_stem  # noqa: E402
+from segconvert.model.ir import Category  # noqa: E402
+from segconvert.model.modes import ModePlan  # noqa: E402
 
 VOID_COLOR: Color = (0, 0, 0)
 COLORMAP_FILE = "colormap.json"

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from segconvert import png
+from segconvert.codecs import png
 from segconvert.converters import rgb
 from segconvert.converters.rgb_tables import Spec, Table
 from segconvert.errors import ItemError
-from segconvert.ir import Segmentation, SegmentInfo
+from segconvert.model.ir import Segmentation, SegmentInfo
 
 _MAX_NAMED = 5  # classes named per disagreeing instance
 

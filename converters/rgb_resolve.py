@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segconvert.opencv import cv2
+from segconvert.codecs.opencv import cv2
 
 ANCHOR_DISTANCE = 8  # JPEG quality >= 90 keeps region interiors within a few levels
 MIN_SUPPORT = 9  # same-class anchors in the 5x5 window (of 25) an inexact anchor needs

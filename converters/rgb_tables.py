@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from segconvert.codecs.shapes import IGNORE_LABEL, is_reserved_label
 from segconvert.errors import SourceError, opt
-from segconvert.ir import Category
-from segconvert.shapes import IGNORE_LABEL, is_reserved_label
+from segconvert.model.ir import Category
 
 ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
@@ -97,7 +97,7 @@ def color_of_key(k: int) -> Color:
 
 
 def _is_void(name: str) -> bool:
-    """Background or void by name (the one table in ``segconvert.shapes``): not a class."""
+    """Background or void by name (the one table in ``segconvert.codecs.shapes``): not a class."""
     return is_reserved_label(name)
 
 

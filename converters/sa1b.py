@@ -8,7 +8,7 @@ Each ``sa_<n>.json`` (as the SA-1B tars unpack, beside ``sa_<n>.jpg``; also what
                       "bbox", "predicted_iou", "stability_score", "point_coords", "crop_box"}]}
 
 Pixels are pycocotools' ``mask.decode`` of each ``segmentation`` (compressed string
-counts, or an uncompressed list), painted by ``segconvert.raster`` (same runs, tested
+counts, or an uncompressed list), painted by ``segconvert.codecs.raster`` (same runs, tested
 against ``pycocotools.mask.decode``).
 
 Decisions:
@@ -50,12 +50,12 @@ from typing import Any
 import click
 import orjson
 
-from segconvert import raster
+from segconvert.codecs import raster
+from segconvert.codecs.png import read_bytes
+from segconvert.codecs.shapes import check_overlap, declared_size, name_segments
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.png import read_bytes
-from segconvert.shapes import check_overlap, declared_size, name_segments
+from segconvert.interfaces.format import Format, Reader
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 #: annotation keys copied into segment metadata as they are
 _META_KEYS = ("predicted_iou", "stability_score", "bbox", "point_coords", "crop_box", "area")

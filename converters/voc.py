@@ -56,17 +56,10 @@ import click
 import numpy as np
 import PIL.Image
 
-from segconvert import png
-from segconvert.converters import label_files
-from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader, Writer, Written
-from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.lut import histogram, lookup_u8, overlay_u8, pair_counts, to_codes
-from segconvert.modes import ModePlan
-from segconvert.opencv import cv2
-from segconvert.pack import pack
-from segconvert.paths import output_stem
-from segconvert.shapes import (
+from segconvert.codecs import png
+from segconvert.codecs.lut import histogram, lookup_u8, overlay_u8, pair_counts, to_codes
+from segconvert.codecs.opencv import cv2
+from segconvert.codecs.shapes import (
     BACKGROUND,
     IGNORE_LABEL,
     RESERVED_LABELS,
@@ -75,7 +68,14 @@ from segconvert.shapes import (
     labels_option,
     void_option,
 )
-from segconvert.shapes import VOID as VOID_CONVENTION
+from segconvert.codecs.shapes import VOID as VOID_CONVENTION
+from segconvert.converters import label_files
+from segconvert.errors import ItemError, SourceError, opt
+from segconvert.interfaces.format import Format, Reader, Writer, Written
+from segconvert.io.paths import output_stem
+from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
+from segconvert.model.pack import pack
 
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"

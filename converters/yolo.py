@@ -60,19 +60,19 @@ import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
 
-from segconvert import png, raster
+from segconvert.codecs import png, raster
+from segconvert.codecs.opencv import cv2
+from segconvert.codecs.shapes import check_overlap, find_image
 from segconvert.converters.voc import ClassNumbering
 from segconvert.errors import ItemError, SourceError, opt
-from segconvert.format import Format, Reader, Writer, Written
-from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-from segconvert.modes import ModePlan
-from segconvert.opencv import cv2
-from segconvert.pack import pack
-from segconvert.paths import output_stem
-from segconvert.shapes import check_overlap, find_image
+from segconvert.interfaces.format import Format, Reader, Writer, Written
+from segconvert.io.paths import output_stem
+from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
+from segconvert.model.pack import pack
 
 try:  # the C kernel parsing plain decimals (setup.py builds it where a compiler is available)
-    from segconvert._kernels import parse_numbers as _parse_numbers_c
+    from segconvert.codecs._kernels import parse_numbers as _parse_numbers_c
 except ImportError:  # pragma: no cover - depends on the build
     _parse_numbers_c = None
 

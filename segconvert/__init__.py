@@ -1,9 +1,9 @@
 """segconvert: convert image segmentation annotations between formats (Nucleus, COCO, ...).
 
 ``import segconvert`` imports neither numpy nor the pipeline: the names below, and the
-submodules (``segconvert.api``, ``segconvert.modes``, ``segconvert.pack``, ...), load on
+submodules (``segconvert.interfaces.api``, ``segconvert.model.modes``, ``segconvert.model.pack``, ...), load on
 first use. That keeps the package light for ``segconvert formats`` and lets the CLI
-configure numpy's thread pool before numpy is imported (see ``segconvert.cli``).
+configure numpy's thread pool before numpy is imported (see ``segconvert.interfaces.cli``).
 
 The library in three names: ``segconvert.open(source)`` -> a Dataset (iterate it for the
 intermediate representation, ``.masks()`` for Nucleus-style masks in memory);
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from segconvert.errors import BackendMissing, FormatNotFound, ItemError, SegconvertError, SourceError
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from segconvert.api import convert
-    from segconvert.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
-    from segconvert.library import Dataset, ItemWarning, Mask, open, write
-    from segconvert.pipeline import Summary
+    from segconvert.execution.pipeline import Summary
+    from segconvert.interfaces.api import convert
+    from segconvert.interfaces.library import Dataset, ItemWarning, Mask, open, write
+    from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 __all__ = [
     "BackendMissing",
@@ -46,41 +46,48 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Category": "segconvert.ir",
-    "FailedItem": "segconvert.ir",
-    "Item": "segconvert.ir",
-    "SegmentInfo": "segconvert.ir",
-    "Segmentation": "segconvert.ir",
-    "Summary": "segconvert.pipeline",
-    "convert": "segconvert.api",
-    "Dataset": "segconvert.library",
-    "ItemWarning": "segconvert.library",
-    "Mask": "segconvert.library",
-    "open": "segconvert.library",
-    "write": "segconvert.library",
+    "Category": "segconvert.model.ir",
+    "FailedItem": "segconvert.model.ir",
+    "Item": "segconvert.model.ir",
+    "SegmentInfo": "segconvert.model.ir",
+    "Segmentation": "segconvert.model.ir",
+    "Summary": "segconvert.execution.pipeline",
+    "convert": "segconvert.interfaces.api",
+    "Dataset": "segconvert.interfaces.library",
+    "ItemWarning": "segconvert.interfaces.library",
+    "Mask": "segconvert.interfaces.library",
+    "open": "segconvert.interfaces.library",
+    "write": "segconvert.interfaces.library",
 }
 
 #: modules reachable as attributes after a bare ``import segconvert`` (short name -> module)
 _SUBMODULES = {
-    "api": "segconvert.api",
-    "cli": "segconvert.cli",
-    "cocojson": "segconvert.cocojson",
+    "api": "segconvert.interfaces.api",
+    "cli": "segconvert.interfaces.cli",
+    "cocojson": "segconvert.codecs.cocojson",
     "errors": "segconvert.errors",
-    "format": "segconvert.format",
-    "ir": "segconvert.ir",
-    "library": "segconvert.library",
-    "lut": "segconvert.lut",
-    "modes": "segconvert.modes",
-    "pack": "segconvert.pack",
-    "paths": "segconvert.paths",
-    "pipeline": "segconvert.pipeline",
-    "png": "segconvert.png",
-    "raster": "segconvert.raster",
-    "registry": "segconvert.registry",
-    "shapes": "segconvert.shapes",
-    "storage": "segconvert.storage",
-    "workers": "segconvert.workers",
+    "format": "segconvert.interfaces.format",
+    "ir": "segconvert.model.ir",
+    "library": "segconvert.interfaces.library",
+    "lut": "segconvert.codecs.lut",
+    "modes": "segconvert.model.modes",
+    "pack": "segconvert.model.pack",
+    "paths": "segconvert.io.paths",
+    "pipeline": "segconvert.execution.pipeline",
+    "png": "segconvert.codecs.png",
+    "raster": "segconvert.codecs.raster",
+    "registry": "segconvert.interfaces.registry",
+    "shapes": "segconvert.codecs.shapes",
+    "storage": "segconvert.io.storage",
+    "workers": "segconvert.execution.workers",
     "converters": "segconvert.converters",
+    # the groups themselves
+    "model": "segconvert.model",
+    "codecs": "segconvert.codecs",
+    "io": "segconvert.io",
+    "execution": "segconvert.execution",
+    "interfaces": "segconvert.interfaces",
+    "checks": "segconvert.checks",
 }
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from segconvert import api, registry
-from segconvert.format import Reader
-from segconvert.ir import Category, Item, Segmentation, SegmentInfo
-from segconvert.modes import ModePlan
-from segconvert.pipeline import Summary, run
+from segconvert.execution.pipeline import Summary, run
+from segconvert.interfaces import api, registry
+from segconvert.interfaces.format import Reader
+from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
+from segconvert.model.modes import ModePlan
 
 CATEGORIES = [
     Category(1, "person", True, "person", (220, 20, 60)),
@@ -70,7 +70,7 @@ def write_scenes(segs: list[Segmentation], to_format: str, out: Path, *, mode: s
     writer_cls = registry.writer_for(to_format).writer
     assert writer_cls is not None
     plan = ModePlan(mode=mode, index=index, categories=categories)
-    from segconvert.format import option_defaults
+    from segconvert.interfaces.format import option_defaults
 
     writer = writer_cls(out, plan, **{**option_defaults(writer_cls.options), **options})
     return run(SceneReader(segs, categories), writer, plan, jobs=jobs, settings={"to": to_format})

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
-from segconvert.cli import main
+from segconvert.interfaces.cli import main
 
 BAD = FIXTURES / "bad"
 CASES = json.loads((BAD / "cases.json").read_text())

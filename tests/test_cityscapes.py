@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from segconvert.codecs.raster import paint
 from segconvert.converters.cityscapes import (
     CATEGORIES,
     LABELS,
@@ -21,8 +22,7 @@ from segconvert.converters.cityscapes import (
     sniff,
 )
 from segconvert.errors import ItemError, SourceError
-from segconvert.modes import ModePlan
-from segconvert.raster import paint
+from segconvert.model.modes import ModePlan
 
 cs_labels = pytest.importorskip("cityscapesscripts.helpers.labels")
 from cityscapesscripts.helpers.annotation import Annotation  # noqa: E402
@@ -291,7 +291,7 @@ def test_a_given_but_wrong_size_is_named_not_called_missing(tmp_path, h, w, mess
 def test_convert_to_nucleus_semantic_matches_json2labelImg(tmp_path, keep):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     out = tmp_path / "out"
     args = ["convert", str(FIXTURES), str(out), "--from", "cityscapes", "--mode", "semantic",
@@ -307,7 +307,7 @@ def test_convert_to_nucleus_semantic_matches_json2labelImg(tmp_path, keep):
 def test_cli_batch_bad_json_fails_alone(tmp_path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     src = tmp_path / "src"
     src.mkdir()

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 import segconvert
 from segconvert.converters.coco_instances import CocoInstancesReader, sniff
 from segconvert.errors import ItemError, SourceError
-from segconvert.ir import FailedItem
+from segconvert.model.ir import FailedItem
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 from roundtrip import canonical, read_back, scenes, write_scenes
 
-from segconvert.ir import Segmentation, SegmentInfo
+from segconvert.model.ir import Segmentation, SegmentInfo
 
 PROPERTY = settings(max_examples=25, deadline=None,
                     suppress_health_check=[*settings.default.suppress_health_check,

@@ -12,8 +12,8 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from roundtrip import CATEGORIES, scenes, write_scenes
 
-from segconvert import lut
-from segconvert.ir import Segmentation, SegmentInfo
+from segconvert.codecs import lut
+from segconvert.model.ir import Segmentation, SegmentInfo
 
 PROPERTY = settings(max_examples=30, deadline=None,
                     suppress_health_check=[*settings.default.suppress_health_check,

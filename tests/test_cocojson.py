@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segconvert import cocojson
+from segconvert.codecs import cocojson
 from segconvert.errors import SourceError
 
 tricky_text = st.sampled_from(['"categories": [1]}', "categories", '{"images": []}', "plain", "é ü 東京", "}"])

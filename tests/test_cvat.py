@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from segconvert.converters.cvat import FORMAT, CvatReader, sniff
 from segconvert.errors import ItemError, SourceError
-from segconvert.ir import Category
+from segconvert.model.ir import Category
 
 # pycocotools' decode (used here as the reference) trips a numpy 2 DeprecationWarning
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -460,7 +460,7 @@ def project_xml(tmp_path: Path, images: list[tuple[str, str, int, str]], subsets
 def cli(*args: object):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 

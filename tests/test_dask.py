@@ -89,7 +89,7 @@ def test_unknown_executor_and_missing_dask_are_clear_errors(tmp_path, monkeypatc
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     import socket
 
-    from segconvert import executors
+    from segconvert.execution import executors
 
     monkeypatch.setattr(executors, "CONNECT_TIMEOUT", "1s")
 

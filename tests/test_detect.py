@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import FIXTURES, write_panoptic
 
 import segconvert
-from segconvert import registry
-from segconvert.cli import main
+from segconvert.interfaces import registry
+from segconvert.interfaces.cli import main
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_unrecognised_source_asks_for_from(tmp_path):
 
 
 def test_plugins_are_asked_only_when_no_builtin_recognises_the_source(monkeypatch, tmp_path):
-    from segconvert.format import Format, Reader
+    from segconvert.interfaces.format import Format, Reader
 
     asked = []
 

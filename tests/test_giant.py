@@ -18,7 +18,7 @@ from test_coco_instances import CATEGORIES, pycocotools_paint
 
 import segconvert
 from segconvert.converters.coco_instances import CocoInstancesReader
-from segconvert.ir import FailedItem
+from segconvert.model.ir import FailedItem
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
 
@@ -114,8 +114,8 @@ def test_coco_instances_from_a_url(tmp_path):
 
 
 def test_name_table_finds_duplicates_and_survives_hash_collisions(monkeypatch):
-    from segconvert import nametable
-    from segconvert.paths import name_key
+    from segconvert.execution import nametable
+    from segconvert.io.paths import name_key
 
     table = nametable.NameTable(capacity=4)  # grows several times below
     refs = [f"Img{k}" for k in range(300)]

@@ -22,17 +22,17 @@ from conftest import snapshot, write_panoptic
 from test_pipeline import good_dataset, scene
 
 import segconvert
-from segconvert import png
-from segconvert.cli import _Bar, main
+from segconvert.codecs import png
 from segconvert.errors import OutputError
-from segconvert.storage import OutputStore, unlock
+from segconvert.interfaces.cli import _Bar, main
+from segconvert.io.storage import OutputStore, unlock
 
 OPTS = {"from_format": "coco-panoptic", "mask_url_prefix": "s3://b/"}  # mask_url independent of OUTPUT
 TIMEOUT = 120  # seconds: generous, CI shares two cores with others
 
 
 def cli(src: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "segconvert.cli", "convert", str(src), str(out), "--from", "coco-panoptic",
+    return [sys.executable, "-m", "segconvert", "convert", str(src), str(out), "--from", "coco-panoptic",
             "--mask-url-prefix", "s3://b/", *extra]
 
 
@@ -374,7 +374,7 @@ def test_a_local_folder_prefix_is_written_as_it_is(tmp_path):
 ])
 def test_resolve_inside_keeps_names_under_their_base(name, inside):
     from segconvert.errors import ItemError
-    from segconvert.paths import resolve_inside
+    from segconvert.io.paths import resolve_inside
 
     assert resolve_inside("/base", name, allow_outside=True) == os.path.join("/base", name)
     if inside:
@@ -399,7 +399,7 @@ def test_allow_outside_paths_reads_a_file_name_that_climbs_out(tmp_path):
 
 
 def test_an_image_name_that_climbs_out_is_looked_up_inside_images_dir_only(tmp_path):
-    from segconvert.shapes import find_image
+    from segconvert.codecs.shapes import find_image
 
     (tmp_path / "images").mkdir()
     (tmp_path / "secret.png").write_bytes(b"x")
@@ -434,7 +434,7 @@ def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
 
 
 def test_max_pixels_reaches_the_workers_and_is_restored_after_the_run(tmp_path):
-    from segconvert import limits
+    from segconvert.codecs import limits
 
     src = good_dataset(tmp_path, 4)  # 32x24 = 768 pixels each
     summary = segconvert.convert(src, tmp_path / "out", jobs=2, max_pixels=767, **OPTS)

@@ -14,7 +14,7 @@ from roundtrip import canonical, read_back, scenes, semantic, write_scenes
 
 import segconvert
 from segconvert.errors import SourceError
-from segconvert.ir import Category, Segmentation, SegmentInfo
+from segconvert.model.ir import Category, Segmentation, SegmentInfo
 
 PROPERTY = settings(max_examples=25, deadline=None,
                     suppress_health_check=[*settings.default.suppress_health_check,
@@ -150,7 +150,7 @@ def test_value_conflicts_are_refused(tmp_path):
 def test_index_from_the_cli(tmp_path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     src = FIXTURES / "coco-panoptic" / "panoptic.json"
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "o"), "--to", "index", "--preset",

@@ -8,7 +8,7 @@ import pickle
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segconvert.ir import SegmentInfo
+from segconvert.model.ir import SegmentInfo
 
 _META = st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5),
                                                        st.lists(st.floats(allow_nan=False), max_size=4)),

@@ -17,8 +17,6 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from segconvert import registry
-from segconvert.cli import main
 from segconvert.converters.label_studio import (
     FORMAT,
     BrushRleError,
@@ -28,6 +26,8 @@ from segconvert.converters.label_studio import (
     sniff,
 )
 from segconvert.errors import ItemError, SourceError
+from segconvert.interfaces import registry
+from segconvert.interfaces.cli import main
 
 brush = pytest.importorskip("label_studio_converter.brush")
 ls_utils = pytest.importorskip("label_studio_converter.utils")

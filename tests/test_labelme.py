@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segconvert import raster
+from segconvert.codecs import raster
+from segconvert.codecs.shapes import crop_rle
 from segconvert.converters.labelme import (
     FORMAT,
     LabelmeItem,
@@ -34,8 +35,7 @@ from segconvert.converters.labelme import (
     sniff,
 )
 from segconvert.errors import ItemError, SourceError
-from segconvert.ir import Category
-from segconvert.shapes import crop_rle
+from segconvert.model.ir import Category
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "labelme"
 
@@ -670,7 +670,7 @@ def labelme2voc(json_path: Path) -> tuple[np.ndarray, np.ndarray]:
 def cli(*args: object):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -744,7 +744,7 @@ def test_instances_equal_labelme2voc_segmentation_object(void):
 
 
 def segconvert_modes(mode: str):
-    from segconvert.modes import ModePlan
+    from segconvert.model.modes import ModePlan
 
     return ModePlan(mode)
 
@@ -761,7 +761,7 @@ def test_background_shape_paints_background_in_its_place(tmp_path):
         seg = load_one(tmp_path, labels=labels)
         assert [s.label for s in seg.segments] == ["car", "person"]
         view = segconvert_modes("instance").apply(seg)
-        from segconvert.pack import pack
+        from segconvert.model.pack import pack
 
         packed = pack(view, renumber=True)
         mask, segments = packed.mask, packed.segments
@@ -893,7 +893,7 @@ def test_semantic_and_instances_equal_labelme2voc_on_random_shapes(tmp_path_fact
     reader = LabelmeReader(root, labels=labels, void=void)
     (item,) = reader.items()
     seg = item.load()
-    from segconvert.modes import ModePlan
+    from segconvert.model.modes import ModePlan
 
     semantic = ModePlan("semantic", "stable", reader.categories).apply(seg).resolved_label_map(np.int64)
     np.testing.assert_array_equal(semantic, np.where(cls == -1, 0 if void == "background" else 3, cls))

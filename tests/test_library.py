@@ -21,7 +21,7 @@ from conftest import FIXTURES, read_mask, read_payloads, snapshot, write_panopti
 from PIL import Image
 
 import segconvert
-from segconvert.cli import main
+from segconvert.interfaces.cli import main
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segconvert import lut
+from segconvert.codecs import lut
+from segconvert.codecs.png import rgb_to_id24
 from segconvert.errors import ItemError
-from segconvert.png import rgb_to_id24
 
 
 @st.composite
@@ -91,8 +91,8 @@ def test_kernel_rejects_wrong_buffer_sizes():
 )
 def test_pack_of_uint8_label_maps_agrees_with_uint16(values, listed, give_counts, renumber):
     """The uint8 path (histogram first, one LUT) must give what the generic path gives."""
-    from segconvert.ir import Segmentation, SegmentInfo
-    from segconvert.pack import pack
+    from segconvert.model.ir import Segmentation, SegmentInfo
+    from segconvert.model.pack import pack
 
     small = np.array(values, np.uint8).reshape(1, -1)
     segs = [SegmentInfo(id=v, label=f"c{v}") for v in sorted(listed)]
@@ -201,7 +201,7 @@ def test_kernels_switch_between_scan_and_groups_without_changing_results(blocks,
 @given(st.one_of(run_images(), images()), st.randoms(use_true_random=False))
 def test_pair_counts_and_overlay_kernels_equal_numpy(drawn, rnd):
     """The VOC pairing kernels: joint counts of two uint8 maps, and objects over a LUT'd class map."""
-    from segconvert import lut
+    from segconvert.codecs import lut
 
     image = drawn[0]
     high = np.ascontiguousarray(image[..., 0])

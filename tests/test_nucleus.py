@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import segconvert
-from segconvert import api
 from segconvert.errors import ItemError, SourceError
-from segconvert.ir import FailedItem
+from segconvert.interfaces import api
+from segconvert.model.ir import FailedItem
 
 
 def _mask(path: Path, values: np.ndarray, mode: str = "L") -> None:
@@ -89,7 +89,7 @@ def test_unreadable_remote_mask_fails_the_item_and_a_local_copy_is_used(tmp_path
         "endpoint_url": "http://127.0.0.1:9", "key": "testing", "secret": "testing",
         "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    from segconvert import sources
+    from segconvert.io import sources
     monkeypatch.setattr(sources, "_filesystems", {})
     _write_jsonl(tmp_path, [_payload("a", "s3://bucket/masks/a.png", SEGMENTS)])
     _, (item,) = _load_all(tmp_path)
@@ -178,7 +178,7 @@ def test_not_a_nucleus_source(tmp_path):
 
 
 def test_auto_detects_a_nucleus_folder(tmp_path):
-    from segconvert import registry
+    from segconvert.interfaces import registry
 
     _mask(tmp_path / "masks" / "a.png", MASK)
     _write_jsonl(tmp_path, [_payload("a", "masks/a.png", SEGMENTS)])

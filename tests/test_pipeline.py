@@ -18,7 +18,7 @@ from conftest import CATEGORIES, id2rgb, read_mask, read_payloads, snapshot, wri
 from PIL import Image
 
 import segconvert
-from segconvert.cli import main
+from segconvert.interfaces.cli import main
 
 
 def scene(seed: int, h: int = 24, w: int = 32, n: int = 6) -> tuple[np.ndarray, list[dict]]:
@@ -236,7 +236,7 @@ def test_resume_after_sigkill(tmp_path):
     opts = {"from_format": "coco-panoptic", "mask_url_prefix": "s3://b/"}
     segconvert.convert(src, clean, jobs=1, **opts)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "segconvert.cli", "convert", str(src), str(out), "--from", "coco-panoptic",
+    cmd = [sys.executable, "-m", "segconvert", "convert", str(src), str(out), "--from", "coco-panoptic",
            "--mask-url-prefix", "s3://b/", "--jobs", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = out / ".segconvert" / "journal.tsv"
@@ -321,7 +321,7 @@ def test_option_errors_are_usage_errors(tmp_path):
 def test_plugins_register_through_entry_points_but_cannot_take_builtin_names(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    from segconvert import registry
+    from segconvert.interfaces import registry
 
     eps = [
         EntryPoint("myfmt", "segconvert.converters.nucleus:FORMAT", registry.ENTRY_POINT_GROUP),
@@ -336,9 +336,9 @@ def test_plugins_register_through_entry_points_but_cannot_take_builtin_names(mon
 
 
 def test_python_api_pieces_work_on_their_own(tmp_path):
-    from segconvert.api import open_reader
-    from segconvert.modes import ModePlan
-    from segconvert.pack import pack
+    from segconvert.interfaces.api import open_reader
+    from segconvert.model.modes import ModePlan
+    from segconvert.model.pack import pack
 
     src = write_panoptic(tmp_path, [("a", np.array([[0, 5], [6, 6]]),
                                      [{"id": 5, "category_id": 1}, {"id": 6, "category_id": 9}])])
@@ -362,10 +362,10 @@ class _DyingItem(segconvert.Item):
 
 
 def test_a_worker_that_dies_stops_the_run_with_a_resume_hint(tmp_path):
-    from segconvert.format import Reader
-    from segconvert.modes import ModePlan
-    from segconvert.pipeline import run
-    from segconvert.registry import get
+    from segconvert.execution.pipeline import run
+    from segconvert.interfaces.format import Reader
+    from segconvert.interfaces.registry import get
+    from segconvert.model.modes import ModePlan
 
     class DyingReader(Reader):
         def items(self):
@@ -379,8 +379,8 @@ def test_a_worker_that_dies_stops_the_run_with_a_resume_hint(tmp_path):
 
 @pytest.mark.parametrize("ref", ["../escape", "a/b", "", "..", "nul\0", "a\\b", " lead", "tab\tin", "x" * 201])
 def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
-    from segconvert.modes import ModePlan
-    from segconvert.registry import get
+    from segconvert.interfaces.registry import get
+    from segconvert.model.modes import ModePlan
 
     writer = get("nucleus").writer(tmp_path / "o", ModePlan("panoptic"))
     writer.prepare()
@@ -397,13 +397,13 @@ def test_import_is_light_and_the_command_turns_blas_threads_off():
         "import os, sys; os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
         "import segconvert; assert 'numpy' not in sys.modules\n"
         "assert segconvert.Segmentation.__name__ == 'Segmentation'\n"  # lazy names still work
-        "import segconvert.cli; print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+        "import segconvert.interfaces.cli; print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "None"  # numpy came in with segconvert.Segmentation: left alone
     code = (
         "import os; os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
-        "import segconvert.cli; print(os.environ['OPENBLAS_NUM_THREADS'])"
+        "import segconvert.interfaces.cli; print(os.environ['OPENBLAS_NUM_THREADS'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"

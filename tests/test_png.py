@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from segconvert import png
+from segconvert.codecs import png
 
 
 @settings(max_examples=40)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from segconvert import png
+from segconvert.codecs import png
 
 pytestmark = pytest.mark.skipif(png._deflate_lib is zlib, reason="the direct path needs isal")
 

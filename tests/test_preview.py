@@ -18,8 +18,8 @@ from PIL import Image
 from test_detect import sources  # noqa: F401  (one source per readable format, from the fixtures)
 
 import segconvert
-from segconvert.cli import main
-from segconvert.preview import ALPHA, GREY, LEGEND_PAD, LEGEND_ROW, OUTLINE, class_colour, instance_shade
+from segconvert.checks.preview import ALPHA, GREY, LEGEND_PAD, LEGEND_ROW, OUTLINE, class_colour, instance_shade
+from segconvert.interfaces.cli import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 PERSON, CAR, SKY = 1, 3, 7

@@ -1,4 +1,4 @@
-"""segconvert.raster: painting RLE/mask shapes must equal painting pycocotools-decoded masks."""
+"""segconvert.codecs.raster: painting RLE/mask shapes must equal painting pycocotools-decoded masks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
+from segconvert.codecs.raster import OVERLAP_POLICIES, overlap_option, paint
 from segconvert.errors import ItemError
-from segconvert.raster import OVERLAP_POLICIES, overlap_option, paint
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
 
@@ -197,7 +197,7 @@ def test_unknown_policy_is_a_programming_error():
 
 
 def test_size_problem_names_empty_and_impossibly_large_sizes():
-    from segconvert.raster import MAX_PIXELS, size_problem
+    from segconvert.codecs.raster import MAX_PIXELS, size_problem
 
     assert size_problem(480, 640) is None
     assert size_problem(1, MAX_PIXELS) is None
@@ -215,7 +215,7 @@ def test_size_problem_names_empty_and_impossibly_large_sizes():
 def test_compressed_rles_painted_by_the_kernel_equal_pycocotools(scene, first_id):
     """Scenes of compressed RLEs only (polygons through frPyObjects, as the YOLO reader makes
     them) take the C kernel, uint16 and uint32 ids alike; the result is painter's order."""
-    import segconvert.raster as raster
+    import segconvert.codecs.raster as raster
 
     if raster._rle_paint_c is None:
         pytest.skip("C kernels not built")

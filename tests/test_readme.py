@@ -23,7 +23,7 @@ def workdir(tmp_path_factory):
     """fixtures/ as in the repository, plus out/example made by the quick-start command."""
     work = tmp_path_factory.mktemp("readme")
     (work / "fixtures").symlink_to(ROOT / "fixtures")
-    subprocess.run([sys.executable, "-m", "segconvert.cli", "convert", "fixtures/coco-panoptic/panoptic.json",
+    subprocess.run([sys.executable, "-m", "segconvert", "convert", "fixtures/coco-panoptic/panoptic.json",
                     "out/example", "--from", "coco-panoptic"], cwd=work, check=True, capture_output=True)
     return work
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from segconvert.cli import main
+from segconvert.interfaces.cli import main
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <annotations><version>1.1</version>

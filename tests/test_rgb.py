@@ -20,8 +20,8 @@ from PIL import Image
 from segconvert.converters import rgb
 from segconvert.converters import rgb_palettes as P
 from segconvert.errors import ItemError, SourceError
-from segconvert.ir import FailedItem
-from segconvert.modes import ModePlan
+from segconvert.model.ir import FailedItem
+from segconvert.model.modes import ModePlan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rgb"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -706,7 +706,7 @@ def test_convert_colormap_to_nucleus(tmp_path: Path, cmap: Path):
 def test_cli_palette_voc(tmp_path: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [
@@ -724,7 +724,7 @@ def test_cli_palette_voc(tmp_path: Path):
 def test_cli_unknown_colour_exits_nonzero(tmp_path: Path, cmap: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     img = paint(scene(), SCENE_COLORS)
     save_rgb(tmp_path / "m" / "ok.png", img)
@@ -1067,7 +1067,7 @@ def test_camvid_root_reads_only_the_masks_with_its_label_colors(tmp_path: Path):
 def test_cli_from_auto_uses_the_folders_colour_table(tmp_path: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     root = _camvid_root(tmp_path)
     result = CliRunner().invoke(main, ["convert", str(root), str(tmp_path / "out"), "--jobs", "1"])
@@ -1204,7 +1204,7 @@ def test_instances_missing_and_mismatched(tmp_path: Path):
 def test_cli_instances(tmp_path: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     (tmp_path / "l.json").write_text(json.dumps({"1": "cat"}))
     for folder in ("class", "object"):
@@ -1291,7 +1291,7 @@ def test_ade20k_scene_parsing_objectinfo150(tmp_path: Path):
 def test_cli_class_instance_cityscapes(tmp_path: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     polygons = CITYSCAPES_POLYGONS[0]
     inst = _cityscapes_reference(polygons, "instance")
@@ -1315,7 +1315,7 @@ def test_cli_class_instance_cityscapes(tmp_path: Path):
 def test_cli_tolerance_reports_resolved_pixels(tmp_path: Path):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     lab = coco_scene(3)
     colors = np.array([c[-1] for c in P.COCO_PANOPTIC], np.uint8)

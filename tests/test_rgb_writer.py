@@ -13,7 +13,7 @@ from roundtrip import CATEGORIES, canonical, read_back, scenes, semantic, write_
 
 from segconvert.converters.rgb import generated_color
 from segconvert.errors import SourceError
-from segconvert.ir import Category, Segmentation, SegmentInfo
+from segconvert.model.ir import Category, Segmentation, SegmentInfo
 
 PROPERTY = settings(max_examples=25, deadline=None,
                     suppress_health_check=[*settings.default.suppress_health_check,

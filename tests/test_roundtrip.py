@@ -99,7 +99,7 @@ def test_panoptic_writer_same_bytes_for_any_jobs(tmp_path):
 def test_every_writer_from_the_cli_and_resume(tmp_path, to, options, expect):
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     src = FIXTURES / "coco-panoptic" / "panoptic.json"
     args = ["convert", str(src), str(tmp_path / "o"), "--from", "coco-panoptic", "--to", to, "--jobs", "1", *options]
@@ -134,7 +134,7 @@ def test_every_writer_same_bytes_for_any_jobs(tmp_path, to, options):
 
 
 def test_coco_panoptic_writer_takes_more_than_255_segments(tmp_path):
-    from segconvert.ir import Segmentation, SegmentInfo
+    from segconvert.model.ir import Segmentation, SegmentInfo
 
     label_map = (np.arange(20 * 30, dtype=np.uint32).reshape(20, 30) % 300) + 1
     segments = [SegmentInfo(i, "car", 3) for i in range(1, 301)]

@@ -15,10 +15,10 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from segconvert import registry
-from segconvert.cli import main
 from segconvert.converters.sa1b import FORMAT, Sa1bReader, sniff
 from segconvert.errors import ItemError, SourceError
+from segconvert.interfaces import registry
+from segconvert.interfaces.cli import main
 
 # pycocotools' decode (the reference here) trips a numpy 2 DeprecationWarning
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -1,4 +1,4 @@
-"""What every shape reader shares (segconvert.shapes): option checks through the Python API."""
+"""What every shape reader shares (segconvert.codecs.shapes): option checks through the Python API."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from conftest import FIXTURES
 
 import segconvert
-from segconvert.shapes import BACKGROUND, RESERVED_LABELS, VOID, check_void, label_convention
+from segconvert.codecs.shapes import BACKGROUND, RESERVED_LABELS, VOID, check_void, label_convention
 
 SOURCES = {
     "labelme": FIXTURES / "labelme" / "dataset",

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import FIXTURES
 from PIL import Image
 
-from segconvert.cli import main
-from segconvert.sources import SourcePath, is_pattern
+from segconvert.interfaces.cli import main
+from segconvert.io.sources import SourcePath, is_pattern
 
 
 def run(*args: object):

@@ -11,7 +11,7 @@ from conftest import FIXTURES, write_panoptic
 from test_detect import sources  # noqa: F401  (one source per readable format, from the fixtures)
 
 import segconvert
-from segconvert.cli import main
+from segconvert.interfaces.cli import main
 
 PERSON, CAR, SKY, ROAD = 1, 3, 7, 9  # conftest.CATEGORIES: person, car (things), sky, road (stuff)
 

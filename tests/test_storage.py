@@ -24,9 +24,9 @@ from conftest import snapshot
 from test_pipeline import good_dataset
 
 import segconvert
-from segconvert import sources
 from segconvert.errors import SourceError
-from segconvert.storage import OutputStore
+from segconvert.io import sources
+from segconvert.io.storage import OutputStore
 
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -167,7 +167,7 @@ def test_resume_after_sigkill_on_s3(tmp_path, s3, bucket):
     segconvert.convert(src, clean, from_format="coco-panoptic", jobs=1)
     want = _without_state(_objects(s3, f"{bucket}/clean"))
     out = f"s3://{bucket}/killed"
-    cmd = [sys.executable, "-m", "segconvert.cli", "convert", str(src), out, "--from", "coco-panoptic", "--jobs", "2"]
+    cmd = [sys.executable, "-m", "segconvert", "convert", str(src), out, "--from", "coco-panoptic", "--jobs", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = OutputStore(out).state_dir() / "journal.tsv"
     deadline = time.monotonic() + 60
@@ -224,7 +224,7 @@ def test_bad_credentials_are_one_clear_error(tmp_path, s3):
 def _cli(*args: str) -> tuple[int, str]:
     from click.testing import CliRunner
 
-    from segconvert.cli import main
+    from segconvert.interfaces.cli import main
 
     result = CliRunner().invoke(main, ["convert", *args])
     return result.exit_code, result.output
@@ -244,7 +244,7 @@ def test_memory_urls_and_a_missing_protocol_package(tmp_path):
         fh.write("half")
         raise RuntimeError("killed")
     assert not store.exists("half.jsonl")
-    from segconvert import png
+    from segconvert.codecs import png
 
     assert png.read_bytes("memory://segconvert-test/out/masks/a.png") == b"abc"
     with pytest.raises(SourceError, match="needs a package that is not installed"):

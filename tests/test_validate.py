@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from segconvert.cli import main
-from segconvert.inspection import oriented_size
-from segconvert.validate import CheckContext, check_line, is_local_path, validate
+from segconvert.checks.shared import oriented_size
+from segconvert.checks.validate import CheckContext, check_line, is_local_path, validate
+from segconvert.interfaces.cli import main
 
 nucleus = pytest.importorskip("nucleus")
 from nucleus.annotation import SegmentationAnnotation  # noqa: E402
@@ -363,7 +363,7 @@ def test_library_call_streams_problems_in_order(tmp_path, monkeypatch):
 
 
 def test_images_found_by_reference_id_with_a_sub_path_and_any_extension_case(tmp_path):
-    from segconvert.inspection import find_images
+    from segconvert.checks.shared import find_images
 
     (tmp_path / "city").mkdir()
     for name in ("0001.Jpeg", "0001.txt", "00012.png", "0002.png"):
@@ -398,7 +398,7 @@ def test_json_is_one_document_in_every_failure_mode(tmp_path, monkeypatch):
         yield 1, b"{}"
         raise OSError(5, "Input/output error", str(path))
 
-    monkeypatch.setattr("segconvert.validate._lines", broken)
+    monkeypatch.setattr("segconvert.checks.validate._lines", broken)
     code, doc = validate_json(str(good), "--jobs", "1")
     assert code == 2 and "Input/output error" in doc["error"]
     assert [p["line"] for p in doc["problems"]] == [1, 1, 1]  # what was checked before the failure stays

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import segconvert
-from segconvert import registry
 from segconvert.converters.voc import VOC_CLASSES, VOC_PALETTE, VocWriter, parse_labelmap, voc_palette
 from segconvert.errors import SourceError
-from segconvert.modes import ModePlan
+from segconvert.interfaces import registry
+from segconvert.model.modes import ModePlan
 
 
 def save_palette(path: Path, arr: np.ndarray, palette: np.ndarray = VOC_PALETTE) -> None:
@@ -345,7 +345,7 @@ def test_palette_read_by_colour_equals_the_indices(tmp_path_factory, h, w, data)
 
 def test_writer_fails_an_image_with_more_objects_than_an_object_png_holds(tmp_path):
     from segconvert.errors import ItemError
-    from segconvert.ir import Category, Segmentation, SegmentInfo
+    from segconvert.model.ir import Category, Segmentation, SegmentInfo
 
     label_map = np.arange(1, 256, dtype=np.uint16).reshape(15, 17)  # 255 objects, one pixel each
     seg = Segmentation("many", label_map, [SegmentInfo(id=i, label="car", category_id=7) for i in range(1, 256)])

@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segconvert.workers import WorkerPool
+from segconvert.execution.workers import WorkerPool
 
 
 def _noop() -> None:

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segconvert import lut, writing
+from segconvert.codecs import lut, writing
 from segconvert.errors import ItemError
-from segconvert.ir import Segmentation, SegmentInfo
+from segconvert.model.ir import Segmentation, SegmentInfo
 
 CODE_MAPS = hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=70), elements=st.integers(0, 9))
 

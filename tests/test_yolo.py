@@ -17,8 +17,8 @@ from pycocotools import mask as mask_utils
 from test_voc import write_voc
 
 import segconvert
-from segconvert import registry
 from segconvert.converters.yolo import label_path, merge_parts
+from segconvert.interfaces import registry
 
 
 def make_set(root: Path, images: dict[str, tuple[int, int, str | None]], names=("cat", "dog", "car"),

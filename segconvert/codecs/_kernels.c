@@ -1,0 +1,899 @@
+/* Fused per-pixel kernels for segconvert (optional: segconvert.codecs.lut falls back to numpy).
+ *
+ * Both kernels read an RGB byte image, make key = R | G << 8 | B << 16 per pixel (COCO
+ * panoptic's id, or a colour), write one code byte per pixel and count the codes -- one
+ * pass over the pixels instead of numpy's four (RGB -> RGBA, mask to 24 bits, take,
+ * histogram).
+ *
+ * rgb_lookup(rgb, table, out, hist, offset): code = table[key] + offset (mod 256), with
+ *   a 2^24-entry table. For tables made once per run (a colormap: rgb reader).
+ * rgb_codes(rgb, codes, out, hist, unknown): code = codes[key] for a dict {id: code},
+ *   else `unknown`. For the few dozen ids of one image (COCO panoptic): the pairs go in
+ *   a small hash table that stays in L1, where writing and clearing them in a 16 MB
+ *   table cost a page fault per new page and a TLB miss per lookup; taking the dict
+ *   itself saves the numpy calls that would turn it into arrays (0.03 ms per image).
+ *
+ * Label maps are runs, so both work run by run where they can (see RUN_KERNEL).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_AT(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 | (uint32_t)(p)[2] << 16)
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Two ways through a stretch [i0, i1) of pixels, both given LOOKUP(key) -> code:
+ *
+ * SCAN_STRETCH finds where each run of equal pixels ends (pixel j differs from pixel j-1
+ * iff one of its bytes differs from the byte 3 before it: 16 bytes per SSE2 compare,
+ * 8 without SSE2), then does one lookup, one memset and one histogram add per run.
+ * Label maps are runs (make_dataset's panoptic PNGs: 54 pixels on average), so this
+ * is the fast way: 0.12 ms per 640x480 image. Counts the runs into `runs`.
+ *
+ * GROUP_STRETCH takes 8 pixels (24 bytes) at a time: a group equal to the previous
+ * group has its codes, else 8 lookups. 0.16 ms on the same images, but 0.6 ms instead
+ * of the scan's 1.7 on noise (a run per pixel), so it takes over where runs are short.
+ * Four sub-histograms break the store-to-load chain when neighbouring codes are equal;
+ * the 64-bit loads read R, G, B as the low bytes on little-endian machines only
+ * (elsewhere the scan does everything). */
+#if defined(__SSE2__)
+#define SCAN_STEP(found)                                                           \
+    if (b + 16 <= nb) {                                                            \
+        __m128i x_ = _mm_loadu_si128((const __m128i *)(p + b));                    \
+        __m128i y_ = _mm_loadu_si128((const __m128i *)(p + b - 3));                \
+        unsigned m_ = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x_, y_)) ^ 0xFFFFu; \
+        if (m_ == 0) { b += 16; continue; }                                        \
+        found = b + __builtin_ctz(m_);                                             \
+        break;                                                                     \
+    }
+#else
+#define SCAN_STEP(found)                                                           \
+    if (b + 8 <= nb) {                                                             \
+        uint64_t x_, y_;                                                           \
+        memcpy(&x_, p + b, 8);                                                     \
+        memcpy(&y_, p + b - 3, 8);                                                 \
+        if (x_ == y_) { b += 8; continue; }                                        \
+        while (p[b] == p[b - 3]) b++;                                              \
+        found = b;                                                                 \
+        break;                                                                     \
+    }
+#endif
+
+#define SCAN_STRETCH(LOOKUP, i0, i1, runs)                                         \
+    do {                                                                           \
+        const Py_ssize_t nb = 3 * (i1);                                            \
+        Py_ssize_t i = (i0);                                                       \
+        while (i < (i1)) {                                                         \
+            const uint8_t c0 = LOOKUP(KEY_AT(p + 3 * i));                          \
+            Py_ssize_t b = 3 * i + 3, found = nb; /* first byte not known to repeat */ \
+            for (;;) {                                                             \
+                SCAN_STEP(found)                                                   \
+                while (b < nb && p[b] == p[b - 3]) b++;                            \
+                found = b;                                                         \
+                break;                                                             \
+            }                                                                      \
+            Py_ssize_t j = found / 3;                                              \
+            memset(o + i, c0, (size_t)(j - i));                                    \
+            h[c0] += j - i;                                                        \
+            i = j;                                                                 \
+            (runs)++;                                                              \
+        }                                                                          \
+    } while (0)
+
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+#define HAVE_GROUPS 1
+#define GROUP_STRETCH(LOOKUP, i0, i1)                                              \
+    do {                                                                           \
+        const uint8_t *g = p + 3 * (i0);                                           \
+        uint64_t pq0 = 0, pq1 = 0, pq2 = 0;                                        \
+        uint32_t run = 0;                                                          \
+        uint8_t c[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                   \
+        Py_ssize_t i = (i0);                                                       \
+        for (; i + 8 <= (i1); i += 8, g += 24) {                                   \
+            uint64_t q0, q1, q2;                                                   \
+            memcpy(&q0, g, 8);                                                     \
+            memcpy(&q1, g + 8, 8);                                                 \
+            memcpy(&q2, g + 16, 8);                                                \
+            if (run && q0 == pq0 && q1 == pq1 && q2 == pq2) {                      \
+                memcpy(o + i, c, 8);                                               \
+                run++;                                                             \
+                continue;                                                          \
+            }                                                                      \
+            for (int k = 0; k < 8; k++) part[k & 3][c[k]] += run;                  \
+            c[0] = LOOKUP((uint32_t)(q0 & 0xFFFFFF));                              \
+            c[1] = LOOKUP((uint32_t)((q0 >> 24) & 0xFFFFFF));                      \
+            c[2] = LOOKUP((uint32_t)((q0 >> 48) | ((q1 & 0xFF) << 16)));           \
+            c[3] = LOOKUP((uint32_t)((q1 >> 8) & 0xFFFFFF));                       \
+            c[4] = LOOKUP((uint32_t)((q1 >> 32) & 0xFFFFFF));                      \
+            c[5] = LOOKUP((uint32_t)((q1 >> 56) | ((q2 & 0xFFFF) << 8)));          \
+            c[6] = LOOKUP((uint32_t)((q2 >> 16) & 0xFFFFFF));                      \
+            c[7] = LOOKUP((uint32_t)(q2 >> 40));                                   \
+            memcpy(o + i, c, 8);                                                   \
+            pq0 = q0; pq1 = q1; pq2 = q2;                                          \
+            run = 1;                                                               \
+        }                                                                          \
+        for (int k = 0; k < 8; k++) part[k & 3][c[k]] += run;                      \
+        for (; i < (i1); i++, g += 3) {                                            \
+            uint8_t c1 = LOOKUP(KEY_AT(g));                                        \
+            o[i] = c1;                                                             \
+            part[0][c1]++;                                                         \
+        }                                                                          \
+    } while (0)
+#else
+#define HAVE_GROUPS 0
+#define GROUP_STRETCH(LOOKUP, i0, i1) do { } while (0)
+#endif
+
+/* The image in stretches of STRETCH pixels: the scan, unless the last scanned stretch
+ * had runs shorter than SHORT_RUN pixels on average; then groups, with a scan again
+ * every RETRY stretches to notice when runs come back. Worst case (noise) ~0.7 ms. */
+#define STRETCH 4096
+#define SHORT_RUN 8
+#define RETRY 8
+#define RUN_KERNEL(LOOKUP)                                                         \
+    do {                                                                           \
+        uint32_t part[4][256];                                                     \
+        memset(part, 0, sizeof(part));                                             \
+        int use_groups = 0, since_scan = 0;                                        \
+        for (Py_ssize_t s0 = 0; s0 < n; s0 += STRETCH) {                           \
+            Py_ssize_t s1 = s0 + STRETCH < n ? s0 + STRETCH : n;                   \
+            if (HAVE_GROUPS && use_groups && ++since_scan < RETRY) {               \
+                GROUP_STRETCH(LOOKUP, s0, s1);                                     \
+                continue;                                                          \
+            }                                                                      \
+            Py_ssize_t runs = 0;                                                   \
+            SCAN_STRETCH(LOOKUP, s0, s1, runs);                                    \
+            use_groups = runs * SHORT_RUN > s1 - s0;                               \
+            since_scan = 0;                                                        \
+        }                                                                          \
+        for (int k = 0; k < 256; k++)                                              \
+            h[k] += (int64_t)part[0][k] + part[1][k] + part[2][k] + part[3][k];    \
+    } while (0)
+
+/* Checks shared by both kernels; sets a Python error and returns 0 when one fails. */
+static int check_image(Py_buffer *rgb, Py_buffer *out, Py_buffer *hist) {
+    if (rgb->len != 3 * out->len) {
+        PyErr_SetString(PyExc_ValueError, "rgb must hold 3 bytes per output pixel");
+        return 0;
+    }
+    if (out->len >= ((Py_ssize_t)1 << 34)) { /* each 32-bit sub-histogram sees n/4 pixels */
+        PyErr_SetString(PyExc_ValueError, "image too large for one kernel call");
+        return 0;
+    }
+    if (hist->len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *rgb_lookup(PyObject *self, PyObject *args) {
+    Py_buffer rgb, table, out, hist;
+    unsigned char offset = 0;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*|b", &rgb, &table, &out, &hist, &offset))
+        return NULL;
+    PyObject *result = NULL;
+    if (!check_image(&rgb, &out, &hist)) {
+        /* error set */
+    } else if (table.len != ((Py_ssize_t)1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "table must have 2**24 one-byte entries");
+    } else {
+        const uint8_t *p = (const uint8_t *)rgb.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t n = out.len;
+        Py_BEGIN_ALLOW_THREADS
+#define TABLE_LOOKUP(key) ((uint8_t)(t[(key)] + offset))
+        RUN_KERNEL(TABLE_LOOKUP);
+#undef TABLE_LOOKUP
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&rgb);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* Open addressing with linear probing; EMPTY is no 24-bit key. */
+#define EMPTY 0xFFFFFFFFu
+
+static inline uint8_t hash_find(const uint32_t *hk, const uint8_t *hv, uint32_t mask, int shift, uint32_t key,
+                                uint8_t unknown) {
+    uint32_t j = (uint32_t)(key * 0x9E3779B1u) >> shift;
+    for (;;) {
+        uint32_t k = hk[j];
+        if (k == key) return hv[j];
+        if (k == EMPTY) return unknown;
+        j = (j + 1) & mask;
+    }
+}
+
+static inline uint8_t cached_find(const uint32_t *hk, const uint8_t *hv, uint32_t mask, int shift, uint32_t key,
+                                  uint8_t unknown, uint32_t *last_key, uint8_t *last_code) {
+    if (key != *last_key) {
+        *last_key = key;
+        *last_code = hash_find(hk, hv, mask, shift, key, unknown);
+    }
+    return *last_code;
+}
+
+static PyObject *rgb_codes(PyObject *self, PyObject *args) {
+    Py_buffer rgb, out, hist;
+    PyObject *codes;
+    unsigned char unknown = 255;
+    if (!PyArg_ParseTuple(args, "y*O!w*w*|b", &rgb, &PyDict_Type, &codes, &out, &hist, &unknown))
+        return NULL;
+    PyObject *result = NULL;
+    uint32_t *hk = NULL;
+    Py_ssize_t m = PyDict_Size(codes);
+    if (!check_image(&rgb, &out, &hist))
+        goto done;
+    int bits = 4; /* table size 2^bits >= 2m: at most half full, short probes */
+    while (((Py_ssize_t)1 << bits) < 2 * m) bits++;
+    if (bits > 26) {
+        PyErr_SetString(PyExc_ValueError, "too many ids for one image");
+        goto done;
+    }
+    uint32_t size = (uint32_t)1 << bits, mask = size - 1;
+    int shift = 32 - bits;
+    hk = (uint32_t *)malloc(size * (sizeof(uint32_t) + 1));
+    if (hk == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint8_t *hv = (uint8_t *)(hk + size);
+    memset(hk, 0xFF, size * sizeof(uint32_t));
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(codes, &pos, &k, &v)) {
+        int overflow = 0;
+        long long key = PyLong_AsLongLongAndOverflow(k, &overflow);
+        if (key == -1 && PyErr_Occurred()) goto done;
+        if (overflow || key < 0 || key > 0xFFFFFF) continue; /* not a 24-bit id: no pixel can have it */
+        long code = PyLong_AsLong(v);
+        if (code == -1 && PyErr_Occurred()) goto done;
+        if (code < 0 || code > 255) {
+            PyErr_SetString(PyExc_ValueError, "codes must be 0..255");
+            goto done;
+        }
+        uint32_t s = (uint32_t)((uint32_t)key * 0x9E3779B1u) >> shift;
+        while (hk[s] != EMPTY && hk[s] != (uint32_t)key) s = (s + 1) & mask;
+        hk[s] = (uint32_t)key;
+        hv[s] = (uint8_t)code;
+    }
+    {
+        const uint8_t *p = (const uint8_t *)rgb.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t n = out.len;
+        Py_BEGIN_ALLOW_THREADS
+        /* neighbours mostly share an id: the last key found is tried first */
+        uint32_t last_key = EMPTY;
+        uint8_t last_code = unknown;
+#define HASH_LOOKUP(key) cached_find(hk, hv, mask, shift, (key), unknown, &last_key, &last_code)
+        RUN_KERNEL(HASH_LOOKUP);
+#undef HASH_LOOKUP
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(hk);
+    PyBuffer_Release(&rgb);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* The end of the run of byte p[i] in p[0..n): 8 bytes per compare (a word against the byte
+ * repeated), where label maps have runs of tens of pixels. */
+static inline Py_ssize_t byte_run_end(const uint8_t *p, Py_ssize_t i, Py_ssize_t n) {
+    uint8_t v = p[i];
+    uint64_t pattern = 0x0101010101010101ull * v;
+    Py_ssize_t j = i + 1;
+    while (j + 8 <= n) {
+        uint64_t word;
+        memcpy(&word, p + j, 8);
+        uint64_t diff = word ^ pattern;
+        if (diff) {
+#if (defined(__GNUC__) || defined(__clang__)) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            return j + (__builtin_ctzll(diff) >> 3); /* little-endian: the lowest differing byte */
+#else
+            while (p[j] == v)
+                j++;
+            return j;
+#endif
+        }
+        j += 8;
+    }
+    while (j < n && p[j] == v)
+        j++;
+    return j;
+}
+
+/* code_boxes(codes, width, boxes): the bounding box of every code of a uint8 code map, in
+ * one pass (writers need a box per segment: COCO's bbox). boxes is 256 x 4 int32, filled by
+ * the caller with (width, height, -1, -1) and left with (min x, min y, max x, max y) of each
+ * code that occurs. Run by run (byte_run_end): the updates once per run. */
+static PyObject *code_boxes(PyObject *self, PyObject *args) {
+    Py_buffer codes, boxes;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*", &codes, &width, &boxes))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || codes.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "codes must hold whole rows of `width` bytes");
+    } else if (boxes.len != 256 * 4 * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "boxes must be 256 x 4 int32");
+    } else if (width >= ((Py_ssize_t)1 << 31) || codes.len / width >= ((Py_ssize_t)1 << 31)) {
+        PyErr_SetString(PyExc_ValueError, "image too large for int32 boxes");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        int32_t *b = (int32_t *)boxes.buf;
+        Py_ssize_t rows = codes.len / width;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *row = c + y * width;
+            Py_ssize_t x = 0;
+            while (x < width) {
+                uint8_t v = row[x];
+                Py_ssize_t end = byte_run_end(row, x, width);
+                int32_t *box = b + 4 * v;
+                if (x < box[0]) box[0] = (int32_t)x;
+                if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);
+                if (box[3] != (int32_t)y) { /* first run of v in this row */
+                    if (box[3] < 0) box[1] = (int32_t)y;
+                    box[3] = (int32_t)y;
+                }
+                x = end;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&boxes);
+    return result;
+}
+
+/* u8_histogram(values, hist): hist[v] += 1 for every byte of values, run by run (byte_run_end):
+ * one add per run, ~0.1 ms for 640x480 where cv2.calcHist takes 0.35. */
+static PyObject *u8_histogram(PyObject *self, PyObject *args) {
+    Py_buffer values, hist;
+    if (!PyArg_ParseTuple(args, "y*w*", &values, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else {
+        const uint8_t *p = (const uint8_t *)values.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t n = values.len, i = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            Py_ssize_t j = byte_run_end(p, i, n);
+            h[p[i]] += j - i;
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* code_colors(codes, table, out): out pixel i = table[codes[i]] (3 bytes each; table: 256 x 3),
+ * one overlapping 4-byte store per pixel: writers turn a uint8 code map into COCO panoptic ids or
+ * colour masks with it in ~0.2 ms for 640x480, where cvtColor + a 3-channel cv2.LUT cost ~0.7. */
+static PyObject *code_colors(PyObject *self, PyObject *args) {
+    Py_buffer codes, table, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &codes, &table, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256 * 3) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 x 3 bytes");
+    } else if (out.len != 3 * codes.len) {
+        PyErr_SetString(PyExc_ValueError, "out must hold 3 bytes per code");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = codes.len;
+        uint32_t t4[256]; /* each colour as 4 bytes: one overlapping 4-byte store per pixel */
+        for (int k = 0; k < 256; k++)
+            t4[k] = (uint32_t)t[3 * k] | (uint32_t)t[3 * k + 1] << 8 | (uint32_t)t[3 * k + 2] << 16;
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t i = 0;
+        for (; i + 1 < n; i++) { /* the 4th byte is overwritten by the next pixel */
+            uint32_t rgb = t4[c[i]];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            o[3 * i] = (uint8_t)rgb; o[3 * i + 1] = (uint8_t)(rgb >> 8); o[3 * i + 2] = (uint8_t)(rgb >> 16);
+#else
+            memcpy(o + 3 * i, &rgb, 4);
+#endif
+        }
+        if (i < n) { /* the last pixel: exactly 3 bytes */
+            const uint8_t *rgb = t + 3 * c[i];
+            o[3 * i] = rgb[0]; o[3 * i + 1] = rgb[1]; o[3 * i + 2] = rgb[2];
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes), run by run with
+ * memset: ~0.05 ms for a 640x480 label map, and no OpenCV import (cv2.LUT's only use in a
+ * writer's process would cost ~15 MB of RSS and its start-up). */
+static PyObject *u8_lookup(PyObject *self, PyObject *args) {
+    Py_buffer values, table, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &values, &table, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (out.len != values.len) {
+        PyErr_SetString(PyExc_ValueError, "out must be as long as values");
+    } else {
+        const uint8_t *p = (const uint8_t *)values.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = values.len, i = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            Py_ssize_t j = byte_run_end(p, i, n);
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* png_unfilter8(raw, width, out, hist): undo the PNG row filters of a non-interlaced image of
+ * one byte per pixel (8-bit palette or grayscale: VOC's masks), raw being the inflated IDAT
+ * stream (each row a filter-type byte + `width` bytes), and count the pixel values, the row
+ * still in cache, run by run. Palette PNGs decoded to their indices without Pillow's
+ * per-image object overhead or libspng's RGB expansion. ValueError on a filter type > 4. */
+static inline uint8_t paeth(int a, int b, int c) {
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    return (uint8_t)((pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c));
+}
+
+static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
+    Py_buffer raw, out, hist;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*w*", &raw, &width, &out, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || out.len % width != 0 || raw.len != out.len + out.len / width) {
+        PyErr_SetString(PyExc_ValueError, "raw must hold (1 + width) bytes per row of out");
+    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else {
+        const uint8_t *r = (const uint8_t *)raw.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        Py_ssize_t rows = out.len / width, bad_row = -1;
+        int bad_type = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *src = r + y * (width + 1) + 1;
+            uint8_t *row = o + y * width;
+            const uint8_t *prev = y ? row - width : NULL; /* the row above; none above row 0 */
+            Py_ssize_t x;
+            switch (src[-1]) {
+            case 0:
+                memcpy(row, src, (size_t)width);
+                break;
+            case 1:
+                row[0] = src[0];
+                for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                break;
+            case 2:
+                if (prev)
+                    for (x = 0; x < width; x++) row[x] = (uint8_t)(src[x] + prev[x]);
+                else
+                    memcpy(row, src, (size_t)width);
+                break;
+            case 3:
+                row[0] = (uint8_t)(src[0] + (prev ? prev[0] >> 1 : 0));
+                for (x = 1; x < width; x++)
+                    row[x] = (uint8_t)(src[x] + ((row[x - 1] + (prev ? prev[x] : 0)) >> 1));
+                break;
+            case 4:
+                if (prev) {
+                    row[0] = (uint8_t)(src[0] + prev[0]); /* paeth(0, b, 0) = b */
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + paeth(row[x - 1], prev[x], prev[x - 1]));
+                } else { /* paeth(a, 0, 0) = a: as Sub */
+                    row[0] = src[0];
+                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+                }
+                break;
+            default:
+                bad_row = y;
+                bad_type = src[-1];
+                break;
+            }
+            if (bad_row >= 0) break;
+            x = 0;
+            while (x < width) {
+                Py_ssize_t e = byte_run_end(row, x, width);
+                h[row[x]] += e - x;
+                x = e;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (bad_row >= 0) {
+            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row, bad_type);
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* u8_pair_counts(a, b, hist, keys): hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on entry),
+ * and the pairs that occur, in order of first occurrence, into keys (65536 uint16); returns how
+ * many. Run by run over the stretches where neither map changes (each map's run end found
+ * once per run of that map): the joint histogram of VOC's object and class maps in ~0.05 ms
+ * for 640x480, where cv2.calcHist's 2-D float histogram and its nonzero took ~1.5. The caller
+ * reads the counts at keys and zeroes them again, so one hist serves every image. */
+static PyObject *u8_pair_counts(PyObject *self, PyObject *args) {
+    Py_buffer a, b, hist, keys;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &a, &b, &hist, &keys))
+        return NULL;
+    PyObject *result = NULL;
+    if (a.len != b.len) {
+        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
+    } else if (hist.len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys.len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
+    } else {
+        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        uint16_t *k = (uint16_t *)keys.buf;
+        Py_ssize_t n = a.len, i = 0, ea = 0, eb = 0, found = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            uint16_t key = (uint16_t)((uint32_t)p[i] << 8 | q[i]);
+            if (h[key] == 0) k[found++] = key;
+            h[key] += j - i;
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(found);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
+/* u8_overlay(base, table, top, out): out[i] = top[i] if top[i] else table[base[i]] (table: 256
+ * bytes): VOC's objects over the stuff values of their class map, one pass run by run. */
+static PyObject *u8_overlay(PyObject *self, PyObject *args) {
+    Py_buffer base, table, top, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &base, &table, &top, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (top.len != base.len || out.len != base.len) {
+        PyErr_SetString(PyExc_ValueError, "base, top and out must be the same length");
+    } else {
+        const uint8_t *p = (const uint8_t *)base.buf, *t = (const uint8_t *)table.buf, *q = (const uint8_t *)top.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t n = base.len, i = 0, ea = 0, eb = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            if (eb <= i) eb = byte_run_end(q, i, n);
+            if (q[i]) { /* an object: its run, whatever the class map does under it */
+                memset(o + i, q[i], (size_t)(eb - i));
+                i = eb;
+                continue;
+            }
+            if (ea <= i) ea = byte_run_end(p, i, n);
+            Py_ssize_t j = ea < eb ? ea : eb;
+            memset(o + i, t[p[i]], (size_t)(j - i));
+            i = j;
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&top);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLEs (pycocotools' count strings)
+ * into a zeroed column-major label buffer (uint16 or uint32, one element per pixel), shape k's
+ * foreground runs set to ids[k], in order (later on top). The strings are decoded on the fly:
+ * each count is a little-endian group of 5-bit chunks in characters 48..111, bit 0x20 saying
+ * that another follows, bit 0x10 of the last being the sign; counts after the second are stored
+ * as the difference to the count two places before. One pass over the characters and one
+ * store per painted pixel, where the numpy path builds index arrays per run (~1 ms for an
+ * image of 20 polygons). Returns False, leaving buf partly painted, for any string that is not
+ * well-formed (a character out of range, a count ending mid-way or longer than 7 characters, a
+ * negative count, counts not covering the buffer exactly): the caller then takes the checked
+ * path, which names what is wrong. */
+static PyObject *rle_paint(PyObject *self, PyObject *args) {
+    PyObject *strings, *ids;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "O!O!w*", &PyList_Type, &strings, &PyList_Type, &ids, &buf))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(strings);
+    int item = (int)buf.itemsize;
+    if (PyList_GET_SIZE(ids) != n) {
+        PyErr_SetString(PyExc_ValueError, "one id per string");
+        goto done;
+    }
+    if (item != 2 && item != 4) {
+        PyErr_SetString(PyExc_ValueError, "buf must be uint16 or uint32");
+        goto done;
+    }
+    Py_ssize_t npix = buf.len / item;
+    int ok = 1;
+    for (Py_ssize_t s = 0; s < n && ok; s++) {
+        PyObject *str = PyList_GET_ITEM(strings, s);
+        if (!PyBytes_Check(str)) {
+            PyErr_SetString(PyExc_TypeError, "strings must be bytes");
+            goto done;
+        }
+        unsigned long long id = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(ids, s));
+        if (PyErr_Occurred()) goto done;
+        if (id > (item == 2 ? 0xFFFFull : 0xFFFFFFFFull)) {
+            PyErr_SetString(PyExc_ValueError, "id does not fit the buffer's type");
+            goto done;
+        }
+        const uint8_t *c = (const uint8_t *)PyBytes_AS_STRING(str);
+        Py_ssize_t len = PyBytes_GET_SIZE(str), i = 0, m = 0;
+        long long prev2 = 0, prev1 = 0, pos = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < len) {
+            long long x = 0;
+            int k = 0, more = 1, last = 0;
+            while (more) {
+                if (i >= len || k >= 7) { ok = 0; break; }
+                int v = (int)c[i++] - 48;
+                if (v < 0 || v > 63) { ok = 0; break; }
+                x |= (long long)(v & 0x1f) << (5 * k);
+                more = v & 0x20;
+                last = v;
+                k++;
+            }
+            if (!ok) break;
+            if (last & 0x10) x -= (long long)1 << (5 * k); /* sign of the last chunk */
+            if (m > 2) x += prev2;
+            if (x < 0 || pos + x > npix) { ok = 0; break; }
+            if (m & 1) { /* odd counts are foreground */
+                if (item == 2) {
+                    uint16_t *o = (uint16_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint16_t)id;
+                } else {
+                    uint32_t *o = (uint32_t *)buf.buf + pos;
+                    for (long long j = 0; j < x; j++) o[j] = (uint32_t)id;
+                }
+            }
+            pos += x;
+            prev2 = prev1;
+            prev1 = x;
+            m++;
+        }
+        Py_END_ALLOW_THREADS
+        if (ok && pos != npix) ok = 0;
+    }
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* parse_numbers(text, values, rows) -> (n_values, n_rows) or None: the numbers of a YOLO label
+ * file, every one in values (float64), and for each line holding any, (line number, how many)
+ * in rows (int64 pairs). Lines end at \n, \r or \r\n (as str.splitlines numbers them, for the
+ * text this takes), numbers are separated by spaces and tabs. Only plain decimals are taken:
+ * [+-]digits[.digits] with at most 15 significant digits and 22 after the point; such a number
+ * is m / 10^f with m and 10^f exact doubles, so one IEEE division gives the correctly rounded
+ * value, exactly what float() gives. Anything else (exponents, nan, other characters, other
+ * line breaks or whitespace, non-ASCII) returns None, and the caller parses with Python, which
+ * names what is wrong: this pass only ever agrees with it. ~20x faster than float() per number. */
+static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static PyObject *parse_numbers(PyObject *self, PyObject *args) {
+    Py_buffer text, values, rows;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &text, &values, &rows))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t cap_v = values.len / (Py_ssize_t)sizeof(double), cap_r = rows.len / (2 * (Py_ssize_t)sizeof(int64_t));
+    if (cap_v < text.len / 2 + 1 || cap_r < text.len / 2 + 1) {
+        PyErr_SetString(PyExc_ValueError, "values and rows must hold len(text) // 2 + 1 entries");
+    } else {
+        const uint8_t *c = (const uint8_t *)text.buf;
+        double *v = (double *)values.buf;
+        int64_t *r = (int64_t *)rows.buf;
+        Py_ssize_t n = text.len, i = 0, nv = 0, nr = 0, on_line = 0, line = 1;
+        int ok = 1;
+        Py_BEGIN_ALLOW_THREADS
+        while (i < n) {
+            uint8_t ch = c[i];
+            if (ch == ' ' || ch == '\t') { i++; continue; }
+            if (ch == '\n' || ch == '\r') {
+                if (on_line) { r[2 * nr] = line; r[2 * nr + 1] = on_line; nr++; on_line = 0; }
+                line++;
+                i += (ch == '\r' && i + 1 < n && c[i + 1] == '\n') ? 2 : 1;
+                continue;
+            }
+            int neg = 0, digits = 0, frac = 0, point = 0, any_digit = 0;
+            uint64_t m = 0;
+            if (ch == '+' || ch == '-') { neg = ch == '-'; i++; }
+            for (; i < n; i++) {
+                ch = c[i];
+                if (ch >= '0' && ch <= '9') {
+                    any_digit = 1;
+                    if (digits || ch != '0') digits++; /* significant digits: leading zeros are not */
+                    m = m * 10 + (uint64_t)(ch - '0');
+                    frac += point;
+                } else if (ch == '.' && !point) {
+                    point = 1;
+                } else {
+                    break;
+                }
+            }
+            /* a plain decimal with a digit, ending at a separator or the end: else Python's turn */
+            if (!any_digit || digits > 15 || frac > 22 ||
+                (i < n && c[i] != ' ' && c[i] != '\t' && c[i] != '\n' && c[i] != '\r')) {
+                ok = 0;
+                break;
+            }
+            double x = (double)m / POW10[frac];
+            v[nv++] = neg ? -x : x;
+            on_line++;
+        }
+        if (ok && on_line) { r[2 * nr] = line; r[2 * nr + 1] = on_line; nr++; }
+        Py_END_ALLOW_THREADS
+        result = ok ? Py_BuildValue("nn", nv, nr) : (Py_INCREF(Py_None), Py_None);
+    }
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&rows);
+    return result;
+}
+
+/* code_colors_boxes(codes, width, table, out, boxes): code_colors and code_boxes in one pass, run
+ * by run (COCO panoptic's writer needs both of every image), the colours written 16 pixels at a time:
+ * ~0.1 ms for 640x480 where the two passes take ~0.21. Same arguments and results as the two. */
+static PyObject *code_colors_boxes(PyObject *self, PyObject *args) {
+    Py_buffer codes, table, out, boxes;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*ny*w*w*", &codes, &width, &table, &out, &boxes))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || codes.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "codes must hold whole rows of `width` bytes");
+    } else if (table.len != 256 * 3) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 x 3 bytes");
+    } else if (out.len != 3 * codes.len) {
+        PyErr_SetString(PyExc_ValueError, "out must hold 3 bytes per code");
+    } else if (boxes.len != 256 * 4 * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "boxes must be 256 x 4 int32");
+    } else if (width >= ((Py_ssize_t)1 << 31) || codes.len / width >= ((Py_ssize_t)1 << 31)) {
+        PyErr_SetString(PyExc_ValueError, "image too large for int32 boxes");
+    } else {
+        const uint8_t *c = (const uint8_t *)codes.buf;
+        const uint8_t *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int32_t *b = (int32_t *)boxes.buf;
+        Py_ssize_t rows = codes.len / width, n = codes.len;
+        uint8_t patterns[256 * 48]; /* each code's colour repeated 16 times */
+        for (int k = 0; k < 256; k++)
+            for (int j = 0; j < 16; j++)
+                memcpy(patterns + 48 * k + 3 * j, t + 3 * k, 3);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            const uint8_t *row = c + y * width;
+            uint8_t *orow = o + 3 * y * width;
+            Py_ssize_t x = 0;
+            while (x < width) {
+                uint8_t v = row[x];
+                Py_ssize_t end = byte_run_end(row, x, width);
+                int32_t *box = b + 4 * v;
+                if (x < box[0]) box[0] = (int32_t)x;
+                if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);
+                if (box[3] != (int32_t)y) { /* first run of v in this row */
+                    if (box[3] < 0) box[1] = (int32_t)y;
+                    box[3] = (int32_t)y;
+                }
+                /* the run's colour, 16 pixels per 48-byte copy of its pattern; a copy may run past
+                 * the run into pixels that later runs overwrite, never past the image */
+                const uint8_t *pattern = patterns + 48 * v;
+                Py_ssize_t i = x;
+                for (; i < end && y * width + i + 16 <= n; i += 16)
+                    memcpy(orow + 3 * i, pattern, 48);
+                for (; i < end; i++)
+                    memcpy(orow + 3 * i, pattern, 3);
+                x = end;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&boxes);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"rgb_lookup", rgb_lookup, METH_VARARGS,
+     "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
+     " hist[out[i]] += 1."},
+    {"rgb_codes", rgb_codes, METH_VARARGS,
+     "rgb_codes(rgb, codes, out, hist, unknown=255): out[i] = codes.get(R | G<<8 | B<<16, unknown);"
+     " hist[out[i]] += 1. codes: dict of int id -> int code 0..255; ids outside 24 bits never match."},
+    {"u8_lookup", u8_lookup, METH_VARARGS,
+     "u8_lookup(values, table, out): out[i] = table[values[i]] (table: 256 bytes)."},
+    {"code_colors", code_colors, METH_VARARGS,
+     "code_colors(codes, table, out): 3 bytes table[3 * code] per code into out (table: 256 x 3 bytes)."},
+    {"u8_histogram", u8_histogram, METH_VARARGS,
+     "u8_histogram(values, hist): hist[v] += 1 for every byte v of values (hist: 256 int64)."},
+    {"code_boxes", code_boxes, METH_VARARGS,
+     "code_boxes(codes, width, boxes): (min x, min y, max x, max y) of every code of a uint8 code map"
+     " into boxes (256 x 4 int32, filled with (width, height, -1, -1) by the caller)."},
+    {"code_colors_boxes", code_colors_boxes, METH_VARARGS,
+     "code_colors_boxes(codes, width, table, out, boxes): code_colors and code_boxes in one pass."},
+    {"png_unfilter8", png_unfilter8, METH_VARARGS,
+     "png_unfilter8(raw, width, out, hist): undo the row filters of an inflated 1-byte-per-pixel PNG"
+     " into out; hist[v] += 1 for every value."},
+    {"u8_pair_counts", u8_pair_counts, METH_VARARGS,
+     "u8_pair_counts(a, b, hist, keys) -> n: hist[a[i] << 8 | b[i]] += 1 (hist: 65536 int64, zero on"
+     " entry); the n pairs that occur into keys (65536 uint16), in order of first occurrence."},
+    {"u8_overlay", u8_overlay, METH_VARARGS,
+     "u8_overlay(base, table, top, out): out[i] = top[i] or table[base[i]] (table: 256 bytes)."},
+    {"rle_paint", rle_paint, METH_VARARGS,
+     "rle_paint(strings, ids, buf) -> bool: paint COCO compressed RLE count strings (bytes) into a zeroed"
+     " column-major uint16/uint32 buffer, string k's foreground as ids[k], in order; False if one is malformed."},
+    {"parse_numbers", parse_numbers, METH_VARARGS,
+     "parse_numbers(text, values, rows) -> (n_values, n_rows) or None: plain decimals of a text, with"
+     " (line number, count) per non-empty line; None where Python must parse (see the source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,147 @@
+"""Find converters by name: built-ins from a table, third parties from entry points.
+
+Modelled on fsspec's registry: built-in names map to import strings and are imported
+on first use (so ``segconvert formats`` does not pay for every converter's imports);
+third-party packages register ``FORMAT`` objects in the entry-point group
+``segconvert.converters``; a plugin may not take a built-in's name; an unknown name
+lists the names there are; a converter that fails to import says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path, PurePath
+
+from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
+from segconvert.interfaces.format import Format
+
+ENTRY_POINT_GROUP = "segconvert.converters"
+
+#: built-in converters: name -> "module:attribute" of their ``Format``
+BUILTIN: dict[str, str] = {
+    "coco-panoptic": "segconvert.converters.coco_panoptic:FORMAT",
+    "nucleus": "segconvert.converters.nucleus:FORMAT",
+    "rgb": "segconvert.converters.rgb:FORMAT",
+    "coco-instances": "segconvert.converters.coco_instances:FORMAT",
+    "cityscapes": "segconvert.converters.cityscapes:FORMAT",
+    "labelme": "segconvert.converters.labelme:FORMAT",
+    "cvat": "segconvert.converters.cvat:FORMAT",
+    "sa1b": "segconvert.converters.sa1b:FORMAT",
+    "label-studio": "segconvert.converters.label_studio:FORMAT",
+    "voc": "segconvert.converters.voc:FORMAT",
+    "yolo": "segconvert.converters.yolo:FORMAT",
+    "index": "segconvert.converters.index:FORMAT",
+}
+
+_loaded: dict[str, Format] = {}
+
+
+def entry_points(group: str):  # type: ignore[no-untyped-def]
+    """importlib.metadata.entry_points, imported on first use (it costs ~25 ms at start-up)."""
+    from importlib.metadata import entry_points as _entry_points
+
+    return _entry_points(group=group)
+
+
+def _plugin_targets() -> dict[str, str]:
+    targets = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN:
+            # refused, not overridden: "rgb" must mean the same thing on every machine
+            continue
+        targets[ep.name] = ep.value
+    return targets
+
+
+def _import(name: str, target: str) -> Format:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "?"
+        if missing == module_name or module_name.startswith(missing + "."):
+            raise FormatNotFound(
+                f"converter {name!r} is registered as {target} but that module is not there"
+            ) from None
+        raise BackendMissing(
+            f"converter {name!r} needs the package {missing!r}: pip install {missing}"
+        ) from exc
+    except Exception as exc:  # a broken plugin must not take the whole CLI down
+        err = f"{type(exc).__name__}: {exc}"
+        raise SourceError(f"converter {name!r} ({target}) failed to import: {err}") from exc
+    fmt = getattr(module, attr or "FORMAT")
+    if not isinstance(fmt, Format) or fmt.name != name:
+        raise SourceError(f"converter {name!r} ({target}) does not define a Format named {name!r}")
+    return fmt
+
+
+def names() -> list[str]:
+    """Every registered converter name: built-ins first, then plugins, sorted within each."""
+    return list(BUILTIN) + sorted(_plugin_targets())
+
+
+def get(name: str) -> Format:
+    """The converter called ``name``; FormatNotFound lists the choices."""
+    if name in _loaded:
+        return _loaded[name]
+    target = BUILTIN.get(name) or _plugin_targets().get(name)
+    if target is None:
+        raise FormatNotFound(f"unknown format {name!r}; available: {', '.join(names())}")
+    fmt = _import(name, target)
+    _loaded[name] = fmt
+    return fmt
+
+
+def refused_plugins() -> list[str]:
+    """Entry points that tried to take a built-in name (shown by ``segconvert formats``)."""
+    return [f"{ep.name} ({ep.value})" for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name in BUILTIN]
+
+
+def reader_for(name: str) -> Format:
+    fmt = get(name)
+    if fmt.reader is None:
+        readable = [n for n in names() if _safe(n) and _safe(n).reader]  # type: ignore[union-attr]
+        raise FormatNotFound(f"format {name!r} cannot be read; readable formats: {', '.join(readable)}")
+    return fmt
+
+
+def writer_for(name: str) -> Format:
+    fmt = get(name)
+    if fmt.writer is None:
+        writable = [n for n in names() if _safe(n) and _safe(n).writer]  # type: ignore[union-attr]
+        raise FormatNotFound(f"format {name!r} cannot be written; writable formats: {', '.join(writable)}")
+    return fmt
+
+
+def detect(source: Path | PurePath) -> str:
+    """The one readable format whose ``sniff`` recognises ``source`` (``--from auto``).
+
+    Built-ins are asked first, and plugins only when no built-in recognises the source:
+    a plugin cannot take a built-in's name, nor its files; and the entry-point scan
+    (~25 ms) is skipped on the common path.
+    """
+    matches = [name for name in BUILTIN if _sniffs(name, source)]
+    if not matches:
+        matches = [name for name in sorted(_plugin_targets()) if _sniffs(name, source)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise SourceError(f"cannot tell its format; name it with {opt('from')} (see `segconvert formats`)", file=source)
+    raise SourceError(f"could be {' or '.join(matches)}; choose one with {opt('from')}", file=source)
+
+
+def _sniffs(name: str, source: Path) -> bool:
+    fmt = _safe(name)
+    if fmt is None or fmt.reader is None or fmt.sniff is None:
+        return False
+    try:
+        return bool(fmt.sniff(source))
+    except OSError:
+        return False
+
+
+def _safe(name: str) -> Format | None:
+    try:
+        return get(name)
+    except (FormatNotFound, BackendMissing, SourceError):
+        return None
