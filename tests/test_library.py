@@ -38,6 +38,14 @@ def sources(tmp_path):
                         {"id": 2, "image_id": 1, "category_id": 2, "iscrowd": 0, "segmentation": [[1, 1, 4, 1, 4, 4]]},
                         {"id": 3, "image_id": 2, "category_id": 2, "iscrowd": 0, "segmentation": [[0, 0, 3, 0, 0, 3]]}],
         "categories": [{"id": 1, "name": "thing"}, {"id": 2, "name": "other"}]}))
+    sa1b = tmp_path / "sa1b"
+    sa1b.mkdir()
+    for f in (FIXTURES / "sa1b").glob("sa_*.json"):
+        shutil.copy(f, sa1b / f.name)
+    for fmt in ("nucleus", "voc"):  # sets written by our own writers, read back by their readers
+        made = segconvert.convert(FIXTURES / "coco-panoptic" / "panoptic.json", tmp_path / f"as-{fmt}",
+                                  from_format="coco-panoptic", to_format=fmt, jobs=1)
+        assert made.ok, made.failures
     return {
         "coco-panoptic": (FIXTURES / "coco-panoptic" / "panoptic.json", {}),
         "coco-instances": (instances, {}),
@@ -45,6 +53,10 @@ def sources(tmp_path):
         "labelme": (FIXTURES / "labelme" / "dataset", {}),
         "cvat": (FIXTURES / "cvat" / "annotations.xml", {}),
         "rgb": (rgb, {"colormap": "voc", "strip_suffix": "_color"}),
+        "label-studio": (FIXTURES / "label-studio" / "export.json", {}),
+        "sa1b": (sa1b, {}),
+        "nucleus": (tmp_path / "as-nucleus", {}),
+        "voc": (tmp_path / "as-voc", {}),
     }
 
 
@@ -59,7 +71,8 @@ def cli_output(src: Path, out: Path, fmt: str, mode: str, index: str, options: d
 
 
 @pytest.mark.parametrize("mode", ["panoptic", "instance", "semantic"])
-@pytest.mark.parametrize("fmt", ["coco-panoptic", "coco-instances", "cityscapes", "labelme", "cvat", "rgb"])
+@pytest.mark.parametrize("fmt", ["coco-panoptic", "coco-instances", "cityscapes", "labelme", "cvat", "rgb",
+                                 "label-studio", "sa1b", "nucleus", "voc"])
 def test_masks_equal_what_the_cli_writes_for_every_reader_and_mode(sources, tmp_path, fmt, mode):
     src, options = sources[fmt]
     ds = segconvert.open(src, fmt, **options)

@@ -73,6 +73,7 @@ def _open(ctx: click.Context, source: str, from_format: str, mode: str | None,
         params["images"] = Path(images_dir)
     reader = open_reader(source, from_format, **params)
     mode = mode or reader.default_mode
+    reader.use_mode(mode)  # as convert does (VOC semantic reads the class PNGs alone)
     if index is not None and mode != "semantic":
         raise SourceError(f"--index applies to --mode semantic only (this run is {mode})")
     plan = ModePlan(mode=mode, index=index or "stable", categories=reader.categories)

@@ -145,6 +145,7 @@ class Dataset:
         if errors not in ERRORS:
             raise SourceError(f"errors={errors!r}: choose one of {', '.join(map(repr, ERRORS))}")
         plan = self.plan(mode, index)
+        self.reader.use_mode(plan.mode)  # as convert does: e.g. VOC semantic reads the class PNGs alone
         return _masks(self.reader.items(), plan, background_label, jobs, errors)
 
 
@@ -287,6 +288,7 @@ def write(
     mode = mode or reader.default_mode
     if index != "stable" and mode != "semantic":
         raise SourceError(f"{opt('index')} applies to {opt('mode', 'semantic')} only (this is {mode})")
+    reader.use_mode(mode)
     writer_cls = registry.writer_for(format).writer
     assert writer_cls is not None
     known = option_defaults(writer_cls.options)
