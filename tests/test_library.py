@@ -240,3 +240,8 @@ print(peaks[0], peaks[1])
 def test_dir_lists_the_lazy_names_and_submodules():
     names = dir(segconvert)
     assert {"open", "write", "Dataset", "api", "modes", "pack"} <= set(names)
+
+
+def test_open_checks_the_source_kind_as_convert_does(tmp_path):
+    with pytest.raises(segconvert.SourceError, match="is a folder, but coco-panoptic reads"):
+        segconvert.open(FIXTURES / "coco-panoptic", "coco-panoptic")

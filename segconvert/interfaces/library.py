@@ -198,18 +198,26 @@ def open(source: str | os.PathLike[str], format: str = "auto", **options: Any) -
     ``options`` are the reader's own (``masks_dir=``, ``colormap=``, ``labels=``, ...:
     ``segconvert formats NAME`` lists them, as flags); an unknown one is an error.
     """
+    from segconvert.interfaces.api import _open
+    from segconvert.io.sources import location
+
     if format == "auto":
-        format = registry.detect(Path(source))
+        format = registry.detect(location(source))
     cls = registry.reader_for(format).reader
     assert cls is not None
-    known = option_defaults(cls.options)
+    reader = _open(cls, format, os.fspath(source), _with_defaults(cls.options, options, f"the {format} reader"))
+    return Dataset(reader, format, source)
+
+
+def _with_defaults(declared: tuple[Any, ...], options: dict[str, Any], whose: str) -> dict[str, Any]:
+    """The declared options' defaults updated with ``options``; SourceError naming an unknown one."""
+    known = option_defaults(declared)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise SourceError(
-            f"the {format} reader has no option {', '.join(map(repr, unknown))}; its options: "
-            f"{', '.join(sorted(known)) or 'none'}"
+            f"{whose} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(sorted(known)) or 'none'}"
         )
-    return Dataset(cls(Path(source), **{**known, **options}), format, source)
+    return {**known, **options}
 
 
 # ---------------------------------------------------------------- writing from Python
@@ -291,14 +299,7 @@ def write(
     reader.use_mode(mode)
     writer_cls = registry.writer_for(format).writer
     assert writer_cls is not None
-    known = option_defaults(writer_cls.options)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise SourceError(
-            f"the {format} writer has no option {', '.join(map(repr, unknown))}; its options: "
-            f"{', '.join(sorted(known)) or 'none'}"
-        )
-    writer_opts = {**known, **options}
+    writer_opts = _with_defaults(writer_cls.options, options, f"the {format} writer")
     plan = ModePlan(mode=mode, index=index, categories=reader.categories)
     writer = writer_cls(Path(output), plan, **writer_opts)
     settings = {"from": origin, "to": format, "source": source, "mode": mode, "index": index,
