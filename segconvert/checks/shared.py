@@ -63,20 +63,10 @@ def ordered_map(handler: Callable[[T, Any], R], tasks: Iterable[T], context: Any
         for task in tasks:
             yield handler(task, context)
         return
-    from segconvert.execution.workers import WorkerPool
-
-    def batches() -> Iterator[list[T]]:
-        batch: list[T] = []
-        for task in tasks:
-            batch.append(task)
-            if len(batch) == BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    from segconvert.execution.workers import WorkerPool, batched
 
     with WorkerPool(jobs, _init_worker, (handler, context), _run_batch) as pool:
-        for results in pool.imap(batches()):
+        for results in pool.imap(batched(tasks, BATCH)):
             yield from results
 
 

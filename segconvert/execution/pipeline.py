@@ -301,28 +301,18 @@ def _ordered_outcomes(
         for task in tasks:
             yield convert_item(task, plan, writer)
         return
-    from segconvert.execution.workers import WorkerPool
-
-    def batches() -> Iterator[list[Item | _Check]]:
-        batch: list[Item | _Check] = []
-        for task in tasks:
-            batch.append(task)
-            if len(batch) == BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    from segconvert.execution.workers import WorkerPool, batched
 
     if dask:
         from segconvert.execution.executors import dask_map
 
         assert executor is not None
-        for results in dask_map(executor, jobs, plan, writer, batches(), source):
+        for results in dask_map(executor, jobs, plan, writer, batched(tasks, BATCH), source):
             yield from results
         return
     with WorkerPool(jobs, _init_worker, (plan, writer, limits.max_pixels(), paths.allow_outside()),
                     _convert_batch) as pool:
-        for results in pool.imap(batches()):
+        for results in pool.imap(batched(tasks, BATCH)):
             yield from results
 
 

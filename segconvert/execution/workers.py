@@ -21,9 +21,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from segconvert.errors import SourceError
+
+T = TypeVar("T")
 
 WORKER_DIED = (
     "a worker process died (killed, or out of memory); run the same command again to resume "
@@ -87,6 +89,19 @@ def _serve(conn: Connection, inherited: list[Connection], parent_pid: int, setup
             return
         seq, batch = message
         conn.send((seq, handler(batch)))
+
+
+def batched(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``tasks`` in lists of ``size`` (the last one shorter): what the pool's callers send
+    (itertools.batched, which gives tuples, is Python 3.12+)."""
+    batch: list[T] = []
+    for task in tasks:
+        batch.append(task)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class WorkerPool:
