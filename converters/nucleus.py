@@ -183,8 +183,16 @@ class NucleusItem(Item):
         except ValueError as exc:
             raise ItemError(str(exc), **where) from None
         warnings: list[str] = []
+        counts = None
         try:
-            if header.color_type == 0 and header.bit_depth == 8:
+            # 8-bit grayscale (and palette) masks: inflate, unfilter and count the values in one
+            # pass (the C kernel); the counts are what the Segment check below needs anyway
+            decoded = png.decode_index8(data) if header.bit_depth == 8 and header.color_type in (0, 3) else None
+            if decoded is not None:
+                mask, counts = decoded
+                if header.color_type == 3:
+                    warnings.append("mask is a palette PNG; read its indices as the segment indices")
+            elif header.color_type == 0 and header.bit_depth == 8:
                 mask = png.decode_gray8(data)
             elif header.color_type == 2 and header.bit_depth == 8:
                 rgb = png.decode_rgb8(data)
@@ -212,7 +220,8 @@ class NucleusItem(Item):
             raise ItemError(str(exc), **where) from None
         if mask.ndim != 2 or mask.dtype != np.uint8:
             raise ItemError(f"mask decodes as {mask.dtype} {mask.shape}, not one uint8 channel", **where)
-        counts = histogram(mask, 256)
+        if counts is None:
+            counts = histogram(mask, 256)
         codes = {0: 0, **{s.id: s.id for s in segments}}
         count_codes_uint8(mask, codes, counts, **where)  # ItemError naming values without a Segment
         return Segmentation(self.reference_id, mask, segments, source=path, warnings=warnings,
