@@ -21,7 +21,10 @@ RGB PNGs (COCO panoptic) has a floor that encodes the same images as RGB PNGs.
 
 Rows: for each case and jobs value, the whole CLI run (a fresh process, as a user runs
 it: start-up, reading the JSON, converting, writing annotations.jsonl) and the ratio
-time/floor; jobs 2 also shows its speed-up over jobs 1. The memory row converts the
+time/floor; jobs 2 also shows its speed-up over jobs 1. The floor writes no file; creating one
+file per image costs 0.02 ms on some folders of these VMs and 0.15-0.35 ms on others, so each
+round also times file creation in the output folder (--out; default: beside --data) and a second
+ratio adds one creation per image to the floor. The memory row converts the
 same dataset replicated --memory-scale times (same PNGs under new names, so only the
 item count grows) and compares peak RSS.
 """
@@ -310,6 +313,24 @@ def _pick_codecs(png_dir: Path, repeat: int) -> tuple[str, str]:
     return best["decode"][1], best["encode"][1]
 
 
+def file_creation_ms(folder: Path, count: int = 300) -> float:
+    """Mean wall time of creating (O_CREAT | O_EXCL), writing 20 kB to and renaming one file in
+    ``folder``: what every writer pays per output file on top of the codec floor."""
+    probe = folder / "creation-probe"
+    probe.mkdir()
+    data = b"\0" * 20_000
+    t = time.perf_counter()
+    for i in range(count):
+        tmp = probe / f".{i}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        os.write(fd, data)
+        os.close(fd)
+        os.replace(tmp, probe / f"{i}.png")
+    elapsed = (time.perf_counter() - t) / count * 1e3
+    shutil.rmtree(probe)
+    return elapsed
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -478,6 +499,8 @@ def main() -> None:
                     help="scale-out rows: dask (vs local processes), s3 (moto vs local disk), giant (peak memory "
                     "of COCO instances JSONs); empty for none")
     ap.add_argument("--giant", default="28000,280000", help="annotation counts of the giant row")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="where the runs write (default: beside --data, as a user writes next to the dataset)")
     a = ap.parse_args()
 
     from segconvert.interfaces import registry
@@ -487,9 +510,17 @@ def main() -> None:
         derive_voc_yolo(data)
     compile_bytecode()
     make_nucleus(data)
-    out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-"))
+    # Creating a file costs 0.02 ms in some folders of these VMs' ext4 and 0.15-0.35 ms of kernel time
+    # in others (measured: the same test, folder by folder, e.g. /tmp slow and /work fast on one run),
+    # up to half of a codec floor that writes no file at all. So the cost is measured in the output
+    # folder every round and printed, and a second ratio takes one file creation per image into the
+    # floor.
+    out_parent = a.out if a.out is not None else a.data
+    out_parent.mkdir(parents=True, exist_ok=True)
+    out_root = Path(tempfile.mkdtemp(prefix="segconvert-bench-", dir=out_parent))
     try:
-        print(f"{a.images} images of {a.size}; cores: {os.cpu_count()}")
+        print(f"{a.images} images of {a.size}; cores: {os.cpu_count()}; output in {out_parent} "
+              f"(creating a file there: {file_creation_ms(out_root):.3f} ms)")
         for case in filter(None, a.cases.split(",")):
             source, fmt, to, extra, png_dir, target_dir = CASES[case]
             target = data / target_dir if target_dir is not None else None
@@ -504,11 +535,13 @@ def main() -> None:
             jobs_list = [int(j) for j in a.jobs.split(",")]
             # rounds: the floor and every --jobs run back to back, so each ratio compares runs made
             # under the same conditions; the median over rounds is reported
-            rows: dict[int, list[tuple[float, float, float, float, int, float]]] = {j: [] for j in jobs_list}
-            floors = []
+            rows: dict[int, list[tuple[float, float, float, float, int, float, float]]] = {j: [] for j in jobs_list}
+            floors, creations = [], []
             for r in range(a.repeat):
                 before = run_floor(floor_src, dec, enc, target)
                 floors.append(before[1])
+                # what creating the output files costs in this folder now (the floor writes none)
+                creations.append(file_creation_ms(out_root, 100))
                 for jobs in jobs_list:
                     args = ["convert", str(data / source), str(out_root / f"{case}-{jobs}-{r}"), "--from", fmt,
                             "--to", to, "--jobs", str(jobs), *[x.format(data=data) for x in extra]]
@@ -518,10 +551,13 @@ def main() -> None:
                     # each run against the mean of the floor runs just before and just after it:
                     # this VM's speed drifts by 10-20% within seconds, and a drift cancels out
                     floor_wall, floor_inner, floor_cpu = ((x + y) / 2 for x, y in zip(before, after))
-                    rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu))
+                    writes = a.images * creations[-1] / 1e3
+                    rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu,
+                                       wall / (floor_wall + writes)))
                     before = after
             print(f"\n{fmt} -> {to}; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
-                  f"(decode {dec} + encode {enc}); medians of {a.repeat} rounds")
+                  f"(decode {dec} + encode {enc}); creating a file {median(creations):.3f} ms; "
+                  f"medians of {a.repeat} rounds")
             base = rows[jobs_list[0]]
             for jobs in jobs_list:
                 runs = rows[jobs]
@@ -534,6 +570,7 @@ def main() -> None:
                       f"whole run / floor process {median(whole):4.2f} (best {min(whole):4.2f}); "
                       f"items only / floor loop {median(items):4.2f} (best {min(items):4.2f}); "
                       f"CPU time / floor's {median(x[5] for x in runs):4.2f}; "
+                      f"whole run / (floor process + creating one file per image) {median(x[6] for x in runs):4.2f}; "
                       f"speed-up whole {speed_whole:4.2f}x, items {speed_items:4.2f}x; "
                       f"peak RSS {max(x[4] for x in runs) / 1024:.0f} MB")
         if a.memory_scale:
