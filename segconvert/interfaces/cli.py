@@ -27,6 +27,7 @@ import click  # noqa: E402
 
 from segconvert.errors import SegconvertError, set_option_style  # noqa: E402
 from segconvert.interfaces import registry  # noqa: E402
+from segconvert.interfaces.format_args import FormatArgsCommand  # noqa: E402
 from segconvert.io.sources import SOURCE, location  # noqa: E402
 from segconvert.model.ir import MODES  # noqa: E402
 from segconvert.model.modes import INDEX_POLICIES  # noqa: E402
@@ -53,6 +54,7 @@ def _format_options(from_format: str, to_format: str) -> list[click.Option]:
 
 
 @main.command(
+    cls=FormatArgsCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     epilog="Each format has options of its own (e.g. coco-panoptic's --masks-dir, nucleus' "
     "--mask-url-prefix): `segconvert formats NAME` lists them.",

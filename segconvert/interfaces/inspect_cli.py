@@ -16,6 +16,7 @@ import click
 
 from segconvert.errors import SegconvertError, SourceError
 from segconvert.interfaces import registry
+from segconvert.interfaces.format_args import FormatArgsCommand
 from segconvert.io.sources import SOURCE
 from segconvert.model.ir import MODES
 from segconvert.model.modes import INDEX_POLICIES
@@ -145,7 +146,7 @@ def validate(source: str, images_dir: str | None, as_json: bool, jobs: int | Non
     sys.exit(0 if report.ok else EXIT_PROBLEMS)
 
 
-@click.command(context_settings=_reader_context, epilog=_reader_epilog)
+@click.command(cls=FormatArgsCommand, context_settings=_reader_context, epilog=_reader_epilog)
 @click.argument("source", type=SOURCE)
 @_from_option
 @_mode_option
@@ -176,7 +177,7 @@ def stats(ctx: click.Context, source: str, from_format: str, mode: str | None, i
     sys.exit(0 if result.failed == 0 else EXIT_PROBLEMS)
 
 
-@click.command(context_settings=_reader_context, epilog=_reader_epilog)
+@click.command(cls=FormatArgsCommand, context_settings=_reader_context, epilog=_reader_epilog)
 @click.argument("source", type=SOURCE)
 @click.argument("output", type=click.Path(file_okay=False))
 @_from_option
