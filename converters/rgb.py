@@ -29,7 +29,6 @@ the answer in the table, so each colour is resolved at most once per process.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import re
@@ -60,6 +59,7 @@ from segconvert.converters.rgb_tables import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io.sources import expand_pattern, is_local_pattern, pattern_root
 from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -705,8 +705,7 @@ def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Pat
     if source.is_file():
         return [source]
     if _GLOB_CHARS.search(text):
-        matches = (Path(p) for p in glob.glob(text, recursive=True))
-        files = sorted(p for p in matches if p.is_file() and _is_image(p))
+        files = [p for p in expand_pattern(text) if _is_image(p)]
         if not files:
             raise SourceError("the pattern matches no .png/.jpg files", file=text)
         return files
@@ -820,7 +819,9 @@ class RgbReader(Reader):
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"{opt('tolerance')} must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":
-            found = colour_file_of(Path(source))
+            # a glob's colour table is the one at the top of the folder it searches
+            folder = pattern_root(source) if is_local_pattern(source) else Path(source)
+            found = colour_file_of(folder)
             if found is not None:  # the folder names its own colours (what --from auto recognised it by)
                 colormap = found
         self.colormap_file = colormap
@@ -915,6 +916,12 @@ def sniff(path: Path) -> bool:
     Not a Pascal VOC root (SegmentationClass/ next to labelmap.txt): that is the voc reader's.
     """
     return colour_file_of(path) is not None and not (path / "SegmentationClass").is_dir()
+
+
+def sniff_files(files: list[Path]) -> bool:
+    """A glob SOURCE whose matches are all mask images (.png, .jpg): this reader's; it is the
+    one reader that takes image files by pattern (the encoding and table are the options')."""
+    return all(_is_image(p) for p in files)
 
 
 # --------------------------------------------------------------------------- writer
@@ -1048,4 +1055,5 @@ FORMAT = Format(
     reader=RgbReader,
     writer=RgbWriter,
     sniff=sniff,
+    sniff_files=sniff_files,
 )
