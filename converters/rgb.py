@@ -875,9 +875,14 @@ class RgbReader(Reader):
         return len(self._files)
 
     def _reference_id(self, path: Path) -> str:
+        """The file stem (minus --strip-suffix); for STEP, ``<sequence>_<frame>``: every
+        sequence folder numbers its frames from 000000 (deeplab2 ``build_step_data`` keys a
+        frame by the pair), so the stem alone would name one image in each sequence."""
         stem = path.stem
         if self.strip_suffix and stem.endswith(self.strip_suffix):
             stem = stem[: -len(self.strip_suffix)]
+        if self.spec.encoding == "step" and path.parent.name:
+            return f"{path.parent.name}_{stem}"
         return stem
 
     def items(self) -> Iterator[Item]:

@@ -607,7 +607,7 @@ class VocItem(Item):
         for o in sorted(votes):
             pairs = votes[o]
             classed = {c: n for c, n in pairs.items() if c not in (0, VOID)}
-            if not classed and pairs.get(VOID) and table.reserved:
+            if not classed and pairs.get(VOID) and VOID in table.reserved.values():
                 void_objects.append(o)
                 warnings.append(f"object {o} of {OBJECT_DIR} lies on void pixels of {CLASS_DIR} only; it is void")
                 continue

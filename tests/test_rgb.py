@@ -1449,7 +1449,7 @@ def test_step_modes_and_void(tmp_path: Path):
         summary = segconvert.convert(src, out, from_format="rgb", encoding="step", mode=mode, jobs=1, **opts)
         assert summary.ok and summary.converted == 1, summary.failures
         payload = json.loads((out / "annotations.jsonl").read_text())
-        mask = np.asarray(Image.open(out / "masks" / "000000.png"))
+        mask = np.asarray(Image.open(out / "masks" / "0002_000000.png"))
         return [(a["label"], a["index"]) for a in payload["annotations"][1:]], mask
 
     segs, mask = run("panoptic")
@@ -1473,6 +1473,16 @@ def test_step_modes_and_void(tmp_path: Path):
     segs, mask = run("panoptic", void="ignore")
     ignore = dict(segs)["ignore"]
     assert (mask[s == 255] == ignore).all() and (mask == ignore).sum() == (s == 255).sum()
+
+
+def test_step_reference_ids_are_sequence_and_frame(tmp_path: Path):
+    """KITTI-STEP's panoptic_maps/val/<sequence>/<frame>.png: every sequence starts at 000000."""
+    s = np.zeros((2, 2), np.uint8)
+    for seq in ("0002", "0006"):
+        save_step(tmp_path / "val" / seq / "000000.png", s, np.zeros_like(s, np.int64))
+    reader = rgb.RgbReader(tmp_path / "val", encoding="step")
+    assert [it.reference_id for it in reader.items()] == ["0002_000000", "0006_000000"]
+    assert all(it.load().segments for it in reader.items())
 
 
 def test_step_errors(tmp_path: Path):

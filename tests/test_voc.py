@@ -528,3 +528,22 @@ def test_voc_writer_numbers_no_reserved_category():
     assert (number(1, "car"), number(5, "person")) == (1, 2)
     assert number(2, "Void") is None and number(4, "__ignore__") is None  # written as 255
     assert number(3, "Background") == 0
+
+
+def test_reserved_names_in_rgb_coloured_masks_are_read_by_colour(tmp_path):
+    """Exporters that write RGB class PNGs: a pixel of the Void line's colour is void, of Background's background."""
+    root = _reserved_root(tmp_path)
+    cls, obj = reserved_scene()
+    colours = {k: c for k, (_, c) in enumerate(parse_labelmap(root / "labelmap.txt"))}
+    colours[255] = tuple(int(v) for v in VOC_PALETTE[255])
+    rgb = np.zeros((*cls.shape, 3), np.uint8)
+    for k, c in colours.items():
+        rgb[cls == k] = c
+    Image.fromarray(rgb, "RGB").save(root / "SegmentationClass" / "a.png")
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", mode="panoptic", void="ignore", jobs=1)
+    assert s.ok
+    (payload,) = read_payloads(tmp_path / "out")
+    (ignore,) = [a for a in payload["annotations"] if a["label"] == "ignore"]
+    assert [a["label"] for a in payload["annotations"][1:] if a is not ignore] == ["car", "person"]
+    mask = read_mask(tmp_path / "out" / "masks" / "a.png")
+    assert (mask[np.isin(cls, (2, 4, 6, 255))] == ignore["index"]).all() and (mask[cls == 5] == 0).all()
