@@ -7,11 +7,15 @@ hold, but every image carries the names of its objects (read in the worker, per 
   with ``name`` (the WordNet-corrected class name, one per class), ``name_ndx`` (the
   class index), ``parts.part_level`` (0 = a whole object; parts live in
   ``_parts_N.png``, not in ``_seg.png``). The class value of ``_seg.png``
-  (R/10·256 + G, as CSAILVision's ``utils_ade20k.loadAde20K`` reads it) is ``name_ndx``
-  as Datumaro's ``ade20k2020`` importer pairs them; because the toolkit itself does
-  not state the base, each image is checked: if its class values are all ``name_ndx``
-  + 1 rather than ``name_ndx``, that is used, and a class value no object names keeps
-  ``class-<value>`` with a warning.
+  (R/10·256 + G, as CSAILVision's ``utils_ade20k.loadAde20K`` reads it) IS ``name_ndx``,
+  never ``name_ndx`` + 1: both are 1-based indices into the dataset's class list
+  (``index_ade20k.pkl`` ``objectnames``, 0-based in Python, so class value c and
+  ``name_ndx`` c both name ``objectnames[c - 1]``; value 0 is "not annotated"). Checked
+  against the toolkit's own sample (CSAILVision/ADE20K ``dataset/ADE20K_2021_17_01/.../
+  ADE_train_00016869.json``: car has ``name_ndx`` 401, and ``notebooks/
+  ade20k_starter.ipynb`` prints the same image's car as ``objectnames[400]``). A class
+  value no object names keeps ``class-<value>`` with a warning; no other base is tried
+  (an earlier per-image guess between the two bases could name a class wrongly).
 - **2016 release** (``ADE20K_2016_07_26``): ``<image>_atr.txt``, lines
   ``instance # part_level # occluded # name # raw name # attributes``, where the
   instance number is the rank of the pixel's B value among the image's distinct B
@@ -41,7 +45,8 @@ def _companion(mask_path: str, suffix: str) -> Path | None:
 
 
 def names_2021(json_path: Path, classes: set[int]) -> tuple[dict[int, str], list[str]]:
-    """Class value -> name from a 2021 per-image JSON, and warnings."""
+    """Class value -> name from a 2021 per-image JSON (value = ``name_ndx`` of its part-level-0
+    objects), and warnings for class values no object names."""
     try:
         doc = json.loads(json_path.read_text(encoding="utf-8", errors="replace"))
         objects = doc["annotation"]["object"]
@@ -56,10 +61,7 @@ def names_2021(json_path: Path, classes: set[int]) -> tuple[dict[int, str], list
             continue
         if level == 0:
             by_ndx.setdefault(ndx, name)
-    hits0 = len(classes & by_ndx.keys())
-    hits1 = len(classes & {k + 1 for k in by_ndx})
-    offset = 1 if hits1 > hits0 else 0
-    names = {c: by_ndx[c - offset] for c in classes if c - offset in by_ndx}
+    names = {c: by_ndx[c] for c in classes if c in by_ndx}  # class value = name_ndx (module doc)
     missing = sorted(classes - names.keys())
     warnings = []
     if missing:

@@ -93,6 +93,7 @@ from segconvert.codecs.shapes import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, read_ends
+from segconvert.io.sources import expand_pattern, is_local_pattern
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 # --------------------------------------------------------------------------- rasterising
@@ -378,8 +379,10 @@ class LabelmeReader(Reader):
         void: str = BACKGROUND,
     ) -> None:
         super().__init__(source)
-        if not self.source.is_dir():
-            raise SourceError("a LabelMe source is a folder of .json files", file=self.source)
+        pattern = is_local_pattern(source)  # a quoted glob of JSONs: the files it matches
+        if not pattern and not self.source.is_dir():
+            raise SourceError("a LabelMe source is a folder of .json files (or a quoted glob of them)",
+                              file=self.source)
         if images is not None and not Path(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
@@ -396,13 +399,16 @@ class LabelmeReader(Reader):
             elif self.void == IGNORE_LABEL:  # a class of its own, after the table's
                 self.ignore_id = max(c.id for c in self.categories) + 1
                 self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
-        self._files = _json_files(self.source)
+        if pattern:
+            self._files = [p for p in expand_pattern(source) if p.suffix == ".json"]
+        else:
+            self._files = _json_files(self.source)
         if labels is not None:  # a labels.json kept in the dataset folder is no image
             table_file = Path(labels).resolve()
             self._files = [p for p in self._files if p.name != table_file.name or p.resolve() != table_file]
         if not self._files:
-            raise SourceError("no .json files in this folder or below; a LabelMe source is a folder of "
-                              "LabelMe JSONs", file=self.source)
+            where = "the pattern matches no .json file" if pattern else "no .json files in this folder or below"
+            raise SourceError(f"{where}; a LabelMe source is a folder of LabelMe JSONs", file=self.source)
         if not any(_looks_like_labelme(p) for p in self._files):  # stops at the first LabelMe JSON
             raise SourceError(f"none of its {len(self._files)} .json files is a LabelMe JSON "
                               "(no 'shapes' with 'imagePath'/'imageHeight')", file=self.source)
@@ -434,6 +440,11 @@ class LabelmeReader(Reader):
                 void=self.void,
                 ignore_id=self.ignore_id,
             )
+
+
+def sniff_files(files: list[Path]) -> bool:
+    """A glob SOURCE of .json files whose first is a LabelMe JSON."""
+    return all(p.suffix == ".json" for p in files) and _looks_like_labelme(files[0])
 
 
 def _json_files(folder: Path) -> list[Path]:
@@ -477,4 +488,5 @@ FORMAT = Format(
     description="LabelMe: a folder of JSON files with polygons, rectangles, circles, lines and masks",
     reader=LabelmeReader,
     sniff=sniff,
+    sniff_files=sniff_files,
 )

@@ -1,6 +1,6 @@
 """Colour-coded and index-coded mask PNGs: one mask image per image, no JSON.
 
-Five encodings say how a pixel becomes a segment (``--encoding``):
+Six encodings say how a pixel becomes a segment (``--encoding``):
 
 - ``colormap``: each colour is a class (``--colormap`` file or built-in table);
   ``--tolerance`` resolves JPEG / anti-aliased colours (``rgb_resolve``);
@@ -8,6 +8,7 @@ Five encodings say how a pixel becomes a segment (``--encoding``):
 - ``class-instance``: 8/16-bit value class·D + instance (``--divisor``; Cityscapes
   ``*_instanceIds``, MOTS, KITTI, Mapillary);
 - ``id``: COCO-panoptic-style id R + 256·G + 256²·B, each distinct id one instance;
+- ``step``: KITTI-STEP / MOTChallenge-STEP panoptic PNGs, R = class, G·256 + B = instance;
 - ``ade20k``: ADE20K ``*_seg.png``: class R/10·256 + G, instance B; names from the
   image's own files (``ade20k_names``).
 
@@ -28,7 +29,6 @@ the answer in the table, so each colour is resolved at most once per process.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import re
@@ -44,10 +44,12 @@ from segconvert.codecs import lut as lookups
 from segconvert.codecs.opencv import cv2
 from segconvert.codecs.shapes import check_void, void_option
 from segconvert.converters.rgb_tables import (
+    ALL_BUILTINS,
     BUILTINS,
     ENCODINGS,
     IGNORE_LABEL,
     INDEXED_BUILTINS,
+    STEP_DEFAULT_LABELS,
     VOID_VALUE,
     Color,
     Spec,
@@ -57,6 +59,7 @@ from segconvert.converters.rgb_tables import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io.sources import expand_pattern, is_local_pattern, pattern_root
 from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -323,14 +326,21 @@ def class_instance_segments(
     ``--below-divisor instance`` (KITTI, Mapillary Vistas v1.2, whose class 0 is a real
     class): every value is ``class * D + instance``, and instance 0 is the class without
     an instance, as those datasets store stuff. Classes the table marks void, and value 0
-    when there is no table, are void.
+    when there is no table, are void. ``--encoding step`` passes ``value = R·65536 + G·256 + B``
+    and D = 65536 (class R, instance G·256 + B, 0 = none): the ``instance`` rule, with R = 255
+    void by ``--void``.
     """
     segments: list[SegmentInfo] = []
     dropped: list[int] = []
     unknown: list[int] = []
     ignore: list[int] = []
+    step = spec.encoding == "step"
+    void_ignore = step and spec.void == "ignore"
     for v in values.tolist():
-        if spec.below_divisor == "class":
+        if step:
+            cls, inst = divmod(v, divisor)
+            inst = inst or None
+        elif spec.below_divisor == "class":
             cls, inst = (v, None) if v < divisor else divmod(v, divisor)
         else:
             cls, inst = divmod(v, divisor)
@@ -351,7 +361,7 @@ def class_instance_segments(
                     dropped.append(v + 1)
                 continue
             if c.void:
-                dropped.append(v + 1)
+                (ignore if void_ignore and cls == VOID_VALUE else dropped).append(v + 1)
                 continue
             name, has_instances, supercategory = c.name, c.isthing, c.supercategory
         meta = {"supercategory": supercategory} if supercategory else {}
@@ -361,6 +371,15 @@ def class_instance_segments(
         else:
             meta["instance"] = inst
             segments.append(SegmentInfo(id=v + 1, label=name, category_id=cls, isthing=True, metadata=meta))
+    if unknown and step:  # by class (R): the instances of one unknown class are one problem
+        per_class: dict[int, int] = {}
+        for v in unknown:
+            per_class[v // divisor] = per_class.get(v // divisor, 0) + int(counts[v])
+        listed = ", ".join(f"R = {c} ({n} px)" for c, n in list(per_class.items())[:_MAX_LISTED])
+        more = f" and {len(per_class) - _MAX_LISTED} more" if len(per_class) > _MAX_LISTED else ""
+        table_name = opt("labels", spec.labels or STEP_DEFAULT_LABELS)
+        raise ItemError(f"{len(per_class)} class(es) not in {table_name}: {listed}{more}; add the classes, "
+                        f"or use {opt('unknown', 'background|ignore')}", **where)
     if unknown:
         below = spec.below_divisor == "class"
         listed = ", ".join(f"{v} (class {v // divisor if v >= divisor or not below else v}, {int(counts[v])} px)"
@@ -374,6 +393,17 @@ def class_instance_segments(
         segments.append(SegmentInfo(id=ignore[0], label=IGNORE_LABEL, category_id=cat, isthing=False,
                                     pixel_ids=tuple(ignore)))
     return segments, dropped
+
+
+class _PixelCounter:
+    """``counts[value]`` for a raw-id (value + 1) label map, counted only when a message asks
+    (24-bit values: a full histogram would be 2^24 entries)."""
+
+    def __init__(self, label_map: np.ndarray) -> None:
+        self.label_map = label_map
+
+    def __getitem__(self, value: int) -> int:
+        return int(np.count_nonzero(self.label_map == value + 1))
 
 
 @dataclass
@@ -422,7 +452,36 @@ class RgbItem(Item):
             return self._palette(data, header, table, where)
         if enc == "class-instance":
             return self._class_instance(data, header, table, where)
+        if enc == "step":
+            return self._step(data, header, table, where)
         return self._instances(data, header, table, where)
+
+    def _step(self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]) -> Segmentation:
+        """KITTI-STEP / MOTChallenge-STEP panoptic PNGs: R = class (train id, 255 void), instance
+        = G·256 + B (0: none), as google-research/deeplab2 writes them (``data/utils/
+        create_step_panoptic_maps.py`` ``encode_panoptic_map``) and reads them
+        (``data/build_step_data.py`` ``_decode_panoptic_map``: panoptic = R·1000 + G·256 + B).
+
+        Raw id = R·65536 + G·256 + B + 1 (uint32): one BGRA conversion packs the pixel,
+        little-endian, as B + 256·G + 65536·R; segments by :func:`class_instance_segments`.
+        """
+        if header.color_type not in (2, 6):
+            raise ItemError(f"mask is {header.description}; {opt('encoding', 'step')} reads RGB PNGs "
+                            "(R = class, G·256 + B = instance)", **where)
+        img = _to_8bit(_decode(data, where), where)
+        void = _alpha_void(img[..., 3], where) if img.shape[2] == 4 else None
+        h, w = img.shape[:2]
+        buf = _rgba_buffer(h, w)
+        cv2().cvtColor(img, cv2().COLOR_BGR2BGRA if img.shape[2] == 3 else cv2().COLOR_BGRA2BGRA, dst=buf)
+        label_map = buf.view("<u4").reshape(h, w) & np.uint32(0xFFFFFF)  # a new array: buf is reused
+        label_map += np.uint32(1)
+        if void is not None:
+            label_map[void] = 0
+        values = _distinct(label_map) - 1
+        segments, dropped = class_instance_segments(values, _PixelCounter(label_map), 1 << 16, table,
+                                                    self.spec, where)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(dropped))
 
     def _class_instance(
         self, data: bytes, header: png.PngHeader, table: Table, where: dict[str, str]
@@ -646,8 +705,7 @@ def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Pat
     if source.is_file():
         return [source]
     if _GLOB_CHARS.search(text):
-        matches = (Path(p) for p in glob.glob(text, recursive=True))
-        files = sorted(p for p in matches if p.is_file() and _is_image(p))
+        files = [p for p in expand_pattern(text) if _is_image(p)]
         if not files:
             raise SourceError("the pattern matches no .png/.jpg files", file=text)
         return files
@@ -668,7 +726,7 @@ def _option_file(value: str | Path | None) -> str | None:
     """A built-in table name as it is, a file as its absolute path (workers may run elsewhere)."""
     if value is None:
         return None
-    return str(value) if str(value) in BUILTINS else str(Path(value).resolve())
+    return str(value) if str(value) in ALL_BUILTINS else str(Path(value).resolve())
 
 
 class RgbReader(Reader):
@@ -679,7 +737,8 @@ class RgbReader(Reader):
             ["--encoding"], type=click.Choice(ENCODINGS), default="colormap", show_default=True,
             help="How a pixel becomes a segment: colour = class (colormap), palette/grayscale index = class "
             f"(palette), class * D + instance in 8/16-bit PNGs (class-instance, with {opt('divisor')}), "
-            "R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k).",
+            "R + 256G + 256^2B = instance id (id), ADE20K _seg.png (ade20k), KITTI-STEP / MOTChallenge-STEP "
+            "panoptic PNGs, R = class and 256G + B = instance (step; --labels kitti-step by default).",
         ),
         click.Option(
             ["--colormap"], default=None, metavar="FILE|NAME",
@@ -697,7 +756,7 @@ class RgbReader(Reader):
         click.Option(
             ["--divisor"], type=click.IntRange(2, 65536), default=None, metavar="D",
             help="--encoding class-instance: value = class * D + instance (1000: Cityscapes _instanceIds, "
-            "KITTI-STEP, MOTS; 256: KITTI instance, Mapillary v1.2 instances).",
+            "MOTS; 256: KITTI instance, Mapillary v1.2 instances; KITTI-STEP's RGB PNGs: --encoding step).",
         ),
         click.Option(
             ["--below-divisor"], type=click.Choice(("class", "instance")), default="class", show_default=True,
@@ -760,7 +819,9 @@ class RgbReader(Reader):
         if tolerance is not None and not 0 <= int(tolerance) <= 255:
             raise SourceError(f"{opt('tolerance')} must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":
-            found = colour_file_of(Path(source))
+            # a glob's colour table is the one at the top of the folder it searches
+            folder = pattern_root(source) if is_local_pattern(source) else Path(source)
+            found = colour_file_of(folder)
             if found is not None:  # the folder names its own colours (what --from auto recognised it by)
                 colormap = found
         self.colormap_file = colormap
@@ -814,9 +875,14 @@ class RgbReader(Reader):
         return len(self._files)
 
     def _reference_id(self, path: Path) -> str:
+        """The file stem (minus --strip-suffix); for STEP, ``<sequence>_<frame>``: every
+        sequence folder numbers its frames from 000000 (deeplab2 ``build_step_data`` keys a
+        frame by the pair), so the stem alone would name one image in each sequence."""
         stem = path.stem
         if self.strip_suffix and stem.endswith(self.strip_suffix):
             stem = stem[: -len(self.strip_suffix)]
+        if self.spec.encoding == "step" and path.parent.name:
+            return f"{path.parent.name}_{stem}"
         return stem
 
     def items(self) -> Iterator[Item]:
@@ -855,6 +921,12 @@ def sniff(path: Path) -> bool:
     Not a Pascal VOC root (SegmentationClass/ next to labelmap.txt): that is the voc reader's.
     """
     return colour_file_of(path) is not None and not (path / "SegmentationClass").is_dir()
+
+
+def sniff_files(files: list[Path]) -> bool:
+    """A glob SOURCE whose matches are all mask images (.png, .jpg): this reader's; it is the
+    one reader that takes image files by pattern (the encoding and table are the options')."""
+    return all(_is_image(p) for p in files)
 
 
 # --------------------------------------------------------------------------- writer
@@ -988,4 +1060,5 @@ FORMAT = Format(
     reader=RgbReader,
     writer=RgbWriter,
     sniff=sniff,
+    sniff_files=sniff_files,
 )

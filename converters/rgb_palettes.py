@@ -7,6 +7,9 @@ their sources (the tests compare them with the published definitions):
   (``VOClabelcolormap.m``) for indices 0..20; index 255 is the object-boundary colour.
 - ``CITYSCAPES``: ``cityscapesscripts/helpers/labels.py`` (name, id, hasInstances, colour),
   in that file's order, including the void labels and ``license plate`` (id -1).
+- ``CITYSCAPES_TRAIN``, ``MOTCHALLENGE_STEP``: the train-id class lists of Cityscapes,
+  KITTI-STEP and MOTChallenge-STEP, with the things google-research/deeplab2's dataset
+  descriptors (``data/dataset.py``) give them.
 - ``CAMVID``: the 32 lines of CamVid's ``label_colors.txt`` (colour, name), file order.
 - ``ADE20K``: the SceneParse150 classes 1..150 with the colour table published with the
   benchmark, as mmsegmentation's ``ADE20KDataset`` lists it (road and skyscraper share
@@ -83,6 +86,23 @@ CITYSCAPES: tuple[tuple[str, int, bool, Color], ...] = (  # (name, id, hasInstan
     ("bicycle", 33, True, (119, 11, 32)),
     ("license plate", -1, False, (0, 0, 142)),
 )
+
+#: Cityscapes train ids 0..18 (cityscapesScripts ``labels.py``' trainId column; the other labels
+#: have trainId 255, i.e. void): the classes of KITTI-STEP and of Cityscapes models' outputs
+CITYSCAPES_TRAIN: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)
+#: train ids that are things: Cityscapes panoptic (deeplab2 ``CITYSCAPES_PANOPTIC_INFORMATION``:
+#: ``class_has_instances_list=range(11, 19)``), KITTI-STEP (``KITTI_STEP_INFORMATION``: (11, 13),
+#: person and car, the classes KITTI-MOTS annotated instances of)
+CITYSCAPES_TRAIN_THINGS = frozenset(range(11, 19))
+KITTI_STEP_THINGS = frozenset((11, 13))
+#: MOTChallenge-STEP's 7 classes: Cityscapes train ids 1, 2, 8, 10, 11, 12, 18 renumbered 0..6
+#: (deeplab2 ``data/utils/create_step_panoptic_maps.py`` ``_remap_motchallege_semantic_indices``),
+#: pedestrian (4) the one thing (``MOTCHALLENGE_STEP_INFORMATION``: ``class_has_instances_list=(4,)``)
+MOTCHALLENGE_STEP: tuple[str, ...] = ("sidewalk", "building", "vegetation", "sky", "person", "rider", "bicycle")
+MOTCHALLENGE_STEP_THINGS = frozenset((4,))
 
 CAMVID: tuple[tuple[Color, str], ...] = (  # label_colors.txt: "R G B\tName"
     ((64, 128, 64), "Animal"),

@@ -22,10 +22,16 @@ from segconvert.codecs.shapes import IGNORE_LABEL, is_reserved_label
 from segconvert.errors import SourceError, opt
 from segconvert.model.ir import Category
 
-ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance")
+ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance", "step")
 BUILTINS = ("voc", "cityscapes", "camvid", "ade20k", "coco-panoptic")
+#: class tables by index only (no colour table): Cityscapes train ids, KITTI-STEP, MOTChallenge-STEP
+INDEX_ONLY_BUILTINS = ("cityscapes-train", "kitti-step", "motchallenge-step")
 #: builtins that number their classes (usable as the class table of index masks)
-INDEXED_BUILTINS = ("voc", "cityscapes", "ade20k", "coco-panoptic")
+INDEXED_BUILTINS = ("voc", "cityscapes", "ade20k", "coco-panoptic", *INDEX_ONLY_BUILTINS)
+#: every built-in table name (option values that are not files)
+ALL_BUILTINS = (*BUILTINS, *INDEX_ONLY_BUILTINS)
+#: ``--encoding step``'s class table when --labels is not given
+STEP_DEFAULT_LABELS = "kitti-step"
 VOID_VALUE = 255  # an index-mask value the table does not name: void (Pascal VOC's boundary)
 
 Color = tuple[int, int, int]
@@ -129,6 +135,14 @@ def _builtin(name: str) -> tuple[list[_Class], list[_Class]]:
             if i >= 0
         ]
         return classes, []
+    if name in INDEX_ONLY_BUILTINS:  # train ids; 255 is void (the STEP PNGs' R = 255)
+        names, things = {
+            "cityscapes-train": (P.CITYSCAPES_TRAIN, P.CITYSCAPES_TRAIN_THINGS),
+            "kitti-step": (P.CITYSCAPES_TRAIN, P.KITTI_STEP_THINGS),
+            "motchallenge-step": (P.MOTCHALLENGE_STEP, P.MOTCHALLENGE_STEP_THINGS),
+        }[name]
+        classes = [_Class(i, n, None, isthing=i in things) for i, n in enumerate(names)]
+        return classes + [_Class(VOID_VALUE, "void", None, void=True)], []
     if name == "camvid":
         return [_Class(i, n, c, void=_is_void(n)) for i, (c, n) in enumerate(P.CAMVID, start=1)], []
     if name == "ade20k":
@@ -183,6 +197,8 @@ def _labels_file(path: Path) -> list[_Class]:
 
 def _index_classes(spec: Spec) -> list[_Class] | None:
     """The class table of index masks (palette, class-instance): --labels file or built-in; None: none."""
+    if spec.encoding == "step" and spec.labels is None:
+        spec = Spec(encoding="step", labels=STEP_DEFAULT_LABELS)
     name = spec.labels if spec.labels in INDEXED_BUILTINS else None
     if name is None and spec.labels is None and spec.colormap is not None:
         if spec.colormap not in INDEXED_BUILTINS:
@@ -219,7 +235,7 @@ def _stamp(spec: Spec) -> tuple[tuple[int, int], ...]:
     """(mtime, size) of the option files, so an edited colormap is not served from the cache."""
     out = []
     for f in (spec.colormap, spec.labels):
-        if f is not None and f not in BUILTINS:
+        if f is not None and f not in ALL_BUILTINS:
             try:
                 st = os.stat(f)
                 out.append((st.st_mtime_ns, st.st_size))
@@ -251,6 +267,9 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         raise SourceError(f"{opt('instances')} pairs class masks ({opt('encoding', 'colormap')} or palette) with "
                           "instance masks; "
                           f"{opt('encoding', spec.encoding)} masks carry their instances themselves")
+    if spec.encoding == "step" and spec.colormap is not None:
+        raise SourceError(f"{opt('encoding', 'step')} takes class names from {opt('labels')} (default "
+                          f"{STEP_DEFAULT_LABELS}), not {opt('colormap')}")
     if spec.below_divisor not in ("class", "instance"):
         raise SourceError(f"{opt('below-divisor')} must be class or instance, not {spec.below_divisor!r}")
 
@@ -298,7 +317,7 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
 
     if spec.encoding == "palette":
         return _palette_table(spec, _index_classes(spec))
-    if spec.encoding == "class-instance":
+    if spec.encoding in ("class-instance", "step"):
         return _class_instance_table(spec, _index_classes(spec))
 
     # id / ade20k: instances, classes only by label
@@ -319,12 +338,15 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
 
 
 def _class_instance_table(spec: Spec, classes: list[_Class] | None) -> Table:
-    """Classes by id for class·D + instance masks; ``None`` classes: names ``class-<id>``."""
+    """Classes by id for class·D + instance masks (and STEP's R = class); ``None`` classes:
+    names ``class-<id>``."""
+    if spec.encoding == "step":
+        return _step_table(spec, classes)
     if spec.divisor is None:
         raise SourceError(
             f"{opt('encoding', 'class-instance')} needs {opt('divisor', 'D')}: 1000 for Cityscapes "
-            "*_instanceIds.png, KITTI-STEP "
-            "and MOTS; 256 for KITTI instance and Mapillary Vistas v1.2 instance PNGs"
+            "*_instanceIds.png and MOTS; 256 for KITTI instance and Mapillary Vistas v1.2 instance PNGs "
+            f"(KITTI-STEP's RGB PNGs: {opt('encoding', 'step')})"
         )
     if not 2 <= spec.divisor <= 65536:
         raise SourceError(f"{opt('divisor')} must be in 2..65536, not {spec.divisor}")
@@ -336,6 +358,23 @@ def _class_instance_table(spec: Spec, classes: list[_Class] | None) -> Table:
     cats = [Category(id=c.id, name=c.name, isthing=c.isthing, supercategory=c.supercategory)
             for c in sorted(by_id.values(), key=lambda c: c.id) if not c.void]
     if spec.unknown == "ignore":
+        cats.append(Category(id=max((c.id for c in cats), default=0) + 1, name=IGNORE_LABEL, isthing=False))
+    return Table(categories=cats, entries=[], classes=by_id)
+
+
+def _step_table(spec: Spec, classes: list[_Class] | None) -> Table:
+    """``--encoding step``: classes by R (0..254); R = 255 is void (background, or the segment
+    ``ignore`` with ``--void ignore``) unless the table names it as a class."""
+    assert classes is not None  # STEP_DEFAULT_LABELS when --labels is not given
+    by_id: dict[int, _Class] = {}
+    for c in classes:
+        if c.id > VOID_VALUE:
+            raise SourceError(f"class id {c.id} ({c.name!r}) does not fit the R channel of STEP PNGs (0..255)")
+        by_id.setdefault(c.id, c)
+    by_id.setdefault(VOID_VALUE, _Class(VOID_VALUE, "void", None, void=True))
+    cats = [Category(id=c.id, name=c.name, isthing=c.isthing, supercategory=c.supercategory)
+            for c in sorted(by_id.values(), key=lambda c: c.id) if not c.void]
+    if spec.unknown == "ignore" or spec.void == "ignore":
         cats.append(Category(id=max((c.id for c in cats), default=0) + 1, name=IGNORE_LABEL, isthing=False))
     return Table(categories=cats, entries=[], classes=by_id)
 

@@ -16,7 +16,11 @@ comments; the line's position is the class index, as Datumaro's ``parse_label_ma
 and ``make_voc_categories`` number them), ``class_names.txt`` (labelme2voc: one name a
 line, index = line; a leading ``__ignore__`` line is not a class), else the 21 VOC
 classes. Index 0 is background whatever the table names it; 255 is void (VOC's
-boundary ring): background, or a segment ``ignore`` with ``--void ignore``.
+boundary ring): background, or a segment ``ignore`` with ``--void ignore``. An index > 0
+that the table names as void (``__ignore__``, ``void``, ``ignore``: :func:`voc_convention`;
+CVAT and Datumaro labelmaps often carry such a line) is void exactly as 255 is, and one it
+names as background (``background``, ``_background_``, ...) is background 0: neither is
+a category, in any mode.
 
 The labelmap.txt parser here is deliberately small (name and colour; parts and actions
 are read past): a general label-file parser (``dataset_meta.json``, Mapillary configs,
@@ -47,8 +51,9 @@ palette's (Datumaro and CVAT map pixels by colour, so they must agree), and
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +103,23 @@ VOC_CLASSES = (
 BACKGROUND_NAMES = tuple(name for name, kind in RESERVED_LABELS.items() if kind == BACKGROUND)
 
 
+#: names that mean void in a VOC class table beyond shapes' table: VOC's devkit calls its 255
+#: "void" (shapes reads CamVid's ``Void`` as background, which is the same pixels in VOC's default
+#: --void background), and ``ignore`` is the label this project gives void pixels (--void ignore)
+_VOC_VOID_NAMES = ("void", IGNORE_LABEL)
+
+
+def voc_convention(name: str) -> str | None:
+    """``BACKGROUND``, ``VOID`` or None (a class) for a name in a VOC class table.
+
+    shapes' :func:`label_convention` (the one table), except that ``void`` and ``ignore``
+    are void: in a VOC table they name what VOC stores as 255, and the VOC writer's
+    read-back must turn an ``ignore`` segment, written as 255, back into void."""
+    if name.strip().lower() in _VOC_VOID_NAMES:
+        return VOID_CONVENTION
+    return label_convention(name)
+
+
 def voc_palette(n: int = 256) -> np.ndarray:
     """The VOC devkit's colour map (``labelcolormap``/bitget): bits of the index spread over R, G, B."""
     idx = np.arange(n)
@@ -130,9 +152,32 @@ class ClassTable:
     def has_colors(self) -> bool:
         return any(c is not None for c in self.colors[1:])
 
+    @cached_property
+    def reserved(self) -> dict[int, int]:
+        """Index (> 0) -> 0 or 255 for the indices the table names background or void
+        (:func:`voc_convention`): their pixels are read as background or void, not a class."""
+        out: dict[int, int] = {}
+        for k, name in enumerate(self.names):
+            kind = voc_convention(name) if k > 0 else None
+            if kind is not None:
+                out[k] = VOID if kind == VOID_CONVENTION else 0
+        return out
+
+    @cached_property
+    def reserved_lut(self) -> np.ndarray | None:
+        """The 256-entry LUT applying :attr:`reserved` to a class map, None when there is none."""
+        reserved = self.reserved
+        if not reserved:
+            return None
+        lut = np.arange(256, dtype=np.uint8)
+        for k, v in reserved.items():
+            lut[k] = v
+        return lut
+
     def categories(self) -> list[Category]:
+        reserved = self.reserved
         cats = [Category(id=k, name=name, isthing=True, color=self.colors[k])
-                for k, name in enumerate(self.names) if k > 0]
+                for k, name in enumerate(self.names) if k > 0 and k not in reserved]
         if self.void_ignore:
             cats.append(Category(id=VOID, name=IGNORE_LABEL, isthing=False))
         return cats
@@ -165,11 +210,15 @@ def _table_from_file(path: Path) -> tuple[list[str], list[tuple[int, int, int] |
     """Class index -> (name, colour) from any label file ``label_files`` reads (labelmap.txt,
     class_names.txt, dataset_meta.json, Mapillary configs, objectInfo150.csv, ...).
 
-    An entry's id is its VOC index; void names (labelme2voc's ``__ignore__``, id -1) are no
-    class. A missing index 0 is background; other gaps are refused (they would shift classes).
+    An entry's id is its VOC index; void names outside 0..254 (labelme2voc's ``__ignore__``,
+    id -1) are no index. A void or background name at an index > 0 keeps its place (the
+    indices after it must not shift) and is read as void or background
+    (:attr:`ClassTable.reserved`). A missing index 0 is background; other gaps are refused
+    (they would shift classes).
     """
     kind, rows = label_files.read_label_file(path)
-    by_id = {r.id: r for r in rows if r.id >= 0 and label_convention(r.name) != VOID_CONVENTION}
+    by_id = {r.id: r for r in rows
+             if 0 <= r.id and not (r.id >= VOID and voc_convention(r.name) == VOID_CONVENTION)}
     if not by_id:
         raise SourceError("the label file lists no classes", file=path)
     top = max(by_id)
@@ -328,6 +377,21 @@ def _read_by_colour(data: bytes, codes: dict[int, int], void_code: int, path: st
 def read_class_png(data: bytes, table: ClassTable, path: str, ref: str,
                    counted: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """SegmentationClass PNG -> (H, W) uint8 class indices (255 void), and the pixel count of
+    every value when the decoding pass gave them (:func:`_read_class_values`), with the
+    indices the table names background or void (:attr:`ClassTable.reserved`) made 0 or 255
+    (one LUT pass, only for such tables)."""
+    cls, counts = _read_class_values(data, table, path, ref, counted)
+    lut = table.reserved_lut
+    if lut is None:
+        return cls, counts
+    if counts is not None:
+        counts = np.bincount(lut, weights=counts, minlength=256).astype(np.int64)
+    return lookup_u8(cls, lut), counts
+
+
+def _read_class_values(data: bytes, table: ClassTable, path: str, ref: str,
+                       counted: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The stored class values of a SegmentationClass PNG (255 void), and the pixel count of
     every value when the decoding pass gave them.
 
     8-bit palette and grayscale PNGs (nearly every VOC mask) are decoded to their stored
@@ -477,13 +541,16 @@ class VocItem(Item):
         return Segmentation(self.reference_id, cls, segments, source=self.source, dropped_ids=dropped,
                             pixel_counts=counts)
 
-    def _void(self, present: bool, segments: list[SegmentInfo]) -> frozenset[int]:
-        """Value 255 (void): the raw ids to drop, or (``--void ignore``) an ``ignore`` segment."""
-        if not present:
+    def _void(self, present: bool, segments: list[SegmentInfo], objects: tuple[int, ...] = ()) -> frozenset[int]:
+        """Value 255 (void) and the void ``objects``: the raw ids to drop, or (``--void ignore``)
+        an ``ignore`` segment covering them."""
+        ids = ((VOID,) if present else ()) + objects
+        if not ids:
             return frozenset()
         if not self.table.void_ignore:
-            return frozenset((VOID,))
-        segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False))
+            return frozenset(ids)
+        segments.append(SegmentInfo(id=VOID, label=IGNORE_LABEL, category_id=VOID, isthing=False,
+                                    pixel_ids=None if ids == (VOID,) else ids))
         return frozenset()
 
     def _paired(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
@@ -520,21 +587,30 @@ class VocItem(Item):
                 counts[o] += n
                 if o != VOID:
                     votes.setdefault(o, {})[c] = n
-        segments, warnings = self._objects(votes, lambda o, pairs: None)
+        segments, warnings, void_objects = self._objects(votes, lambda o, pairs: None)
         for c, v in stuff_id.items():  # class pixels outside every object: one stuff region per class
             segments.append(SegmentInfo(id=v, label=table.names[c], category_id=c, isthing=False))
-        dropped = self._void(bool(counts[VOID]), segments)
+        dropped = self._void(bool(counts[VOID]), segments, tuple(void_objects))
         return Segmentation(self.reference_id, label_map, segments, source=self.source, dropped_ids=dropped,
                             warnings=warnings, pixel_counts=counts)
 
-    def _objects(self, votes: dict[int, dict[int, int]], pixel_ids: Any) -> tuple[list[SegmentInfo], list[str]]:
-        """One thing per object, of the majority class under it; disagreeing pixels reported."""
+    def _objects(self, votes: dict[int, dict[int, int]],
+                 pixel_ids: Any) -> tuple[list[SegmentInfo], list[str], list[int]]:
+        """One thing per object, of the majority class under it; disagreeing pixels reported.
+        An object with no class under it but void (a shape a tool drew with a void label, when
+        the class table names that index void: :attr:`ClassTable.reserved`) is void: its
+        number is returned in the third list, with a warning."""
         table = self.table
         segments: list[SegmentInfo] = []
         warnings: list[str] = []
+        void_objects: list[int] = []
         for o in sorted(votes):
             pairs = votes[o]
             classed = {c: n for c, n in pairs.items() if c not in (0, VOID)}
+            if not classed and pairs.get(VOID) and VOID in table.reserved.values():
+                void_objects.append(o)
+                warnings.append(f"object {o} of {OBJECT_DIR} lies on void pixels of {CLASS_DIR} only; it is void")
+                continue
             if not classed:
                 raise ItemError(
                     f"object {o} of {OBJECT_DIR} has no class under it in {CLASS_DIR} (only background or void)",
@@ -550,7 +626,7 @@ class VocItem(Item):
                 )
             segments.append(SegmentInfo(id=o, label=table.names[best], category_id=best, isthing=True,
                                         metadata={"voc_object": o}, pixel_ids=pixel_ids(o, pairs)))
-        return segments, warnings
+        return segments, warnings, void_objects
 
     def _paired_wide(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
         """The general case (objects and stuff classes together more than 254 values): a
@@ -578,7 +654,9 @@ class VocItem(Item):
                     stuff.append(c)
             else:
                 votes.setdefault(o, {})[c] = n
-        segments, warnings = self._objects(votes, lambda o, pairs: tuple((o << 8) | c for c in sorted(pairs)))
+        segments, warnings, void_objects = self._objects(
+            votes, lambda o, pairs: tuple((o << 8) | c for c in sorted(pairs)))
+        void_keys += [(o << 8) | c for o in void_objects for c in votes[o]]
         for c in stuff:  # class pixels outside every object: one stuff region per class
             segments.append(SegmentInfo(id=STUFF_BASE + c, label=table.names[c], category_id=c, isthing=False,
                                         pixel_ids=(c,)))
@@ -684,14 +762,17 @@ class ClassNumbering:
     """Class numbers for writers that put them in per-item files (VOC PNGs, YOLO label lines).
 
     Files are written in the workers, so the numbers are fixed before any item: the
-    source's category table in order, from ``first`` (``background_names`` map to 0), a
-    category named twice getting one number. A source without a table is refused rather
-    than numbered as labels are first seen, which would depend on the order of images.
-    A segment ``ignore`` that is stuff (``--void ignore``) has no number (``of`` gives None).
+    source's category table in order, from ``first``, a category named twice getting one
+    number. A source without a table is refused rather than numbered as labels are first
+    seen, which would depend on the order of images. A segment ``ignore`` that is stuff
+    (``--void ignore``) has no number (``of`` gives None). With a ``convention`` (the VOC
+    writer's :func:`voc_convention`), a category it calls background is 0 and one it calls
+    void has no number (the writer's void), so that no reserved name becomes a class line
+    that its own reader would read back as void.
     """
 
     def __init__(self, categories: list[Category] | None, writer: str, *, first: int,
-                 background_names: tuple[str, ...] = ()) -> None:
+                 convention: Callable[[str], str | None] | None = None) -> None:
         if categories is None:
             raise SourceError(
                 f"the {writer} writer numbers classes by the source's category table, and this source has none; "
@@ -701,12 +782,19 @@ class ClassNumbering:
         self.names: list[str] = []
         self.by_id: dict[int, int] = {}
         self.by_name: dict[str, int] = {}
+        self.void_ids: set[int] = set()
+        self.void_names: set[str] = set()
         for cat in categories:
             if cat.name == IGNORE_LABEL and not cat.isthing:
                 continue
-            if cat.name in background_names:
+            kind = convention(cat.name) if convention is not None else None
+            if kind == BACKGROUND:
                 self.by_id.setdefault(cat.id, 0)
                 self.by_name.setdefault(cat.name, 0)
+                continue
+            if kind is not None:
+                self.void_ids.add(cat.id)
+                self.void_names.add(cat.name)
                 continue
             if cat.name not in self.by_name:
                 self.by_name[cat.name] = first + len(self.names)
@@ -719,6 +807,8 @@ class ClassNumbering:
         if label == IGNORE_LABEL and not meta.get("isthing", True):
             return None
         cid = meta.get("category_id")
+        if cid in self.void_ids or (cid is None and label in self.void_names):
+            return None
         k = self.by_id.get(cid) if cid is not None else None
         if k is None:
             k = self.by_name.get(label)
@@ -749,7 +839,7 @@ class VocWriter(Writer):
 
     def __init__(self, output: str | Path, plan: ModePlan) -> None:
         super().__init__(output, plan)
-        self.classes = ClassNumbering(plan.categories, "voc", first=1, background_names=BACKGROUND_NAMES)
+        self.classes = ClassNumbering(plan.categories, "voc", first=1, convention=voc_convention)
         if len(self.classes.names) >= VOID:
             raise SourceError(f"{len(self.classes.names)} classes do not fit VOC's class indices 1..254 (255 is void)")
         self.objects = plan.mode != "semantic"

@@ -54,3 +54,21 @@ def test_source_path_type(tmp_path):
     assert kind.convert(str(tmp_path / "x[1].png"), None, None) == str(tmp_path / "x[1].png")
     assert kind.convert(str(tmp_path / "*.png"), None, None) == str(tmp_path / "*.png")
     assert is_pattern("a/*.png") and is_pattern("a/?.png") and is_pattern("a/[ab].png") and not is_pattern("a/b.png")
+
+
+def test_pattern_expansion_and_root(tmp_path):
+    from pathlib import Path
+
+    from segconvert.io.sources import expand_pattern, is_local_pattern, pattern_root
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for p in ("a/x.png", "a/b/y.png", "a/b/z.txt"):
+        (tmp_path / p).write_bytes(b"")
+    assert expand_pattern(tmp_path / "a" / "**" / "*.png") == [tmp_path / "a" / "b" / "y.png", tmp_path / "a" / "x.png"]
+    assert expand_pattern(tmp_path / "a" / "*") == [tmp_path / "a" / "x.png"]  # folders are not matches
+    assert pattern_root(tmp_path / "a" / "**" / "*.png") == tmp_path / "a"
+    assert pattern_root("gtFine/val/*/*_instanceIds.png") == Path("gtFine/val")
+    assert pattern_root("*.png") == Path(".")
+    (tmp_path / "x[1].png").write_bytes(b"")
+    assert not is_local_pattern(tmp_path / "x[1].png")  # an existing path is that path
+    assert is_local_pattern(tmp_path / "*.png") and not is_local_pattern("s3://bucket/*.png")

@@ -406,3 +406,144 @@ def test_empty_root_is_refused_and_truncated_png_is_named(tmp_path):
     s = segconvert.convert(root, tmp_path / "o2", from_format="voc", mode="semantic", jobs=1)
     assert s.converted == 1 and len(s.failures) == 1
     assert "truncated" in str(s.failures[0]) and "BytesIO" not in str(s.failures[0])
+
+
+# --------------------------------------------------------------------------- reserved names at an index > 0
+
+#: a CVAT/Datumaro labelmap.txt naming indices > 0 with void and background names
+RESERVED_LABELMAP = (
+    "# label:color_rgb:parts:actions\n"
+    "background:0,0,0::\ncar:128,0,0::\nVoid:0,128,0::\nperson:128,128,0::\nignore:0,0,128::\n"
+    "Background:128,0,128::\n__ignore__:0,128,128::\n"
+)
+
+
+def reserved_scene() -> tuple[np.ndarray, np.ndarray]:
+    """Class indices of RESERVED_LABELMAP: car (object 1), person (object 2), Void / ignore /
+    __ignore__ regions (void), a Background region (background), ignore drawn as object 3, VOC's 255 ring."""
+    cls = np.zeros((20, 30), np.uint8)
+    obj = np.zeros_like(cls)
+    cls[1:5, 1:6], obj[1:5, 1:6] = 1, 1
+    cls[6:9, 1:6], obj[6:9, 1:6] = 3, 2
+    cls[10:12, 0:10] = 2
+    cls[13:15, 0:10] = 4
+    cls[16:18, 0:10] = 5
+    cls[18, 0:10] = 6
+    cls[10:12, 20:25], obj[10:12, 20:25] = 4, 3
+    cls[0, :], obj[0, :] = 255, 255
+    return cls, obj
+
+
+def _reserved_root(tmp_path: Path, labels_file: str = "labelmap.txt", text: str = RESERVED_LABELMAP) -> Path:
+    root = tmp_path / "voc"
+    write_voc(root, "a", *reserved_scene())
+    (root / labels_file).write_text(text)
+    return root
+
+
+def test_reserved_names_at_an_index_above_0_are_void_or_background_not_classes(tmp_path):
+    from segconvert.converters.voc import VocReader
+
+    root = _reserved_root(tmp_path)
+    cls, obj = reserved_scene()
+    assert [c.name for c in VocReader(root).categories] == ["car", "person"]
+    assert [c.name for c in VocReader(root, void="ignore").categories] == ["car", "person", "ignore"]
+    void = np.isin(cls, (2, 4, 6, 255))  # Void, ignore, __ignore__, VOC's ring
+    for mode in ("semantic", "instance", "panoptic"):
+        out = tmp_path / f"out-{mode}"
+        s = segconvert.convert(root, out, from_format="voc", mode=mode, jobs=1)
+        assert s.ok and s.converted == 1, s.failures
+        (payload,) = read_payloads(out)
+        labels = [a["label"] for a in payload["annotations"][1:]]
+        assert labels == ["car", "person"], (mode, labels)
+        mask = read_mask(out / "masks" / "a.png")
+        assert (mask[void | (cls == 5) | (cls == 0)] == 0).all()  # void and background: 0 by default
+        assert (mask[cls == 1] > 0).all() and (mask[cls == 3] > 0).all()
+
+        out = tmp_path / f"ign-{mode}"
+        s = segconvert.convert(root, out, from_format="voc", mode=mode, void="ignore", jobs=1)
+        assert s.ok, s.failures
+        (payload,) = read_payloads(out)
+        mask = read_mask(out / "masks" / "a.png")
+        assert (mask[cls == 5] == 0).all()  # a background name is background, not void
+        ignore = [a for a in payload["annotations"] if a["label"] == "ignore"]
+        assert [a["label"] for a in payload["annotations"][1:] if a not in ignore] == ["car", "person"]
+        if mode == "instance":  # the ignore segment is stuff: instance mode drops it, as it does VOC's 255
+            assert not ignore and (mask[void] == 0).all()
+            continue
+        assert len(ignore) == 1 and ignore[0]["metadata"]["area"] == int(void.sum())
+        assert (mask[void] == ignore[0]["index"]).all() and (mask == ignore[0]["index"]).sum() == void.sum()
+
+
+def test_an_object_drawn_with_a_void_label_is_void_with_a_warning(tmp_path):
+    root = _reserved_root(tmp_path)
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", mode="panoptic", jobs=1)
+    assert s.ok
+    assert any("object 3" in w and "void" in w for w in s.warnings)
+
+
+def test_reserved_names_in_class_names_txt_keep_the_indices_after_them(tmp_path):
+    # labelme2voc's class_names.txt form, one name a line, with __ignore__ and a background name inside
+    text = "_background_\ncar\nvoid\nperson\nignore\nbackground\n__ignore__\n"
+    root = _reserved_root(tmp_path, "class_names.txt", text)
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", mode="semantic", jobs=1)
+    assert s.ok
+    (payload,) = read_payloads(tmp_path / "out")
+    car, person = payload["annotations"][1:]
+    assert (car["label"], person["label"]) == ("car", "person")
+    assert (car["metadata"]["category_id"], person["metadata"]["category_id"]) == (1, 3)  # their VOC indices
+    cls, _ = reserved_scene()
+    mask = read_mask(tmp_path / "out" / "masks" / "a.png")
+    assert (mask[cls == 3] == person["index"]).all() and (mask[cls == 1] == car["index"]).all()
+    assert (mask[(cls != 1) & (cls != 3)] == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["semantic", "panoptic"])
+@pytest.mark.parametrize("void", ["background", "ignore"])
+def test_voc_writer_read_back_of_reserved_names(tmp_path, mode, void):
+    root = _reserved_root(tmp_path)
+    segconvert.convert(root, tmp_path / "ir1", from_format="voc", mode=mode, void=void, jobs=1)
+    s = segconvert.convert(root, tmp_path / "back", from_format="voc", to_format="voc", mode=mode, void=void, jobs=1)
+    assert s.ok
+    names = [n for n, _ in parse_labelmap(tmp_path / "back" / "labelmap.txt")]
+    assert names == ["background", "car", "person"]
+    segconvert.convert(tmp_path / "back", tmp_path / "ir2", from_format="voc", mode=mode, void=void, jobs=1)
+    a, b = read_payloads(tmp_path / "ir1")[0], read_payloads(tmp_path / "ir2")[0]
+    assert [x["label"] for x in a["annotations"]] == [x["label"] for x in b["annotations"]]
+    assert (read_mask(tmp_path / "ir1" / "masks" / "a.png") == read_mask(tmp_path / "ir2" / "masks" / "a.png")).all()
+
+
+def test_voc_writer_numbers_no_reserved_category():
+    from segconvert.model.ir import Category
+
+    cats = [Category(id=1, name="car"), Category(id=2, name="Void"), Category(id=3, name="Background"),
+            Category(id=4, name="__ignore__"), Category(id=5, name="person")]
+    w = VocWriter("/nonexistent-out", ModePlan(mode="semantic", categories=cats))
+    assert w.classes.names == ["car", "person"]
+    where = {"item": "a", "file": None}
+
+    def number(cid, label):
+        return w.classes.of({"label": label, "metadata": {"category_id": cid}}, where)
+
+    assert (number(1, "car"), number(5, "person")) == (1, 2)
+    assert number(2, "Void") is None and number(4, "__ignore__") is None  # written as 255
+    assert number(3, "Background") == 0
+
+
+def test_reserved_names_in_rgb_coloured_masks_are_read_by_colour(tmp_path):
+    """Exporters that write RGB class PNGs: a pixel of the Void line's colour is void, of Background's background."""
+    root = _reserved_root(tmp_path)
+    cls, obj = reserved_scene()
+    colours = {k: c for k, (_, c) in enumerate(parse_labelmap(root / "labelmap.txt"))}
+    colours[255] = tuple(int(v) for v in VOC_PALETTE[255])
+    rgb = np.zeros((*cls.shape, 3), np.uint8)
+    for k, c in colours.items():
+        rgb[cls == k] = c
+    Image.fromarray(rgb, "RGB").save(root / "SegmentationClass" / "a.png")
+    s = segconvert.convert(root, tmp_path / "out", from_format="voc", mode="panoptic", void="ignore", jobs=1)
+    assert s.ok
+    (payload,) = read_payloads(tmp_path / "out")
+    (ignore,) = [a for a in payload["annotations"] if a["label"] == "ignore"]
+    assert [a["label"] for a in payload["annotations"][1:] if a is not ignore] == ["car", "person"]
+    mask = read_mask(tmp_path / "out" / "masks" / "a.png")
+    assert (mask[np.isin(cls, (2, 4, 6, 255))] == ignore["index"]).all() and (mask[cls == 5] == 0).all()

@@ -118,6 +118,9 @@ class Format:
     writer: type[Writer] | None = None
     #: cheap "is this mine?" check on a source path, for ``--from auto``
     sniff: Callable[[Path], bool] | None = None
+    #: the same for a glob SOURCE, on the files it matches (sorted; never empty): only
+    #: formats whose reader takes a pattern as SOURCE have one
+    sniff_files: Callable[[list[Path]], bool] | None = None
 
     @property
     def abilities(self) -> str:

@@ -118,8 +118,13 @@ def detect(source: Path | PurePath) -> str:
 
     Built-ins are asked first, and plugins only when no built-in recognises the source:
     a plugin cannot take a built-in's name, nor its files; and the entry-point scan
-    (~25 ms) is skipped on the common path.
+    (~25 ms) is skipped on the common path. A glob SOURCE (``'masks/*.png'``) is judged by
+    the files it matches (:func:`detect_pattern`).
     """
+    from segconvert.io.sources import is_local_pattern
+
+    if is_local_pattern(source):
+        return detect_pattern(str(source))
     matches = [name for name in BUILTIN if _sniffs(name, source)]
     if not matches:
         matches = [name for name in sorted(_plugin_targets()) if _sniffs(name, source)]
@@ -128,6 +133,41 @@ def detect(source: Path | PurePath) -> str:
     if not matches:
         raise SourceError(f"cannot tell its format; name it with {opt('from')} (see `segconvert formats`)", file=source)
     raise SourceError(f"could be {' or '.join(matches)}; choose one with {opt('from')}", file=source)
+
+
+def detect_pattern(pattern: str) -> str:
+    """``--from auto`` for a glob SOURCE: the one format whose reader takes patterns and whose
+    ``sniff_files`` recognises the matched files (e.g. rgb for mask images, labelme for
+    LabelMe JSONs). A pattern that matches no file is a SourceError (exit 2), as on the
+    command line."""
+    from segconvert.io.sources import expand_pattern
+
+    files = expand_pattern(pattern)
+    if not files:
+        raise SourceError("the pattern matches no file", file=pattern)
+
+    def takes(name: str) -> bool:
+        fmt = _safe(name)
+        if fmt is None or fmt.reader is None or fmt.sniff_files is None:
+            return False
+        try:
+            return bool(fmt.sniff_files(files))
+        except OSError:
+            return False
+
+    matches = [name for name in BUILTIN if takes(name)]
+    if not matches:
+        matches = [name for name in sorted(_plugin_targets()) if takes(name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SourceError(f"its {len(files)} files could be {' or '.join(matches)}; choose one with {opt('from')}",
+                          file=pattern)
+    takers = [n for n in BUILTIN if (f := _safe(n)) is not None and f.sniff_files is not None]
+    raise SourceError(
+        f"cannot tell the format of the {len(files)} files it matches (first: {files[0]}); the readers that take "
+        f"a pattern ({', '.join(takers)}) do not recognise them: name the format with {opt('from')}, or give "
+        "the folder or file itself", file=pattern)
 
 
 def _sniffs(name: str, source: Path) -> bool:

@@ -171,6 +171,33 @@ def is_pattern(text: str) -> bool:
     return GLOB_CHARS.search(text) is not None
 
 
+def is_local_pattern(source: str | os.PathLike[str]) -> bool:
+    """Whether SOURCE is a glob pattern to expand here: a local path with glob characters
+    that does not exist as it is (``x[1].png`` that exists is that file)."""
+    text = os.fspath(source)
+    return not is_url(text) and is_pattern(text) and not os.path.exists(text)
+
+
+def expand_pattern(pattern: str | os.PathLike[str]) -> list[Path]:
+    """The files a SOURCE pattern matches (:func:`glob.glob`, ``recursive=True``: ``**`` spans
+    folders), sorted by path, folders left out: the one expansion every reader that takes
+    patterns, and ``--from auto``, use."""
+    text = os.fspath(pattern)
+    return sorted((Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p)), key=lambda p: p.as_posix())
+
+
+def pattern_root(pattern: str | os.PathLike[str]) -> Path:
+    """The folder a pattern searches below: its leading path parts without glob characters
+    (``data/gtFine/*/*.png`` -> ``data/gtFine``), where a dataset keeps its colour table."""
+    parts = Path(os.fspath(pattern)).parts
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if is_pattern(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
 class SourcePath(click.ParamType):
     """A path that exists, a URL, or a glob pattern that matches at least one path.
 
