@@ -10,6 +10,7 @@ lists the names there are; a converter that fails to import says what to install
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path, PurePath
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
@@ -125,9 +126,7 @@ def detect(source: Path | PurePath) -> str:
 
     if is_local_pattern(source):
         return detect_pattern(str(source))
-    matches = [name for name in BUILTIN if _sniffs(name, source)]
-    if not matches:
-        matches = [name for name in sorted(_plugin_targets()) if _sniffs(name, source)]
+    matches = _recognising(lambda name: _sniffs(name, source))
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -155,9 +154,7 @@ def detect_pattern(pattern: str) -> str:
         except OSError:
             return False
 
-    matches = [name for name in BUILTIN if takes(name)]
-    if not matches:
-        matches = [name for name in sorted(_plugin_targets()) if takes(name)]
+    matches = _recognising(takes)
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -168,6 +165,12 @@ def detect_pattern(pattern: str) -> str:
         f"cannot tell the format of the {len(files)} files it matches (first: {files[0]}); the readers that take "
         f"a pattern ({', '.join(takers)}) do not recognise them: name the format with {opt('from')}, or give "
         "the folder or file itself", file=pattern)
+
+
+def _recognising(test: Callable[[str], bool]) -> list[str]:
+    """The built-in formats that pass ``test``; the plugins only when no built-in does."""
+    matches = [name for name in BUILTIN if test(name)]
+    return matches or [name for name in sorted(_plugin_targets()) if test(name)]
 
 
 def _sniffs(name: str, source: Path) -> bool:
