@@ -126,7 +126,7 @@ def detect(source: Path | PurePath) -> str:
 
     if is_local_pattern(source):
         return detect_pattern(str(source))
-    matches = _recognising(lambda name: _sniffs(name, source))
+    matches = _recognising(lambda name: _sniffs(name, source, "sniff"))
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -145,16 +145,7 @@ def detect_pattern(pattern: str) -> str:
     if not files:
         raise SourceError("the pattern matches no file", file=pattern)
 
-    def takes(name: str) -> bool:
-        fmt = _safe(name)
-        if fmt is None or fmt.reader is None or fmt.sniff_files is None:
-            return False
-        try:
-            return bool(fmt.sniff_files(files))
-        except OSError:
-            return False
-
-    matches = _recognising(takes)
+    matches = _recognising(lambda name: _sniffs(name, files, "sniff_files"))
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -173,12 +164,15 @@ def _recognising(test: Callable[[str], bool]) -> list[str]:
     return matches or [name for name in sorted(_plugin_targets()) if test(name)]
 
 
-def _sniffs(name: str, source: Path) -> bool:
+def _sniffs(name: str, source: object, check: str) -> bool:
+    """Whether format ``name`` reads and its ``check`` (``sniff`` on a path, ``sniff_files`` on
+    a glob's matches) recognises ``source``; an unreadable file is not recognised."""
     fmt = _safe(name)
-    if fmt is None or fmt.reader is None or fmt.sniff is None:
+    sniff = getattr(fmt, check, None) if fmt is not None and fmt.reader is not None else None
+    if sniff is None:
         return False
     try:
-        return bool(fmt.sniff(source))
+        return bool(sniff(source))
     except OSError:
         return False
 
