@@ -254,8 +254,8 @@ class CocoPanopticWriter(Writer):
         colors = np.zeros((len(seg.segments) + 1, 3), np.uint8)
         if present:  # each id's little-endian bytes R, G, B, all rows at once
             colors[np.array(present) + 1] = np.array(ids, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
-        rgb, box_array = pixels.colors_and_boxes(colors)
-        stamp = self.store.put(f"panoptic/{ref}.png", png.encode_rgb8(rgb))
+        data, box_array = pixels.rgb_png_and_boxes(colors)
+        stamp = self.store.put(f"panoptic/{ref}.png", data)
         boxes = box_array.tolist()
         rows = []
         for pos, sid, s in zip(present, ids, segments):

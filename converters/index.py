@@ -33,8 +33,7 @@ import click
 import numpy as np
 import orjson
 
-from segconvert.codecs import png
-from segconvert.codecs.writing import map_codes, segment_pixels, warn_empty
+from segconvert.codecs.writing import encode_mapped, segment_pixels, warn_empty
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Writer, Written
 from segconvert.io.paths import output_stem
@@ -149,8 +148,7 @@ class IndexWriter(Writer):
                 raise ItemError(f"class {s.label!r} (category {s.category_id}) is not in the category table",
                                 item=seg.reference_id, file=seg.source)
             values.append(v)
-        mask = map_codes(pixels.code_map, np.array(values, self.values.dtype))
-        data = png.encode_gray8(mask) if mask.dtype == np.uint8 else png.encode_gray16(mask)
+        data = encode_mapped(pixels.code_map, np.array(values, self.values.dtype))
         name = f"{MASKS_DIR}/{ref}.png"
         return Written(orjson.dumps(name).decode(), (self.store.put(name, data),))
 

@@ -935,7 +935,7 @@ def sniff_files(files: list[Path]) -> bool:
 import orjson  # noqa: E402
 
 from segconvert.codecs.shapes import is_reserved_label  # noqa: E402
-from segconvert.codecs.writing import map_codes, segment_pixels, warn_empty  # noqa: E402
+from segconvert.codecs.writing import encode_mapped, segment_pixels, warn_empty  # noqa: E402
 from segconvert.interfaces.format import Writer, Written  # noqa: E402
 from segconvert.io.paths import output_stem  # noqa: E402
 from segconvert.model.ir import Category  # noqa: E402
@@ -1040,7 +1040,7 @@ class RgbWriter(Writer):
                                 file=seg.source)
             table[pos] = color
         name = f"masks/{ref}.png"
-        stamp = self.store.put(name, png.encode_rgb8(map_codes(pixels.code_map, table)))
+        stamp = self.store.put(name, encode_mapped(pixels.code_map, table))
         return Written(orjson.dumps(name).decode(), (stamp,))
 
     def finish(self, records: Iterator[str]) -> None:

@@ -216,3 +216,54 @@ def test_pair_counts_and_overlay_kernels_equal_numpy(drawn, rnd):
     np.testing.assert_array_equal(again[1], counts)
     table = np.array([rnd.randrange(256) for _ in range(256)], np.uint8)
     np.testing.assert_array_equal(lut.overlay_u8(low, table, high), np.where(high != 0, high, table[low]))
+
+
+@st.composite
+def code_maps(draw):
+    """uint8 code maps of runs (long enough for the 16-byte SSE2 run scan, crossing rows) or noise."""
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 90))
+    codes = draw(st.lists(st.integers(0, 255), min_size=1, max_size=8, unique=True))
+    flat: list[int] = []
+    while len(flat) < h * w:
+        flat += [draw(st.sampled_from(codes))] * draw(st.integers(1, 60))
+    return np.array(flat[: h * w], np.uint8).reshape(h, w)
+
+
+@settings(max_examples=150, deadline=None)
+@given(code_maps(), st.randoms(use_true_random=False))
+def test_lookups_into_png_rows_equal_lookup_then_padding(codes, rnd):
+    """lookup_u8(png_rows=True) and code_colors_boxes(png_rows) write the rows of a PNG's IDAT:
+    a filter byte 0, then exactly what the plain kernels give (the colour kernel's 48-byte
+    stores may run into the next row's filter byte, which that row then sets)."""
+    from segconvert.codecs import png
+    from segconvert.codecs._kernels import code_colors_boxes
+
+    h, w = codes.shape
+    table = np.array([rnd.randrange(256) for _ in range(256)], np.uint8)
+    rows = lut.lookup_u8(codes, table, png_rows=True)
+    assert rows.shape == (h, w + 1) and not rows[:, 0].any()
+    assert np.array_equal(rows[:, 1:], table[codes])
+    assert png.encode_rows(rows, w, h, 8, 0) == png.encode_gray8(table[codes])
+
+    colors = np.array([[rnd.randrange(256) for _ in range(3)] for _ in range(256)], np.uint8)
+    plain, padded = np.empty((h, w, 3), np.uint8), np.full((h, 3 * w + 1), 7, np.uint8)
+    boxes_plain, boxes_padded = (np.full((256, 4), (w, h, -1, -1), np.int32) for _ in range(2))
+    code_colors_boxes(codes, w, colors, plain, boxes_plain)
+    code_colors_boxes(codes, w, colors, padded, boxes_padded, True)
+    assert np.array_equal(plain, colors[codes])
+    assert not padded[:, 0].any()
+    assert np.array_equal(padded[:, 1:].reshape(h, w, 3), plain)
+    assert np.array_equal(boxes_plain, boxes_padded)
+
+
+def test_png_row_kernels_reject_wrong_sizes():
+    from segconvert.codecs._kernels import code_colors_boxes, u8_lookup
+
+    codes, table = np.zeros((4, 5), np.uint8), np.zeros(256, np.uint8)
+    with pytest.raises(ValueError, match="width"):
+        u8_lookup(codes, table, np.empty((4, 5), np.uint8), 5)
+    with pytest.raises(ValueError, match="whole rows"):
+        u8_lookup(codes, table, np.empty(24, np.uint8), 7)
+    with pytest.raises(ValueError, match="1 \\+ 3 x width"):
+        code_colors_boxes(codes, 5, np.zeros(768, np.uint8), np.empty((4, 15), np.uint8),
+                          np.empty((256, 4), np.int32), True)

@@ -251,14 +251,26 @@ def code_boxes(code_map: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
-def lookup_u8(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+def lookup_u8(values: np.ndarray, table: np.ndarray, png_rows: bool = False) -> np.ndarray:
     """``table[values]`` for a uint8 array and a 256-entry uint8 table: the C kernel (run by run)
-    where built, else ``cv2.LUT``; the same result."""
+    where built, else ``cv2.LUT``; the same result. With ``png_rows`` (a 2-D ``values``), the
+    result is (H, W + 1): each row behind a PNG filter-type byte 0, ready for
+    :func:`segconvert.codecs.png.encode_rows` without another copy."""
     if _u8_lookup_c is not None and values.flags.c_contiguous:
+        if png_rows:
+            h, w = values.shape
+            out = np.empty((h, w + 1), np.uint8)
+            _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out, w)
+            return out
         out = np.empty_like(values)
         _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out)
         return out
-    return cv2().LUT(values, table)
+    mapped = cv2().LUT(values, table)
+    if png_rows:
+        rows = np.zeros((mapped.shape[0], mapped.shape[1] + 1), np.uint8)
+        rows[:, 1:] = mapped
+        return rows
+    return mapped
 
 
 def pair_counts(high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

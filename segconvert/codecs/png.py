@@ -214,6 +214,14 @@ def _encode_raw(rows: np.ndarray, width: int, height: int, bit_depth: int, color
     raw = np.empty((height, rows.shape[1] + 1), np.uint8)
     raw[:, 0] = 0
     raw[:, 1:] = rows
+    return encode_rows(raw, width, height, bit_depth, color_type)
+
+
+def encode_rows(raw: np.ndarray | bytes | memoryview, width: int, height: int, bit_depth: int,
+                color_type: int) -> bytes:
+    """The PNG of ``raw``, the IDAT's rows as they are (each a filter-type byte, then the row's
+    bytes), deflated at level 1. For writers whose C kernels write their values straight into
+    the rows (``lut.lookup_u8(..., png_rows=True)``), which saves the copy into a padded buffer."""
     idat = _deflate_lib.compress(raw, 1)
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from segconvert.codecs import png
 from segconvert.codecs.lut import MAX_CODE, code_boxes, count_codes_uint8, lookup_u8, to_codes
 from segconvert.codecs.opencv import cv2
 from segconvert.errors import ItemError
@@ -71,6 +72,23 @@ class SegmentPixels:
             return out, boxes[:count].astype(np.int64)
         return map_codes(cm, colors), self.boxes()
 
+    def rgb_png_and_boxes(self, colors: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """``(png.encode_rgb8(map_codes(code_map, colors)), boxes())``: the kernel writes the colours
+        straight into the PNG's rows (no (H, W, 3) image to copy into them: ~0.06 ms of 640x480)."""
+        cm, count = self.code_map, len(self.segments) + 1
+        if (_code_colors_boxes_c is not None and cm.dtype == np.uint8 and cm.flags.c_contiguous and cm.size
+                and colors.dtype == np.uint8 and colors.shape[1:] == (3,) and len(colors) <= 256 and count <= 256):
+            h, w = cm.shape
+            table = np.zeros((256, 3), np.uint8)
+            table[:len(colors)] = colors
+            rows = np.empty((h, 3 * w + 1), np.uint8)
+            boxes = np.empty((256, 4), np.int32)
+            boxes[:] = (w, h, -1, -1)
+            _code_colors_boxes_c(cm, w, table, rows, boxes, True)
+            return png.encode_rows(rows, w, h, 8, 2), boxes[:count].astype(np.int64)
+        rgb, boxes64 = self.colors_and_boxes(colors)
+        return png.encode_rgb8(rgb), boxes64
+
 
 def segment_pixels(seg: Segmentation) -> SegmentPixels:
     """Codes of every pixel of ``seg`` (see the module docstring); ItemError for ids listed
@@ -111,6 +129,21 @@ def warn_empty(seg: Segmentation, pixels: SegmentPixels) -> None:
     for pos, s in enumerate(pixels.segments):
         if pixels.counts[pos + 1] == 0:
             seg.warnings.append(f"segment id {s.id} ({s.label}) has no pixels in the mask")
+
+
+def encode_mapped(code_map: np.ndarray, values: np.ndarray) -> bytes:
+    """The PNG of :func:`map_codes` ``(code_map, values)``: 8-bit grayscale for uint8 values, 16-bit
+    for uint16, RGB for (n, 3) colours. uint8 values are looked up straight into the PNG's rows."""
+    n = len(values)
+    if code_map.dtype == np.uint8 and values.dtype == np.uint8 and values.ndim == 1 and n <= 256 and code_map.ndim == 2:
+        table = np.zeros(256, np.uint8)
+        table[:n] = values
+        h, w = code_map.shape
+        return png.encode_rows(lookup_u8(code_map, table, png_rows=True), w, h, 8, 0)
+    mapped = map_codes(code_map, values)
+    if mapped.ndim == 3:
+        return png.encode_rgb8(mapped)
+    return png.encode_gray8(mapped) if mapped.dtype == np.uint8 else png.encode_gray16(mapped)
 
 
 def map_codes(code_map: np.ndarray, values: np.ndarray) -> np.ndarray:
