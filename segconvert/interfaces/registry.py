@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
 from segconvert.interfaces.format import Format
+from segconvert.io.sources import check_url_exists, is_url
 
 ENTRY_POINT_GROUP = "segconvert.converters"
 
@@ -120,6 +121,8 @@ def detect(source: Path | PurePath) -> str:
     a plugin cannot take a built-in's name, nor its files; and the entry-point scan
     (~25 ms) is skipped on the common path.
     """
+    if is_url(source):  # no object and no prefix there: say so, not "cannot tell its format"
+        check_url_exists(source)
     matches = [name for name in BUILTIN if _sniffs(name, source)]
     if not matches:
         matches = [name for name in sorted(_plugin_targets()) if _sniffs(name, source)]
