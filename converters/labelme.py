@@ -93,6 +93,8 @@ from segconvert.codecs.shapes import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, read_ends
+from segconvert.io import sources
+from segconvert.io.sources import UrlPath, location
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 # --------------------------------------------------------------------------- rasterising
@@ -180,8 +182,8 @@ class LabelmeItem(Item):
             except (binascii.Error, *limits.PIL_ERRORS):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
         image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
-        folder = self.images_dir if self.images_dir is not None else str(Path(self.source).parent)
-        found = find_image(folder, image_path, Path(self.source).stem)
+        folder = self.images_dir if self.images_dir is not None else str(location(self.source).parent)
+        found = find_image(folder, image_path, location(self.source).stem)
         size = image_size(found) if found is not None else None
         if size is not None:
             return size
@@ -380,7 +382,7 @@ class LabelmeReader(Reader):
         super().__init__(source)
         if not self.source.is_dir():
             raise SourceError("a LabelMe source is a folder of .json files", file=self.source)
-        if images is not None and not Path(images).is_dir():
+        if images is not None and not location(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.void = check_void(void)
@@ -398,7 +400,7 @@ class LabelmeReader(Reader):
                 self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
         self._files = _json_files(self.source)
         if labels is not None:  # a labels.json kept in the dataset folder is no image
-            table_file = Path(labels).resolve()
+            table_file = location(labels).resolve()
             self._files = [p for p in self._files if p.name != table_file.name or p.resolve() != table_file]
         if not self._files:
             raise SourceError("no .json files in this folder or below; a LabelMe source is a folder of "
@@ -456,11 +458,11 @@ def _looks_like_labelme(path: Path) -> bool:
 def _first_json(folder: Path) -> Path | None:
     """The first ``*.json`` of a sorted walk (files of a folder before its subfolders), without
     walking the rest of the tree: ``--from auto`` asks every folder source."""
-    for here, dirs, files in os.walk(folder):
+    for here, dirs, files in sources.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.endswith(".json") and os.path.isfile(os.path.join(here, name)):
-                return Path(here, name)
+            if name.endswith(".json") and (isinstance(here, UrlPath) or os.path.isfile(os.path.join(here, name))):
+                return here / name  # (a URL's walk lists files only under files)
     return None
 
 
