@@ -104,6 +104,7 @@ def _yolo(root: Path) -> Case:
         "one": (40, 30, "0 0.1 0.1 0.9 0.1 0.5 0.9\n1 0.5 0.5 0.4 0.4\n"),
         "two": (64, 48, "2 0 0 1 0 1 1 0 1\n"),
         "bare": (20, 10, None),  # no label file: all background
+        "empty": (20, 10, ""),  # an empty label file (an empty object: S3 refuses it a byte range)
     })
     rotated = root / "yolo" / "images" / "train" / "turned.jpg"  # EXIF orientation 6: sizes swap
     exif = Image.Exif()
@@ -219,8 +220,12 @@ def test_from_auto_on_an_s3_folder(tmp_path, s3, name):
     code, output = _cli(f"s3://{bucket}/ds/{rel}", str(tmp_path / "out"), "--jobs", "1")
     assert code == 0, output
     assert f"reading s3://{bucket}/ds/{rel} as {fmt}" in output
-    local = segconvert.convert(root / rel, tmp_path / "local", jobs=1)
-    assert snapshot(tmp_path / "out").keys() == snapshot(tmp_path / "local").keys()
+    assert segconvert.convert(root / rel, tmp_path / "local", jobs=1).ok  # --from auto too
+    remote, local = snapshot(tmp_path / "out"), snapshot(tmp_path / "local")
+    assert remote.keys() == local.keys() and any(k.startswith("masks/") for k in local)
+    assert all(remote[k] == v for k, v in local.items() if k != "annotations.jsonl")
+    assert remote["annotations.jsonl"].decode() == local["annotations.jsonl"].decode().replace(
+        str(tmp_path / "local"), str(tmp_path / "out"))
 
 
 @pytest.mark.parametrize("fmt", ["labelme", "cityscapes", "rgb", "voc", "yolo", "sa1b", "auto"])
@@ -272,14 +277,15 @@ def test_an_empty_memory_folder_is_one_clear_error(tmp_path):
 
 @pytest.fixture
 def s3_calls(monkeypatch) -> Counter:
-    """Every S3 API call s3fs makes (by operation), and the Range of each GetObject."""
+    """Every S3 API call s3fs makes (by operation); GetObjects of a head and of whole objects."""
     calls: Counter = Counter()
     original = s3fs.S3FileSystem._call_s3
 
     async def counting(self, method, *args, **kwargs):
         calls[method] += 1
-        if method == "get_object":
-            calls["ranged get_object" if kwargs.get("Range") else "whole get_object"] += 1
+        if method == "get_object":  # a head is a closed range; a whole object is "bytes=0-" or no range
+            closed = not kwargs.get("Range", "-").endswith("-")
+            calls["ranged get_object" if closed else "whole get_object"] += 1
         return await original(self, method, *args, **kwargs)
 
     monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting)
@@ -287,35 +293,41 @@ def s3_calls(monkeypatch) -> Counter:
 
 
 def test_listing_a_big_folder_is_a_few_requests_not_one_per_file(tmp_path, s3, s3_calls):
-    """1500 SA-1B JSONs (two pages of S3's 1000 keys): the reader lists them in a few calls."""
+    """1050 SA-1B JSONs (two pages of S3's 1000 keys): the reader lists them in a few calls."""
     doc = (FIXTURES / "sa1b" / "sa_2.json").read_bytes()
     s3.mkdir("many")
-    s3.pipe({f"many/sa/{k // 500:02d}/sa_{k:05d}.json": doc for k in range(1500)})
+    s3.pipe({f"many/sa/{k // 500:02d}/sa_{k:05d}.json": doc for k in range(1050)})
     s3_calls.clear()
     reader = open_reader("s3://many/sa", "sa1b")
     items = list(reader.items())
-    assert len(items) == len(reader) == 1500
-    assert [i.reference_id for i in items] == [f"sa_{k:05d}" for k in range(1500)]
+    assert len(items) == len(reader) == 1050
+    assert [i.reference_id for i in items] == [f"sa_{k:05d}" for k in range(1050)]
     assert all(isinstance(i.source, str) and i.source.startswith("s3://many/sa/") for i in items)  # light items
     assert s3_calls["list_objects_v2"] <= 6, s3_calls
     assert s3_calls["head_object"] <= 2 and s3_calls["get_object"] == 0, s3_calls
 
 
 def test_image_sizes_are_read_from_the_first_bytes_only(tmp_path, s3, s3_calls):
-    """YOLO reads each photo's size from its header: one ranged GET per photo, never the photo."""
-    make_set(tmp_path / "yolo", {f"im{k}": (800, 600, "0 0.1 0.1 0.9 0.1 0.5 0.9\n") for k in range(3)})
-    for k in range(3):  # big enough photos: a whole read would show as bytes beyond the head
-        noise = np.random.default_rng(k).integers(0, 255, (600, 800, 3), np.uint8)
-        Image.fromarray(noise).save(tmp_path / "yolo" / "images" / "train" / f"im{k}.jpg", quality=95)
-    assert (tmp_path / "yolo" / "images" / "train" / "im0.jpg").stat().st_size > 4 * sources.HEAD_BYTES
-    s3.mkdir("heads")
-    s3.put(str(tmp_path / "yolo") + "/", "heads/yolo", recursive=True)
-    s3_calls.clear()
-    summary = segconvert.convert("s3://heads/yolo", tmp_path / "out", from_format="yolo", jobs=1)
-    assert summary.converted == 3
-    # per image: its header (ranged) and its label file (whole); the YAML once
-    assert s3_calls["ranged get_object"] == 3, s3_calls
-    assert s3_calls["whole get_object"] == 3 + 1, s3_calls
+    """YOLO reads each photo's size from its header: one ranged GET per photo, never the photo;
+    listing and probing the set costs the same calls for 2 images as for 5."""
+    calls = []
+    for n in (2, 5):
+        root = tmp_path / f"yolo{n}"
+        make_set(root, {f"im{k}": (800, 600, "0 0.1 0.1 0.9 0.1 0.5 0.9\n") for k in range(n)})
+        for k in range(n):  # photos far bigger than the head: a whole read would be a whole GET
+            noise = np.random.default_rng(k).integers(0, 255, (600, 800, 3), np.uint8)
+            Image.fromarray(noise).save(root / "images" / "train" / f"im{k}.jpg", quality=95)
+        assert (root / "images" / "train" / "im0.jpg").stat().st_size > 4 * sources.HEAD_BYTES
+        s3.makedirs("heads", exist_ok=True)
+        s3.put(str(root) + "/", f"heads/yolo{n}", recursive=True)
+        s3_calls.clear()
+        summary = segconvert.convert(f"s3://heads/yolo{n}", tmp_path / f"out{n}", from_format="yolo", jobs=1)
+        assert summary.converted == n
+        # per image: its header (ranged) and its label file (whole); the YAML once
+        assert s3_calls["ranged get_object"] == n, s3_calls
+        assert s3_calls["whole get_object"] == n + 1, s3_calls
+        calls.append((s3_calls["list_objects_v2"], s3_calls["head_object"]))
+    assert calls[0] == calls[1]  # no listing or HEAD per image
 
 
 def test_url_glob_and_walk_follow_pathlib_and_os_walk(tmp_path):

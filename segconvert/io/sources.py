@@ -83,10 +83,25 @@ def read_bytes(url: str) -> bytes:
     Storage clients raise their own kinds too (botocore's NoCredentialsError,
     EndpointConnectionError, ...): those become OSError with the client's message, so a
     reader reports "cannot read" for the item instead of an unexpected error.
+
+    One request per object: asked for the whole object, s3fs first HEADs it for its size
+    (to split a big one into concurrent ranges), which doubles the requests per mask; a
+    read from byte 0 on is one GET whatever the size.
     """
+    return _cat(url, 0, None)
+
+
+def _cat(url: str, start: int, end: int | None) -> bytes:
+    """Bytes ``start``..``end`` (None: to the end) of the object, as one ranged GET. An empty
+    object has no byte 0, and S3 refuses the range (416): such a refusal is read again whole."""
     fs, path = filesystem(url)
     try:
-        return fs.cat_file(path)
+        try:
+            return fs.cat_file(path, start=start, end=end)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except OSError:  # "the requested range is not satisfiable": an empty object
+            return fs.cat_file(path)
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - any client's failure to read is a read error
@@ -128,13 +143,7 @@ def read_head(location: str | os.PathLike[str], size: int = HEAD_BYTES) -> bytes
     if not is_url(text):
         with open(text, "rb") as fh:
             return fh.read(size)
-    fs, path = filesystem(text)
-    try:
-        return fs.cat_file(path, start=0, end=size)
-    except OSError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - as read_bytes: a client's failure to read is a read error
-        raise OSError(f"{type(exc).__name__}: {exc}") from exc
+    return _cat(text, 0, size)
 
 
 def probe(location: str | os.PathLike[str], parse: Callable[[IO[bytes]], T],
