@@ -244,8 +244,7 @@ class UrlPath(PurePosixPath):
         are included. A missing folder has no entries."""
         fs, root = self._fs()
         root = root.rstrip("/")
-        if maxdepth is None:
-            fs.invalidate_cache(root)  # a fresh listing: another run may have changed the store
+        fs.invalidate_cache(root)  # fresh: s3fs keeps listings for the process' life, and the store changes
         try:
             found = fs.find(root, maxdepth=maxdepth, withdirs=True, detail=True)
         except FileNotFoundError:
