@@ -337,7 +337,7 @@ def _polygon_rle(polygon: list[tuple[float, float]], height: int, width: int) ->
     return {"size": [height, width], "counts": np.diff(bounds).tolist()}
 
 
-def _image_size(fh: IO[bytes]) -> tuple[int, int]:
+def _image_size(fh: str | IO[bytes]) -> tuple[int, int]:
     with PIL.Image.open(fh) as im:
         return im.size
 

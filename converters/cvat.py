@@ -296,7 +296,7 @@ def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatIt
 _VIDEO = "this is a 'CVAT for video' file (it has <track>s); export the task as 'CVAT for images 1.1'"
 
 
-def _parse_error(exc: Exception, path: Path) -> SourceError:
+def _parse_error(exc: Exception, path: Path | UrlPath) -> SourceError:
     if isinstance(exc, LookupError):  # expat: an encoding="..." it does not know (found by fuzzing)
         return SourceError(f"not readable XML: {exc}, named in its XML declaration", file=path)
     return SourceError(f"not well-formed XML: {exc}", file=path)

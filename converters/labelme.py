@@ -438,14 +438,14 @@ class LabelmeReader(Reader):
             )
 
 
-def _json_files(folder: Path) -> list[Path]:
+def _json_files(folder: Path | UrlPath) -> list[Path | UrlPath]:
     """Every ``*.json`` in ``folder`` and below, sorted by relative path (hidden folders skipped)."""
     found = [p for p in folder.rglob("*.json")
              if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _looks_like_labelme(path: Path) -> bool:
+def _looks_like_labelme(path: Path | UrlPath) -> bool:
     """LabelMe's keys in the file's first or last 64 KiB (a sorted-keys JSON puts 'shapes'
     after a long ``imageData``)."""
     try:
@@ -455,7 +455,7 @@ def _looks_like_labelme(path: Path) -> bool:
     return b'"shapes"' in text and (b'"imagePath"' in text or b'"imageHeight"' in text)
 
 
-def _first_json(folder: Path) -> Path | None:
+def _first_json(folder: Path | UrlPath) -> Path | UrlPath | None:
     """The first ``*.json`` of a sorted walk (files of a folder before its subfolders), without
     walking the rest of the tree: ``--from auto`` asks every folder source."""
     for here, dirs, files in sources.walk(folder):

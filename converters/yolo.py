@@ -159,7 +159,7 @@ def exif_size(im: PIL.Image.Image) -> tuple[int, int]:
     return w, h
 
 
-def _header_size(fh: IO[bytes]) -> tuple[int, int]:
+def _header_size(fh: str | IO[bytes]) -> tuple[int, int]:
     with PIL.Image.open(fh) as im:
         return exif_size(im)
 

@@ -407,3 +407,22 @@ def test_rgb_glob_at_a_url(tmp_path):
         _snapshots_agree(tmp_path / "remote", tmp_path / "local")
     finally:
         fs.rm(url, recursive=True)
+
+
+def test_bad_items_at_a_url_fail_as_on_disk(tmp_path, s3):
+    """An orphan label file, a photo that is no image and a broken LabelMe JSON fail their
+    items with the messages of a local run (the URL in place of the path); the rest convert."""
+    root = tmp_path / "data"
+    make_set(root / "yolo", {"good": (40, 30, "0 0.1 0.1 0.9 0.1 0.5 0.9\n"), "junk": (20, 10, "0 0 0 1 0 1 1\n")})
+    (root / "yolo" / "images" / "train" / "junk.jpg").write_bytes(b"not a jpeg at all")
+    (root / "yolo" / "labels" / "train" / "orphan.txt").write_text("0 0 0 1 0 1 1\n")
+    shutil.copytree(FIXTURES / "labelme" / "dataset", root / "json")
+    (root / "json" / "broken.json").write_text('{"shapes": [{"label": "a", "points": [[0, 0], [1')
+    s3.mkdir("bad-items")
+    s3.put(str(root) + "/", "bad-items/ds", recursive=True)
+    url = "s3://bad-items/ds"
+    for rel, fmt in (("yolo", "yolo"), ("json", "labelme")):
+        local = _convert(str(root / rel), tmp_path / f"local-{fmt}", fmt, {}, jobs=1)
+        remote = _convert(f"{url}/{rel}", tmp_path / f"remote-{fmt}", fmt, {}, jobs=1)
+        assert local[1][1] >= 1 and all(str(root) in f for f in local[1][3]), local[1]
+        _same(remote, local, str(root), url, tmp_path / f"local-{fmt}", tmp_path / f"remote-{fmt}")

@@ -146,26 +146,38 @@ def read_head(location: str | os.PathLike[str], size: int = HEAD_BYTES) -> bytes
     return _cat(text, 0, size)
 
 
-def probe(location: str | os.PathLike[str], parse: Callable[[IO[bytes]], T],
-          final: tuple[type[BaseException], ...] = ()) -> T:
-    """``parse`` applied to a file opened for reading, for reading an image's header (its size,
-    its EXIF orientation) without the whole image.
+class _Head(io.BytesIO):
+    """An object's first bytes, shown as its URL: Pillow names what it cannot identify by the
+    file object's repr, and a message should name the object, not ``<_io.BytesIO ...>``."""
 
-    A local file is opened as it is (``parse`` reads what it needs). A URL's first
-    :data:`HEAD_BYTES` come in one ranged GET; only when ``parse`` fails on a head that was
-    cut short (a JPEG whose EXIF block or ICC profile pushes the frame header further) is
-    it tried again on 1 MiB, then on the whole object. OSError (FileNotFoundError...) of
+    def __init__(self, data: bytes, url: str) -> None:
+        super().__init__(data)
+        self.url = url
+
+    def __repr__(self) -> str:
+        return repr(self.url)
+
+
+def probe(location: str | os.PathLike[str], parse: Callable[[str | IO[bytes]], T],
+          final: tuple[type[BaseException], ...] = ()) -> T:
+    """``parse`` applied to a file to read, for an image's header (its size, its EXIF
+    orientation) without the whole image.
+
+    A local file is handed over by its path (``parse`` reads what it needs; Pillow opens it
+    and names it in its errors, as before). A URL's first :data:`HEAD_BYTES` come in one
+    ranged GET, as a file object named by the URL; only when ``parse`` fails on a head that
+    was cut short (a JPEG whose EXIF block or ICC profile pushes the frame header further)
+    is it tried again on 1 MiB, then on the whole object. OSError (FileNotFoundError...) of
     the read itself is raised as ``open`` raises it; ``parse``'s own errors on the last try,
     or at once for the kinds in ``final`` (a decompression bomb is one on any head).
     """
     text = os.fspath(location)
     if not is_url(text):
-        with open(text, "rb") as fh:
-            return parse(fh)
+        return parse(text)
     for size in (HEAD_BYTES, 1 << 20, None):
         data = read_bytes(text) if size is None else read_head(text, size)
         try:
-            return parse(io.BytesIO(data))
+            return parse(_Head(data, text))
         except final:
             raise
         except Exception:  # noqa: BLE001 - re-raised below unless a longer head may do
