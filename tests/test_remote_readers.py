@@ -426,3 +426,24 @@ def test_bad_items_at_a_url_fail_as_on_disk(tmp_path, s3):
         remote = _convert(f"{url}/{rel}", tmp_path / f"remote-{fmt}", fmt, {}, jobs=1)
         assert local[1][1] >= 1 and all(str(root) in f for f in local[1][3]), local[1]
         _same(remote, local, str(root), url, tmp_path / f"local-{fmt}", tmp_path / f"remote-{fmt}")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64, 1 << 20])
+def test_streamed_image_count_equals_the_mmap_count(tmp_path, chunk):
+    """A remote CVAT XML's image count (read in chunks, cut at the last '<') is the local
+    mmap count whatever the chunk size, and len() of a memory:// reader is the local one's."""
+    import io
+    import re
+
+    from segconvert.converters.cvat import _count_streamed
+
+    data = (FIXTURES / "cvat" / "annotations.xml").read_bytes()
+    for pattern in (rb"<image[\s/>]", rb'<image\s[^>]*\bsubset="default"'):
+        assert _count_streamed(io.BytesIO(data), re.compile(pattern), chunk) == len(re.findall(pattern, data))
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/segconvert-count/annotations.xml", data)
+    try:
+        assert len(open_reader("memory://segconvert-count/annotations.xml", "cvat")) == len(
+            open_reader(FIXTURES / "cvat" / "annotations.xml", "cvat")) == 3
+    finally:
+        fs.rm("/segconvert-count", recursive=True)
