@@ -33,17 +33,19 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from segconvert.codecs import limits, raster
+from segconvert.codecs import limits, png, raster
 from segconvert.codecs.shapes import check_overlap, declared_size, images_option, labels_option
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io import sources
+from segconvert.io.sources import UrlPath, location
 from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
 
 #: coordinates further than FAR * max(width, height) + FAR_PIXELS outside the image are an error
@@ -198,8 +200,7 @@ class CityscapesItem(Item):
 
     def _read(self) -> dict[str, Any]:
         try:
-            with open(self.source, encoding="utf-8") as fh:
-                doc = json.load(fh)
+            doc = json.loads(png.read_bytes(self.source).decode("utf-8"))  # a path or a URL
         except FileNotFoundError:
             raise self._fail("file not found") from None
         except OSError as exc:
@@ -219,12 +220,11 @@ class CityscapesItem(Item):
                 raise self._fail(str(exc)) from None
         if self.images_dir is None:
             raise self._fail(f"no imgHeight/imgWidth; pass {opt('images', 'DIR')} to read sizes from the images")
-        image = find_image(Path(self.images_dir), self.reference_id)
+        image = find_image(location(self.images_dir), self.reference_id)
         if image is None:
             raise self._fail(f"no imgHeight/imgWidth, and no image for it in {self.images_dir}")
         try:
-            with PIL.Image.open(image) as im:
-                width, height = im.size
+            width, height = sources.probe(image, _image_size)  # the header only, also at a URL
         except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
             raise self._fail(f"no imgHeight/imgWidth, and cannot read {image}: {exc}") from None
         return int(height), int(width)
@@ -337,7 +337,12 @@ def _polygon_rle(polygon: list[tuple[float, float]], height: int, width: int) ->
     return {"size": [height, width], "counts": np.diff(bounds).tolist()}
 
 
-def find_image(images_dir: Path, ref: str) -> Path | None:
+def _image_size(fh: str | IO[bytes]) -> tuple[int, int]:
+    with PIL.Image.open(fh) as im:
+        return im.size
+
+
+def find_image(images_dir: Path | UrlPath, ref: str) -> Path | UrlPath | None:
     """The leftImg8bit image of a reference id: DIR/<ref>_leftImg8bit.png, DIR/<city>/..., DIR/<ref>.*"""
     city = ref.split("_")[0]
     for cand in (
@@ -354,7 +359,7 @@ def find_image(images_dir: Path, ref: str) -> Path | None:
 def _load_mapping(path: Path) -> dict[str, str]:
     """``--labels FILE``: JSON object {source label: Cityscapes table label}."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(location(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise SourceError(f"cannot read labels file: {exc.strerror or exc}", file=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -395,7 +400,7 @@ class CityscapesReader(Reader):
         super().__init__(source)
         self.overlap = check_overlap(overlap)
         self.keep_void_classes = bool(keep_void_classes)
-        self.mapping = _load_mapping(Path(labels)) if labels is not None else {}
+        self.mapping = _load_mapping(location(labels)) if labels is not None else {}
         self.images_dir = str(images) if images is not None else None
         self.categories = list(CATEGORIES)
         if self.source.is_file():

@@ -49,6 +49,7 @@ warning; ``<tag>`` (an image-level label) is ignored. "CVAT for video" files
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import re
@@ -56,7 +57,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from xml.sax.saxutils import quoteattr
 
 import click
@@ -80,6 +81,7 @@ from segconvert.codecs.shapes import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io.sources import UrlPath, location, open_binary, read_head
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 AREA_SHAPES = ("polygon", "box", "mask", "ellipse")
@@ -294,7 +296,7 @@ def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatIt
 _VIDEO = "this is a 'CVAT for video' file (it has <track>s); export the task as 'CVAT for images 1.1'"
 
 
-def _parse_error(exc: Exception, path: Path) -> SourceError:
+def _parse_error(exc: Exception, path: Path | UrlPath) -> SourceError:
     if isinstance(exc, LookupError):  # expat: an encoding="..." it does not know (found by fuzzing)
         return SourceError(f"not readable XML: {exc}, named in its XML declaration", file=path)
     return SourceError(f"not well-formed XML: {exc}", file=path)
@@ -327,6 +329,43 @@ def _meta_categories(meta: ET.Element) -> list[Category]:
     return cats
 
 
+#: how much of a remote XML is fetched at a time (s3fs would read ahead 50 MB)
+XML_BLOCK = 1 << 23
+
+
+def _read_meta(xml: Any, source: Path | UrlPath) -> tuple[list[Category], list[str]]:
+    """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
+    cats: list[Category] = []
+    subsets: list[str] = []
+    for event, elem in ET.iterparse(xml, events=("start", "end")):
+        if event == "start":
+            if elem.tag == "track":
+                raise SourceError(_VIDEO, file=source)
+            if elem.tag == "image":
+                break
+        elif elem.tag == "meta":
+            cats = _meta_categories(elem)
+            subsets = _meta_subsets(elem)
+            elem.clear()
+    return cats, subsets
+
+
+def _count_streamed(fh: IO[bytes], pattern: re.Pattern[bytes], chunk: int = XML_BLOCK) -> int:
+    """Matches of ``pattern`` (an ``<image ...>`` start tag) in a stream read in chunks, as the
+    mmap count gives them: each chunk is counted up to its last ``<`` and the rest carried
+    over, so no tag is cut (a tag holds no second ``<``: attribute values escape it)."""
+    count, carry = 0, b""
+    while True:
+        data = fh.read(chunk)
+        if not data:
+            return count + sum(1 for _ in pattern.finditer(carry))
+        buf = carry + data
+        cut = buf.rfind(b"<")
+        cut = cut if cut > 0 else 0
+        count += sum(1 for _ in pattern.finditer(buf, 0, cut))
+        carry = buf[cut:]
+
+
 class CvatReader(Reader):
     """Reads a "CVAT for images 1.1" XML file."""
 
@@ -354,7 +393,7 @@ class CvatReader(Reader):
         super().__init__(source)
         if not self.source.is_file():
             raise SourceError("file not found (a CVAT source is one XML file)", file=self.source)
-        if images is not None and not Path(images).is_dir():
+        if images is not None and not location(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.images_dir = str(images) if images is not None else None
@@ -382,57 +421,61 @@ class CvatReader(Reader):
 
     def _read_meta(self) -> tuple[list[Category], list[str]]:
         """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
-        cats: list[Category] = []
-        subsets: list[str] = []
         try:
-            for event, elem in ET.iterparse(self.source, events=("start", "end")):
-                if event == "start":
-                    if elem.tag == "track":
-                        raise SourceError(_VIDEO, file=self.source)
-                    if elem.tag == "image":
-                        break
-                elif elem.tag == "meta":
-                    cats = _meta_categories(elem)
-                    subsets = _meta_subsets(elem)
-                    elem.clear()
+            with self._xml() as xml:
+                return _read_meta(xml, self.source)
         except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
-        return cats, subsets
+
+    def _xml(self) -> contextlib.AbstractContextManager[Any]:
+        """What ``iterparse`` reads: a local path as it is (expat reads the file itself), a URL as
+        an fsspec file streamed in blocks (no local copy, no mmap of a remote object)."""
+        if isinstance(self.source, UrlPath):
+            return open_binary(self.source, block_size=XML_BLOCK)
+        return contextlib.nullcontext(self.source)
 
     def __len__(self) -> int:
         if self._count is None:  # one pass over the bytes, no parsing: for the progress bar
+            pattern = rb"<image[\s/>]"
+            if self.subset is not None:  # CVAT writes each attribute in double quotes
+                value = re.escape(quoteattr(self.subset).encode()[1:-1])
+                pattern = rb'<image\s[^>]*\bsubset="' + value + rb'"'
+            if isinstance(self.source, UrlPath):
+                with open_binary(self.source, block_size=XML_BLOCK) as fh:
+                    self._count = _count_streamed(fh, re.compile(pattern))
+                return self._count
             with open(self.source, "rb") as fh:
                 if fh.seek(0, 2) == 0:
                     return 0
-                pattern = rb"<image[\s/>]"
-                if self.subset is not None:  # CVAT writes each attribute in double quotes
-                    value = re.escape(quoteattr(self.subset).encode()[1:-1])
-                    pattern = rb'<image\s[^>]*\bsubset="' + value + rb'"'
                 with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                     self._count = sum(1 for _ in re.finditer(pattern, mm))  # type: ignore[arg-type]
         return self._count
 
     def items(self) -> Iterator[Item]:
         seen: dict[str, str] = {}
-        root: ET.Element | None = None
         try:
-            for event, elem in ET.iterparse(self.source, events=("start", "end")):
-                if event == "start":
-                    if root is None:
-                        root = elem
-                    elif elem.tag == "track":
-                        raise SourceError(_VIDEO, file=self.source)
-                    continue
-                if elem.tag != "image":
-                    continue
-                wanted = self.subset is None or (elem.get("subset") or DEFAULT_SUBSET) == self.subset
-                item = self._item(elem, seen) if wanted else None
-                if root is not None:
-                    root.clear()  # drop the images read so far: memory stays flat
-                if item is not None:
-                    yield item
+            with self._xml() as xml:
+                yield from self._items(xml, seen)
         except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
+
+    def _items(self, xml: Any, seen: dict[str, str]) -> Iterator[Item]:
+        root: ET.Element | None = None
+        for event, elem in ET.iterparse(xml, events=("start", "end")):
+            if event == "start":
+                if root is None:
+                    root = elem
+                elif elem.tag == "track":
+                    raise SourceError(_VIDEO, file=self.source)
+                continue
+            if elem.tag != "image":
+                continue
+            wanted = self.subset is None or (elem.get("subset") or DEFAULT_SUBSET) == self.subset
+            item = self._item(elem, seen) if wanted else None
+            if root is not None:
+                root.clear()  # drop the images read so far: memory stays flat
+            if item is not None:
+                yield item
 
     def _item(self, elem: ET.Element, seen: dict[str, str]) -> Item:
         name = elem.get("name") or ""
@@ -497,8 +540,7 @@ class CvatReader(Reader):
 def sniff(path: Path) -> bool:
     if path.suffix.lower() != ".xml" or not path.is_file():
         return False
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
+    head = read_head(path, 1 << 16)
     return b"<annotations" in head and (b"<image " in head or b"<meta" in head)
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from segconvert.errors import SourceError
+from segconvert.io.sources import location
 
 Color = tuple[int, int, int]
 
@@ -123,7 +124,7 @@ def load_colour_table(path: str | Path) -> list[LabelEntry]:
 
 def read_label_file(path: str | Path) -> tuple[str, list[LabelEntry]]:
     """(kind, classes) of a label file: :func:`load_colour_table` plus which of :data:`KINDS` it was."""
-    path = Path(path)
+    path = location(path)  # a local file, or a URL (a labelmap.txt inside a remote SOURCE)
     text = _read_text(path)
     kind = kind_of(path, text)
     entries = _PARSERS[kind](path, text)

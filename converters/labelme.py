@@ -93,7 +93,8 @@ from segconvert.codecs.shapes import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, read_ends
-from segconvert.io.sources import expand_pattern, is_local_pattern
+from segconvert.io import sources
+from segconvert.io.sources import UrlPath, expand_pattern, is_local_pattern, location
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 # --------------------------------------------------------------------------- rasterising
@@ -181,8 +182,8 @@ class LabelmeItem(Item):
             except (binascii.Error, *limits.PIL_ERRORS):
                 raise self._fail("no imageHeight/imageWidth and imageData is not a readable image") from None
         image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
-        folder = self.images_dir if self.images_dir is not None else str(Path(self.source).parent)
-        found = find_image(folder, image_path, Path(self.source).stem)
+        folder = self.images_dir if self.images_dir is not None else str(location(self.source).parent)
+        found = find_image(folder, image_path, location(self.source).stem)
         size = image_size(found) if found is not None else None
         if size is not None:
             return size
@@ -383,7 +384,7 @@ class LabelmeReader(Reader):
         if not pattern and not self.source.is_dir():
             raise SourceError("a LabelMe source is a folder of .json files (or a quoted glob of them)",
                               file=self.source)
-        if images is not None and not Path(images).is_dir():
+        if images is not None and not location(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
         self.void = check_void(void)
@@ -404,7 +405,7 @@ class LabelmeReader(Reader):
         else:
             self._files = _json_files(self.source)
         if labels is not None:  # a labels.json kept in the dataset folder is no image
-            table_file = Path(labels).resolve()
+            table_file = location(labels).resolve()
             self._files = [p for p in self._files if p.name != table_file.name or p.resolve() != table_file]
         if not self._files:
             where = "the pattern matches no .json file" if pattern else "no .json files in this folder or below"
@@ -447,14 +448,14 @@ def sniff_files(files: list[Path]) -> bool:
     return all(p.suffix == ".json" for p in files) and _looks_like_labelme(files[0])
 
 
-def _json_files(folder: Path) -> list[Path]:
+def _json_files(folder: Path | UrlPath) -> list[Path | UrlPath]:
     """Every ``*.json`` in ``folder`` and below, sorted by relative path (hidden folders skipped)."""
     found = [p for p in folder.rglob("*.json")
              if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _looks_like_labelme(path: Path) -> bool:
+def _looks_like_labelme(path: Path | UrlPath) -> bool:
     """LabelMe's keys in the file's first or last 64 KiB (a sorted-keys JSON puts 'shapes'
     after a long ``imageData``)."""
     try:
@@ -464,14 +465,14 @@ def _looks_like_labelme(path: Path) -> bool:
     return b'"shapes"' in text and (b'"imagePath"' in text or b'"imageHeight"' in text)
 
 
-def _first_json(folder: Path) -> Path | None:
+def _first_json(folder: Path | UrlPath) -> Path | UrlPath | None:
     """The first ``*.json`` of a sorted walk (files of a folder before its subfolders), without
     walking the rest of the tree: ``--from auto`` asks every folder source."""
-    for here, dirs, files in os.walk(folder):
+    for here, dirs, files in sources.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.endswith(".json") and os.path.isfile(os.path.join(here, name)):
-                return Path(here, name)
+            if name.endswith(".json") and (isinstance(here, UrlPath) or os.path.isfile(os.path.join(here, name))):
+                return here / name  # (a URL's walk lists files only under files)
     return None
 
 

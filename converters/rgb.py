@@ -30,7 +30,6 @@ the answer in the table, so each colour is resolved at most once per process.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,7 +58,8 @@ from segconvert.converters.rgb_tables import (
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
-from segconvert.io.sources import expand_pattern, is_local_pattern, pattern_root
+from segconvert.io import sources
+from segconvert.io.sources import PathOrUrl, UrlPath, expand_pattern, is_local_pattern, location, pattern_root
 from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -673,26 +673,28 @@ def _photo_folders(dirs: list[str]) -> set[str]:
     return skip
 
 
-def _walk(root: Path, jpeg: bool = True) -> list[Path]:
+def _walk(root: Path | UrlPath, jpeg: bool = True) -> list[Path | UrlPath]:
     """Mask files under ``root``: no hidden folders, photo folders or segconvert outputs (they hold masks too).
 
     ``jpeg=False`` leaves out .jpg/.jpeg files: a JPEG in a dataset folder is a photo unless
     the user said the masks are JPEGs (``--tolerance``).
     """
-    found = []
-    for folder, dirs, files in os.walk(root):
-        if ".segconvert" in dirs and Path(folder) != root:
+    found: list[Path | UrlPath] = []
+    for folder, dirs, files in sources.walk(root):  # a URL: one listing of the tree
+        if ".segconvert" in dirs and folder != root:
             dirs[:] = []  # an earlier run's OUTPUT inside SOURCE: its masks are not input
             continue
         visible = [d for d in dirs if not d.startswith(".")]
         photos = _photo_folders(visible)
         dirs[:] = [d for d in visible if d not in photos]
-        found.extend(Path(folder, f) for f in files if not f.startswith(".") and _is_image(Path(f), jpeg))
+        found.extend(folder / f for f in files if not f.startswith(".") and _is_image(Path(f), jpeg))
     return found
 
 
-def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Path]:
+def _list_files(source: Path | UrlPath, suffix: str | None, jpeg: bool = True) -> list[Path | UrlPath]:
     text = str(source)
+    if isinstance(source, UrlPath) and _GLOB_CHARS.search(text):  # a pattern at a URL: one listing under it
+        return _url_matches(text)
     if source.is_dir():
         files = _walk(source, jpeg)
         if suffix:
@@ -712,7 +714,20 @@ def _list_files(source: Path, suffix: str | None, jpeg: bool = True) -> list[Pat
     raise SourceError("no such folder or file", file=source)
 
 
-def colour_file_of(folder: Path) -> Path | None:
+def _url_matches(text: str) -> list[Path | UrlPath]:
+    """The images a glob at a URL matches (``s3://b/masks/**/*_gt.png``): the folder before the
+    first pattern part is listed once (:meth:`UrlPath.glob`, pathlib's rules)."""
+    scheme, _, rest = text.partition("://")
+    parts = rest.split("/")
+    k = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+    base = location(f"{scheme}://{'/'.join(parts[:k])}")
+    files: list[Path | UrlPath] = [p for p in base.glob("/".join(parts[k:])) if p.is_file() and _is_image(p)]
+    if not files:
+        raise SourceError("the pattern matches no .png/.jpg files", file=text)
+    return files
+
+
+def colour_file_of(folder: Path | UrlPath) -> Path | UrlPath | None:
     """The colour table a colour-mask folder carries at its top (the first of :data:`COLOUR_FILES`)."""
     if not folder.is_dir():
         return None
@@ -726,7 +741,7 @@ def _option_file(value: str | Path | None) -> str | None:
     """A built-in table name as it is, a file as its absolute path (workers may run elsewhere)."""
     if value is None:
         return None
-    return str(value) if str(value) in ALL_BUILTINS else str(Path(value).resolve())
+    return str(value) if str(value) in ALL_BUILTINS else str(location(value).resolve())
 
 
 class RgbReader(Reader):
@@ -780,7 +795,7 @@ class RgbReader(Reader):
             "__ignore__): background, or a segment 'ignore'."
         ),
         click.Option(
-            ["--instances"], type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+            ["--instances"], type=PathOrUrl(), default=None, metavar="DIR",
             help="Pair each class mask with the instance mask of the same stem under DIR (Cityscapes "
             "_labelIds + _instanceIds, ADE20K, ...): an instance's class is the class under most of it.",
         ),
@@ -820,8 +835,7 @@ class RgbReader(Reader):
             raise SourceError(f"{opt('tolerance')} must be in 0..255, not {tolerance}")
         if colormap is None and encoding == "colormap":
             # a glob's colour table is the one at the top of the folder it searches
-            folder = pattern_root(source) if is_local_pattern(source) else Path(source)
-            found = colour_file_of(folder)
+            found = colour_file_of(pattern_root(source) if is_local_pattern(source) else self.source)
             if found is not None:  # the folder names its own colours (what --from auto recognised it by)
                 colormap = found
         self.colormap_file = colormap
@@ -847,9 +861,9 @@ class RgbReader(Reader):
         self.instance_suffix = instance_suffix
         self._instances: dict[str, list[str]] | None = None
         if instances is not None:
-            self._instances = self._index_instances(Path(instances))
+            self._instances = self._index_instances(location(instances))
 
-    def _index_instances(self, folder: Path) -> dict[str, list[str]]:
+    def _index_instances(self, folder: Path | UrlPath) -> dict[str, list[str]]:
         """Instance mask paths by stem under ``folder`` (one walk, in the main process; paths only)."""
         if not folder.is_dir():
             raise SourceError(f"{opt('instances')}: no such folder", file=folder)

@@ -20,6 +20,7 @@ import numpy as np
 
 from segconvert.codecs.shapes import IGNORE_LABEL, is_reserved_label
 from segconvert.errors import SourceError, opt
+from segconvert.io.sources import UrlPath, is_url, location
 from segconvert.model.ir import Category
 
 ENCODINGS = ("colormap", "palette", "id", "ade20k", "class-instance", "step")
@@ -153,7 +154,7 @@ def _builtin(name: str) -> tuple[list[_Class], list[_Class]]:
     raise AssertionError(name)
 
 
-def _colormap_file(path: Path) -> list[_Class]:
+def _colormap_file(path: Path | UrlPath) -> list[_Class]:
     """A colour table from any label file ``label_files`` knows that gives colours."""
     from segconvert.converters import label_files
 
@@ -186,7 +187,7 @@ def _colormap_file(path: Path) -> list[_Class]:
     return classes
 
 
-def _labels_file(path: Path) -> list[_Class]:
+def _labels_file(path: Path | UrlPath) -> list[_Class]:
     """Classes by id from ``--labels``: JSON ``{"id": "name"}`` or any ``label_files`` kind."""
     from segconvert.converters import label_files
 
@@ -211,7 +212,7 @@ def _index_classes(spec: Spec) -> list[_Class] | None:
         classes, extra = _builtin(name)
         return classes + [c for c in extra if c.id not in {k.id for k in classes}]
     if spec.labels is not None:
-        return _labels_file(Path(spec.labels))
+        return _labels_file(location(spec.labels))
     return None
 
 
@@ -235,7 +236,7 @@ def _stamp(spec: Spec) -> tuple[tuple[int, int], ...]:
     """(mtime, size) of the option files, so an edited colormap is not served from the cache."""
     out = []
     for f in (spec.colormap, spec.labels):
-        if f is not None and f not in ALL_BUILTINS:
+        if f is not None and f not in ALL_BUILTINS and not is_url(f):  # an object's edits: not seen in a run
             try:
                 st = os.stat(f)
                 out.append((st.st_mtime_ns, st.st_size))
@@ -283,7 +284,7 @@ def _build_table(spec: Spec, stamp: tuple[tuple[int, int], ...]) -> Table:
         if spec.colormap in BUILTINS:
             classes, extra = _builtin(spec.colormap)
         else:
-            classes, extra = _colormap_file(Path(spec.colormap)), []
+            classes, extra = _colormap_file(location(spec.colormap)), []
         entries, ignore_raw = _entries(classes, spec)
         raw_of_class = {}
         it = iter(entries)

@@ -40,7 +40,6 @@ RLE size other than the image's, counts that do not decode or do not cover the i
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +54,8 @@ from segconvert.codecs.png import read_bytes
 from segconvert.codecs.shapes import check_overlap, declared_size, name_segments
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io import sources
+from segconvert.io.sources import UrlPath
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 #: annotation keys copied into segment metadata as they are
@@ -157,13 +158,14 @@ class Sa1bItem(Item):
 # --------------------------------------------------------------------------- the reader
 
 
-def _json_files(root: Path) -> Iterator[Path]:
-    """Every ``*.json`` under ``root``, in sorted order, one folder listing in memory at a time."""
-    for folder, dirs, files in os.walk(root):
+def _json_files(root: Path | UrlPath) -> Iterator[Path | UrlPath]:
+    """Every ``*.json`` under ``root``, in sorted order, one folder listing in memory at a time
+    (a URL: the names of the whole tree, from one listing)."""
+    for folder, dirs, files in sources.walk(root):
         dirs.sort()
         for name in sorted(files):
             if name.lower().endswith(".json"):
-                yield Path(folder, name)
+                yield folder / name
 
 
 class Sa1bReader(Reader):
@@ -189,18 +191,23 @@ class Sa1bReader(Reader):
         self.overlap = check_overlap(overlap)
         self.label = label
         self.categories = [Category(id=1, name=label)]
-        if next(_json_files(self.source), None) is None:
+        #: a URL's listing, kept: it is one request per 1000 names, not worth making three times
+        self._listed = list(_json_files(self.source)) if isinstance(self.source, UrlPath) else None
+        if next(self._files(), None) is None:
             raise SourceError("no .json files in this folder (SA-1B has one JSON per image)", file=self.source)
         self._count: int | None = None
 
+    def _files(self) -> Iterator[Path | UrlPath]:
+        return iter(self._listed) if self._listed is not None else _json_files(self.source)
+
     def __len__(self) -> int:
         if self._count is None:
-            self._count = sum(1 for _ in _json_files(self.source))
+            self._count = sum(1 for _ in self._files())
         return self._count
 
     def items(self) -> Iterator[Item]:
         seen: dict[str, str] = {}
-        for path in _json_files(self.source):
+        for path in self._files():
             ref, source = path.stem, str(path)
             if ref in seen:
                 err = ItemError(f"reference id {ref!r} is already used by {seen[ref]}", item=ref, file=source)
@@ -224,8 +231,7 @@ def sniff(path: Path) -> bool:
         first = min((p for p in sub.glob("*.json") if p.is_file()), default=None) if sub else None
     if first is None:
         return False
-    with open(first, "rb") as fh:
-        head = fh.read(1 << 16)
+    head = sources.read_head(first, 1 << 16)
     return b'"image"' in head and b'"annotations"' in head and _COUNTS_STRING.search(head) is not None
 
 

@@ -78,6 +78,7 @@ from segconvert.converters import label_files
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, Writer, Written
 from segconvert.io.paths import output_stem
+from segconvert.io.sources import location
 from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
 from segconvert.model.modes import ModePlan
 from segconvert.model.pack import pack
@@ -698,7 +699,7 @@ class VocReader(Reader):
             raise SourceError(f"no {CLASS_DIR}/ folder; is this a Pascal VOC root?", file=root)
         check_void(void)
         self.has_objects = (root / self.object_dir).is_dir()
-        self.table = load_class_table(root, void == "ignore", Path(labels) if labels is not None else None)
+        self.table = load_class_table(root, void == "ignore", location(labels) if labels is not None else None)
         self.categories = self.table.categories()
         self.default_mode = "panoptic" if self.has_objects else "semantic"
         self.semantic = not self.has_objects
@@ -735,7 +736,7 @@ class VocReader(Reader):
         seen: set[str] = set()
         for path in self._lists:
             try:
-                fh = open(path, encoding="utf-8")
+                fh = path.open(encoding="utf-8")  # a local file, or a URL streamed through fsspec
             except OSError as exc:
                 raise SourceError(f"cannot read the image list: {exc.strerror or exc}", file=path) from None
             with fh:

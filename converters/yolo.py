@@ -53,7 +53,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 import numpy as np
@@ -66,7 +66,9 @@ from segconvert.codecs.shapes import check_overlap, find_image
 from segconvert.converters.voc import ClassNumbering
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, Writer, Written
+from segconvert.io import sources
 from segconvert.io.paths import output_stem
+from segconvert.io.sources import location
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.model.modes import ModePlan
 from segconvert.model.pack import pack
@@ -157,6 +159,11 @@ def exif_size(im: PIL.Image.Image) -> tuple[int, int]:
     return w, h
 
 
+def _header_size(fh: str | IO[bytes]) -> tuple[int, int]:
+    with PIL.Image.open(fh) as im:
+        return exif_size(im)
+
+
 @dataclass
 class YoloItem(Item):
     """One image: where its photo (for the size) and label file are, and the class names."""
@@ -171,9 +178,8 @@ class YoloItem(Item):
         return ItemError(message, item=self.reference_id, file=self.source)
 
     def _size(self) -> tuple[int, int]:
-        try:
-            with PIL.Image.open(self.image_path) as im:
-                width, height = exif_size(im)
+        try:  # the header only (a URL: its first KBs), never the photo
+            width, height = sources.probe(self.image_path, _header_size, final=(PIL.Image.DecompressionBombError,))
         except FileNotFoundError:
             raise ItemError("image not found", item=self.reference_id, file=self.image_path) from None
         except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
@@ -289,7 +295,7 @@ class YoloReader(Reader):
         self.names = parse_names(doc, self.yaml)
         self.categories = [Category(id=k, name=v) for k, v in self.names.items()]
         here = self.yaml.parent
-        root = Path(str(doc["path"])) if doc.get("path") else here
+        root = location(str(doc["path"])) if doc.get("path") else here
         if not root.is_absolute():
             root = here / root
         if not root.is_dir():  # the path of the machine the set was made on: the YAML's folder
@@ -311,7 +317,7 @@ class YoloReader(Reader):
         images: list[str] = []
         folders: list[Path] = []
         for e in entries:
-            p = Path(str(e))
+            p = location(str(e))
             p = p if p.is_absolute() else self.root / p
             if not p.exists() and str(e).startswith("../"):  # as Ultralytics' check_det_dataset retries
                 p = self.root / str(e)[3:]
@@ -319,12 +325,12 @@ class YoloReader(Reader):
                 folders.append(p)
                 images += sorted(str(x) for x in p.rglob("*") if x.suffix.lower() in IMAGE_SUFFIXES)
             elif p.is_file() and p.suffix == ".txt":
-                with open(p, encoding="utf-8") as fh:
+                with p.open(encoding="utf-8") as fh:
                     for line in fh:
                         line = line.strip()
                         if not line:
                             continue
-                        q = Path(line[2:]) if line.startswith("./") else Path(line)
+                        q = location(line[2:]) if line.startswith("./") else location(line)
                         images.append(str(q if q.is_absolute() else p.parent / q))
             else:
                 raise SourceError(f"{split}: {e!r} is neither an images folder nor a .txt list of images "
@@ -353,7 +359,7 @@ class YoloReader(Reader):
                 labels_seen.add(lab)
                 yield YoloItem(ref, lab, img, self.names, self.overlap)
             for folder in folders:  # label files whose image is missing
-                labels = Path(label_path(str(folder / "x.jpg"))).parent
+                labels = location(label_path(str(folder / "x.jpg"))).parent
                 if labels == folder or labels in checked or not labels.is_dir():
                     continue
                 checked.add(labels)

@@ -75,11 +75,22 @@ def image_size(source: bytes | str | os.PathLike[str], *, item: str | None = Non
     import PIL.Image
 
     PIL.Image.MAX_IMAGE_PIXELS = _max_pixels // 2 + 1  # Pillow refuses above twice this
-    try:
+
+    def size_of(fh: Any) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-                width, height = im.size
+            with PIL.Image.open(fh) as im:
+                return im.size
+
+    try:
+        if isinstance(source, bytes):
+            width, height = size_of(io.BytesIO(source))
+        elif "://" in os.fspath(source):  # a URL: its header bytes only (sources.probe), not the image
+            from segconvert.io import sources
+
+            width, height = sources.probe(source, size_of, final=(PIL.Image.DecompressionBombError,))
+        else:
+            width, height = size_of(source)
     except PIL.Image.DecompressionBombError as exc:
         raise ItemError(f"decompression bomb: {str(exc).rstrip('. ')}; pass --max-pixels N if the size is right",
                         item=item, file=file) from None

@@ -22,6 +22,7 @@ from pycocotools import mask as mask_utils
 from segconvert.codecs import cocojson, limits, raster
 from segconvert.errors import SourceError, opt
 from segconvert.io.paths import allow_outside, climbs_out
+from segconvert.io.sources import PathOrUrl, UrlPath, location
 from segconvert.model.ir import Category
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
@@ -136,7 +137,7 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
     readers handle them before looking a label up. The category table is one entry per
     id, sorted by id (its position is the stable semantic index).
     """
-    path = Path(path)
+    path = location(path)  # a local file, or a URL read through fsspec
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -193,16 +194,16 @@ def labels_option(
     "per line. A label not in it fails its image.",
 ) -> click.Option:
     """``--labels FILE``: every shape reader has one; what the file maps is the format's own."""
-    return click.Option(["--labels"], type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
+    return click.Option(["--labels"], type=PathOrUrl(), default=None, help=help)
 
 
 def images_option(
     help: str = "Folder of the images, to read sizes from when the annotations do not give them.",
 ) -> click.Option:
-    return click.Option(["--images"], type=click.Path(file_okay=False, path_type=Path), default=None, help=help)
+    return click.Option(["--images"], type=PathOrUrl(), default=None, help=help)
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
+def image_size(path: Path | UrlPath) -> tuple[int, int] | None:
     """(height, width) from an image file's header, or None when it cannot be read; an image
     over ``--max-pixels`` is an ItemError saying so."""
     try:
@@ -230,9 +231,10 @@ def declared_size(height: Any, width: Any, names: str, *, width_first: bool = Fa
     return h, w
 
 
-def find_image(images_dir: str | Path, name: str | None, stem: str) -> Path | None:
-    """The image for one item in ``--images DIR``: by its file name, else by stem + usual suffix."""
-    base = Path(images_dir)
+def find_image(images_dir: str | Path, name: str | None, stem: str) -> Path | UrlPath | None:
+    """The image for one item in ``--images DIR``: by its file name, else by stem + usual suffix.
+    DIR may be a URL: each candidate is then one existence check (a HEAD on S3)."""
+    base = location(images_dir)
     if name:
         name = name.replace("\\", "/")
         # a name that leads out of DIR (../x, /abs) is looked up by its base name only, inside DIR

@@ -16,7 +16,7 @@ from segconvert.execution.executors import check_executor
 from segconvert.execution.pipeline import Summary, default_jobs, policies, read_failed, run
 from segconvert.interfaces import registry
 from segconvert.interfaces.format import Reader, Writer, option_defaults
-from segconvert.io.sources import location
+from segconvert.io.sources import NOT_FOUND, check_url_exists, is_pattern, is_url, location
 from segconvert.model.modes import ModePlan
 
 
@@ -33,9 +33,12 @@ _KIND_WORDS = {"file": "one file", "dir": "a folder"}
 def check_source_kind(cls: type[Reader], from_format: str, source: str | Path) -> None:
     """SourceError when SOURCE is a folder where the reader takes a file, or the other way
     round (checked once here, so no reader meets an IsADirectoryError). A SOURCE that does
-    not exist is left to the reader (a glob pattern, say)."""
+    not exist is left to the reader (a glob pattern, say), except a URL: a missing object or
+    prefix is said so here, in one line (every reader would call it something else)."""
     kind = cls.source_kind
-    path = Path(source)
+    path = location(source)
+    if is_url(str(source)) and not is_pattern(str(source)):
+        check_url_exists(path, "file not found" if kind == "file" else NOT_FOUND)
     if kind is None or not path.exists():
         return
     if kind == "file" and path.is_dir():

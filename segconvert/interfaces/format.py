@@ -130,7 +130,7 @@ class Format:
 def read_ends(path: Path, window: int = 1 << 20) -> bytes:
     """The first and last ``window`` bytes of a file, for sniffing formats whose telling
     keys sit after a long list (COCO puts 'annotations' after every image)."""
-    with open_binary(path) as fh:
+    with open_binary(path, block_size=window) as fh:
         text = fh.read(window)
         size = fh.seek(0, 2)
         if size > window:

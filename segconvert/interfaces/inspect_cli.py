@@ -17,7 +17,7 @@ import click
 from segconvert.errors import SegconvertError, SourceError
 from segconvert.interfaces import registry
 from segconvert.interfaces.format_args import FormatArgsCommand
-from segconvert.io.sources import SOURCE
+from segconvert.io.sources import SOURCE, location
 from segconvert.model.ir import MODES
 from segconvert.model.modes import INDEX_POLICIES
 
@@ -59,7 +59,7 @@ def _open(ctx: click.Context, source: str, from_format: str, mode: str | None,
     from segconvert.model.modes import ModePlan
 
     if from_format == "auto":
-        from_format = registry.detect(Path(source))
+        from_format = registry.detect(location(source))
         click.echo(f"reading {source} as {from_format}", err=True)
     cls = registry.reader_for(from_format).reader
     assert cls is not None

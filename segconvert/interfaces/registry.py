@@ -15,6 +15,7 @@ from pathlib import Path, PurePath
 
 from segconvert.errors import BackendMissing, FormatNotFound, SourceError, opt
 from segconvert.interfaces.format import Format
+from segconvert.io.sources import check_url_exists, is_url
 
 ENTRY_POINT_GROUP = "segconvert.converters"
 
@@ -126,6 +127,8 @@ def detect(source: Path | PurePath) -> str:
 
     if is_local_pattern(source):
         return detect_pattern(str(source))
+    if is_url(source):  # no object and no prefix there: say so, not "cannot tell its format"
+        check_url_exists(source)
     matches = _recognising(lambda name: _sniffs(name, source, "sniff"))
     if len(matches) == 1:
         return matches[0]

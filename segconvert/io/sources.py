@@ -22,12 +22,14 @@ expands it with :func:`glob.glob`, ``recursive=True``, the same rule).
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -35,6 +37,7 @@ from segconvert.errors import SourceError
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _filesystems: dict[tuple[int, str], Any] = {}  # (pid, protocol) -> fsspec filesystem
+T = TypeVar("T")
 
 
 def is_url(location: object) -> bool:
@@ -80,26 +83,45 @@ def read_bytes(url: str) -> bytes:
     Storage clients raise their own kinds too (botocore's NoCredentialsError,
     EndpointConnectionError, ...): those become OSError with the client's message, so a
     reader reports "cannot read" for the item instead of an unexpected error.
+
+    One request per object: asked for the whole object, s3fs first HEADs it for its size
+    (to split a big one into concurrent ranges), which doubles the requests per mask; a
+    read from byte 0 on is one GET whatever the size.
     """
+    return _cat(url, 0, None)
+
+
+def _cat(url: str, start: int, end: int | None) -> bytes:
+    """Bytes ``start``..``end`` (None: to the end) of the object, as one ranged GET. An empty
+    object has no byte 0, and S3 refuses the range (416): such a refusal is read again whole."""
     fs, path = filesystem(url)
     try:
-        return fs.cat_file(path)
+        try:
+            return fs.cat_file(path, start=start, end=end)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except OSError:  # "the requested range is not satisfiable": an empty object
+            return fs.cat_file(path)
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - any client's failure to read is a read error
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def open_binary(location: str | os.PathLike[str]) -> IO[bytes]:
+def open_binary(location: str | os.PathLike[str], block_size: int | None = None) -> IO[bytes]:
     """A SOURCE index file (a COCO JSON, a CVAT XML) opened for reading: local paths with
-    ``open`` (unchanged fast path), URLs through fsspec (seekable, read in blocks)."""
+    ``open`` (unchanged fast path), URLs through fsspec (seekable, read in blocks of
+    ``block_size`` bytes, the protocol's default when None: s3fs reads ahead 50 MB, too
+    much for a sniff of the first KBs)."""
     text = os.fspath(location)
     if not is_url(text):
         return open(text, "rb")
     fs, path = filesystem(text)
     if fs.isdir(path):
         raise IsADirectoryError(21, "Is a directory", text)
-    return fs.open(path, "rb")
+    if block_size is None:
+        return fs.open(path, "rb")
+    return fs.open(path, "rb", block_size=block_size)
 
 
 def exists(location: str | os.PathLike[str]) -> bool:
@@ -110,13 +132,77 @@ def exists(location: str | os.PathLike[str]) -> bool:
     return fs.exists(path)
 
 
+#: how much of an image a size probe reads first (PNG, JPEG, WebP... headers sit well inside it)
+HEAD_BYTES = 1 << 16
+
+
+def read_head(location: str | os.PathLike[str], size: int = HEAD_BYTES) -> bytes:
+    """The first ``size`` bytes of a file (fewer when it is shorter): for sniffing a format or
+    probing an image's header. A URL is one ranged GET, never the whole object."""
+    text = os.fspath(location)
+    if not is_url(text):
+        with open(text, "rb") as fh:
+            return fh.read(size)
+    return _cat(text, 0, size)
+
+
+class _Head(io.BytesIO):
+    """An object's first bytes, shown as its URL: Pillow names what it cannot identify by the
+    file object's repr, and a message should name the object, not ``<_io.BytesIO ...>``."""
+
+    def __init__(self, data: bytes, url: str) -> None:
+        super().__init__(data)
+        self.url = url
+
+    def __repr__(self) -> str:
+        return repr(self.url)
+
+
+def probe(location: str | os.PathLike[str], parse: Callable[[str | IO[bytes]], T],
+          final: tuple[type[BaseException], ...] = ()) -> T:
+    """``parse`` applied to a file to read, for an image's header (its size, its EXIF
+    orientation) without the whole image.
+
+    A local file is handed over by its path (``parse`` reads what it needs; Pillow opens it
+    and names it in its errors, as before). A URL's first :data:`HEAD_BYTES` come in one
+    ranged GET, as a file object named by the URL; only when ``parse`` fails on a head that
+    was cut short (a JPEG whose EXIF block or ICC profile pushes the frame header further)
+    is it tried again on 1 MiB, then on the whole object. OSError (FileNotFoundError...) of
+    the read itself is raised as ``open`` raises it; ``parse``'s own errors on the last try,
+    or at once for the kinds in ``final`` (a decompression bomb is one on any head).
+    """
+    text = os.fspath(location)
+    if not is_url(text):
+        return parse(text)
+    for size in (HEAD_BYTES, 1 << 20, None):
+        data = read_bytes(text) if size is None else read_head(text, size)
+        try:
+            return parse(_Head(data, text))
+        except final:
+            raise
+        except Exception:  # noqa: BLE001 - re-raised below unless a longer head may do
+            if size is None or len(data) < size:  # the whole file was there: its own error
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class UrlPath(PurePosixPath):
     """A ``scheme://`` SOURCE or OUTPUT where readers and writers expect a Path.
 
     A pure path (suffix, with_suffix, ``/``, name work as for a local path) whose ``str``
     is the URL again: PurePosixPath folds ``s3://b/k`` into ``s3:/b/k``, and ``__str__``
-    puts the second slash back. ``is_file``/``is_dir``/``exists`` ask the filesystem.
+    puts the second slash back. ``is_file``/``is_dir``/``exists`` ask the filesystem, and
+    the pathlib methods readers use (``iterdir``, ``glob``, ``rglob``, ``read_bytes``,
+    ``read_text``, ``open``) work as on a ``Path``, plus :meth:`walk` in ``os.walk``'s shape.
+
+    Listing is stat-free: ``glob``/``rglob``/``walk`` ask for the whole tree (or the levels
+    the pattern needs) in one listing call (``fs.find``: one request per 1000 keys on S3),
+    never one request per file, and the paths they return know whether they are files or
+    folders, so ``is_file()``/``is_dir()`` on them asks nothing more.
     """
+
+    #: "file" or "directory" when this path came out of a listing; None: ask the filesystem
+    _kind: str | None = None
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -128,27 +214,136 @@ class UrlPath(PurePosixPath):
     def __repr__(self) -> str:
         return f"UrlPath({str(self)!r})"
 
+    def _fs(self) -> tuple[Any, str]:
+        return filesystem(str(self))
+
     def is_file(self) -> bool:
-        fs, path = filesystem(str(self))
+        if self._kind is not None:
+            return self._kind == "file"
+        fs, path = self._fs()
         return fs.isfile(path)
 
     def is_dir(self) -> bool:
-        fs, path = filesystem(str(self))
+        if self._kind is not None:
+            return self._kind == "directory"
+        fs, path = self._fs()
         return fs.isdir(path)
 
     def exists(self) -> bool:
-        fs, path = filesystem(str(self))
+        if self._kind is not None:
+            return True
+        fs, path = self._fs()
         return fs.exists(path)
 
+    def is_absolute(self) -> bool:
+        """A URL is absolute (``root / url`` must not glue it under a local root)."""
+        return True
+
+    def resolve(self) -> UrlPath:
+        return self
+
+    def absolute(self) -> UrlPath:
+        return self
+
+    def _child(self, rel: str, kind: str) -> UrlPath:
+        child = self / rel
+        child._kind = kind
+        return child
+
+    def _entries(self, maxdepth: int | None = None) -> dict[str, str]:
+        """Relative path -> "file" | "directory" of everything below this folder, in one
+        listing (``maxdepth`` levels, or all); folders implied by keys (S3 has no real ones)
+        are included. A missing folder has no entries."""
+        fs, root = self._fs()
+        root = root.rstrip("/")
+        fs.invalidate_cache(root)  # fresh: s3fs keeps listings for the process' life, and the store changes
+        try:
+            found = fs.find(root, maxdepth=maxdepth, withdirs=True, detail=True)
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as read_bytes: a client's failure to list is an OSError
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
+        out: dict[str, str] = {}
+        for name, info in found.items():
+            name = name.rstrip("/")
+            if not name.startswith(root + "/"):
+                continue  # the folder itself
+            rel = name[len(root) + 1:]
+            out[rel] = "directory" if info.get("type") == "directory" else "file"
+            parts = rel.split("/")
+            for k in range(1, len(parts)):
+                out.setdefault("/".join(parts[:k]), "directory")
+        return out
+
+    def iterdir(self) -> Iterator[UrlPath]:
+        """The folder's entries (sorted by name), from one listing of this level."""
+        entries = self._entries(maxdepth=1)
+        return iter([self._child(rel, kind) for rel, kind in sorted(entries.items()) if "/" not in rel])
+
     def glob(self, pattern: str) -> Iterator[UrlPath]:
-        fs, path = filesystem(str(self))
-        return iter([UrlPath(fs.unstrip_protocol(p)) for p in sorted(fs.glob(f"{path}/{pattern}"))])
+        """pathlib's ``glob``: ``*``, ``?``, ``[...]`` within a name, ``**`` for any number of
+        folders; sorted by relative path. One listing of the levels the pattern reaches."""
+        parts = [p for p in pattern.split("/") if p]
+        depth = None if "**" in parts else len(parts)
+        entries = self._entries(maxdepth=depth)
+        return iter([self._child(rel, kind) for rel, kind in sorted(entries.items())
+                     if _matches(parts, rel.split("/"))])
 
     def rglob(self, pattern: str) -> Iterator[UrlPath]:
         return self.glob(f"**/{pattern}")
 
-    def resolve(self) -> UrlPath:
-        return self
+    def walk(self) -> Iterator[tuple[UrlPath, list[str], list[str]]]:
+        """``os.walk`` top-down from one listing: (folder, sub-folder names, file names), names
+        sorted; pruning ``dirs`` in place skips those folders, as with ``os.walk``."""
+        entries = self._entries()
+        children: dict[str, tuple[list[str], list[str]]] = {"": ([], [])}
+        for rel, kind in sorted(entries.items()):
+            head, _, name = rel.rpartition("/")
+            if kind == "directory":
+                children.setdefault(rel, ([], []))
+            children.setdefault(head, ([], []))[0 if kind == "directory" else 1].append(name)
+
+        def down(rel: str, folder: UrlPath) -> Iterator[tuple[UrlPath, list[str], list[str]]]:
+            dirs, files = children.get(rel, ([], []))
+            dirs, files = list(dirs), list(files)
+            yield folder, dirs, files
+            for d in dirs:
+                sub = f"{rel}/{d}" if rel else d
+                yield from down(sub, folder._child(d, "directory"))
+
+        if entries or self.is_dir():
+            yield from down("", self)
+
+    def read_bytes(self) -> bytes:
+        return read_bytes(str(self))
+
+    def read_text(self, encoding: str | None = "utf-8", errors: str | None = None) -> str:
+        return self.read_bytes().decode(encoding or "utf-8", errors or "strict")
+
+    def open(self, mode: str = "r", buffering: int = -1, encoding: str | None = None,
+             errors: str | None = None, newline: str | None = None) -> IO[Any]:
+        """The object opened through fsspec (streamed in blocks), in ``mode`` "r"/"rb"."""
+        if mode not in ("r", "rb", "rt"):
+            raise ValueError(f"UrlPath.open reads only, not mode {mode!r}")
+        handle = open_binary(str(self))
+        if mode == "rb":
+            return handle
+        return io.TextIOWrapper(handle, encoding=encoding or "utf-8", errors=errors, newline=newline)
+
+
+def _matches(pattern: list[str], parts: list[str]) -> bool:
+    """Whether a relative path (split at ``/``) matches a pathlib glob pattern (split too):
+    each pattern part against one name (``fnmatchcase``, as pathlib on POSIX), ``**`` any
+    number of folders (one or more names when it ends the pattern)."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        start = 0 if rest else 1
+        return any(_matches(rest, parts[k:]) for k in range(start, len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _matches(rest, parts[1:])
 
 
 def location(source: str | os.PathLike[str]) -> Path | UrlPath:
@@ -161,6 +356,43 @@ def location(source: str | os.PathLike[str]) -> Path | UrlPath:
         local = local_path_of(text)
         return Path(local) if local is not None else UrlPath(text)
     return Path(text)
+
+
+#: what a URL with nothing at it is called
+NOT_FOUND = "not found: no object, and no objects under this prefix"
+
+
+def check_url_exists(path: str | os.PathLike[str], missing: str = NOT_FOUND) -> None:
+    """SourceError ``missing`` unless an object, or objects under the prefix, are at the URL;
+    a client's failure to look (bad credentials...) is one too."""
+    text = os.fspath(path)
+    fs, inside = filesystem(text)
+    try:
+        found = fs.exists(inside)
+    except Exception as exc:  # noqa: BLE001 - any client's failure to look is "cannot read"
+        raise SourceError(f"cannot read: {type(exc).__name__}: {exc}", file=text) from None
+    if not found:
+        raise SourceError(missing, file=text)
+
+
+def walk(root: Path | UrlPath) -> Iterator[tuple[Path | UrlPath, list[str], list[str]]]:
+    """``os.walk(root)`` (top-down; prune ``dirs`` in place) with the folder as a path object:
+    a local folder through ``os.walk``, a URL from one listing (:meth:`UrlPath.walk`)."""
+    if isinstance(root, UrlPath):
+        yield from root.walk()
+        return
+    for folder, dirs, files in os.walk(root):
+        yield Path(folder), dirs, files
+
+
+class PathOrUrl(click.ParamType):
+    """An option's file or folder as :func:`location` makes it: a ``Path``, or a
+    :class:`UrlPath` for an fsspec URL (``click.Path`` would fold ``s3://b/k`` into ``s3:/b/k``)."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | UrlPath:
+        return location(value)
 
 
 #: the characters that make a SOURCE a pattern (those :mod:`glob` expands)
