@@ -34,7 +34,6 @@ from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 from segconvert.model.modes import ModePlan
 
 #: the entry of an image id that 'images' lists twice
-_TWICE: tuple[str | None, Any, Any] = (None, None, None)
 
 #: category id -> (name, isthing, supercategory): tuples pickle in C, once per batch of items
 CategoryRows = dict[int, tuple[str, bool, str | None]]
@@ -129,17 +128,8 @@ class CocoPanopticReader(Reader):
         if not self.categories:
             raise SourceError("no 'categories'; is this a COCO panoptic JSON?", file=self.source)
         self._category_rows: CategoryRows = {c.id: (c.name, c.isthing, c.supercategory) for c in self.categories}
-        # image id -> (reference_id, width, height): a small tuple per image, not the JSON's dict
-        self._images: dict[Any, tuple[str | None, Any, Any]] = {}
-        for img in cocojson.table(self.source, "images"):
-            if isinstance(img, dict):
-                name = img.get("file_name")
-                ref = os.path.splitext(os.path.basename(name))[0] if isinstance(name, str) else None
-                iid = img.get("id")
-                if not isinstance(iid, int | str):  # a list or dict id: no annotation can name it
-                    continue
-                # an id listed twice: which entry an annotation means is unknown, so its image fails
-                self._images[iid] = _TWICE if iid in self._images else (ref, img.get("width"), img.get("height"))
+        # image id -> (reference_id, width, height), ~45 bytes per image (the JSON's dicts pass one by one)
+        self._images = cocojson.ImageTable(cocojson.table_items(self.source, "images"))
         if self._images:  # one up-front error, not one "PNG not found" per image
             paths.require_dir(self.masks_dir, opt("masks-dir") if masks_dir else "the PNGs' folder beside the JSON; "
                               f"name yours with {opt('masks-dir')}")
@@ -166,7 +156,7 @@ class CocoPanopticReader(Reader):
             image = self._images.get(image_id) if isinstance(image_id, int | str) else None
             if image is None:
                 raise ItemError(f"image_id {image_id!r} has no entry in 'images'")
-            if image is _TWICE:
+            if image is cocojson.LISTED_TWICE:
                 raise ItemError(f"image id {image_id!r} appears twice in 'images'")
             ref = image[0] or ref
             width, height = image[1], image[2]
