@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 from segconvert.codecs import cocojson, limits, raster
 from segconvert.errors import SourceError, opt
 from segconvert.io.paths import allow_outside, climbs_out
-from segconvert.model.ir import Category
+from segconvert.model.ir import Category, SegmentInfo
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
@@ -99,6 +99,50 @@ def check_void(void: str) -> str:
         raise SourceError(f"{opt('void')} must be {' or '.join(VOID_POLICIES)}, not {void!r}")
     return void
 
+
+def ignore_category(
+    void: str, labels: dict[str, LabelSpec] | None, categories: list[Category] | None
+) -> tuple[int | None, list[Category] | None]:
+    """The category id the ``ignore`` segment gets, and the category table with it.
+
+    Only ``--void ignore`` with a class table has one: the table's own ``ignore`` class
+    when it names one, else a class of its own after the table's highest id. Without a
+    table (or with void as background) the table is unchanged and the id None.
+    """
+    if void != IGNORE_LABEL or labels is None or categories is None:
+        return None, categories
+    if IGNORE_LABEL in labels:
+        return labels[IGNORE_LABEL].id, categories
+    ignore_id = max((c.id for c in categories), default=0) + 1
+    return ignore_id, [*categories, Category(id=ignore_id, name=IGNORE_LABEL)]
+
+
+class ReservedShapes:
+    """One image's background and void shapes, as the shape readers paint them.
+
+    Such a shape keeps its own raw id in the label map, so that it covers what was
+    painted below it in the painter's order; the raw id is then background 0
+    (``dropped``), or, for void with ``--void ignore``, one of the pixels of the image's
+    single ``ignore`` segment (kept in every mode).
+    """
+
+    def __init__(self, void: str, ignore_id: int | None) -> None:
+        self.void = void
+        self.ignore_id = ignore_id
+        self.dropped: set[int] = set()
+        self.ignore: SegmentInfo | None = None
+
+    def add(self, sid: int, convention: str, label: str, segments: list[SegmentInfo]) -> None:
+        """Take raw id ``sid`` of a shape whose label has ``convention`` (BACKGROUND or VOID);
+        the ``ignore`` segment joins ``segments`` where the first void shape is."""
+        if convention == VOID and self.void == IGNORE_LABEL:
+            if self.ignore is None:
+                self.ignore = SegmentInfo(id=sid, label=IGNORE_LABEL, category_id=self.ignore_id,
+                                          metadata={"source_label": label}, pixel_ids=())
+                segments.append(self.ignore)
+            self.ignore.pixel_ids = (*self.ignore.pixels, sid)
+        else:  # background, or void as background
+            self.dropped.add(sid)
 
 
 def check_overlap(overlap: str) -> str:
