@@ -25,6 +25,16 @@ numbers are parsed and checked in ``Item.load`` (in the worker).
 Categories come from ``<meta>``'s ``<labels>`` (ids 1..n in that order, colours
 kept), or from ``--labels FILE`` (same forms as the LabelMe reader's). A shape whose
 label is in neither fails its image; without either table any label is accepted.
+
+Background and void, as in the LabelMe reader: a label that
+:func:`segconvert.codecs.shapes.label_convention` reserves for background (a CVAT
+project's ``background`` label, which CVAT's own Segmentation mask export makes class 0
+of its labelmap.txt; ``_background_``, ...) is no class: it is left out of the
+categories (the classes after it keep ids 1..n), and its shapes paint background 0 in
+their place in the painter's order. A void label (``__ignore__``) paints void:
+background 0 by default, or one segment ``ignore`` per image with ``--void ignore``
+(kept in every mode; the table's own ``ignore`` class when it has one, else a class
+after the table's).
 Bad input fails its image, naming the XML, the image and the shape (``<polygon> #3
 (label 'car')``): NaN / infinite / non-numeric coordinates, a non-integer
 ``z_order``, a mask whose runs do not cover its box, a point or mask box more than an
@@ -65,18 +75,24 @@ from pycocotools import mask as mask_utils
 
 from segconvert.codecs import limits, raster
 from segconvert.codecs.shapes import (
+    BACKGROUND,
     LabelSpec,
+    ReservedShapes,
     check_overlap,
+    check_void,
     far_outside,
     find_image,
+    ignore_category,
     image_size,
     images_option,
+    label_convention,
     labels_option,
     load_label_table,
     merge_by_segment,
     outside_count,
     patch_rle,
     resolve_label,
+    void_option,
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader
@@ -96,9 +112,10 @@ class CvatShape:
     kind: str
     index: int  # position among the <image>'s children, for messages
     label: str
-    spec: LabelSpec
+    spec: LabelSpec | None  # None for a background / void label (``convention``)
     attrs: dict[str, str]
     attributes: dict[str, str] = field(default_factory=dict)
+    convention: str | None = None  # shapes.label_convention of the label
 
 
 @dataclass
@@ -114,6 +131,9 @@ class CvatItem(Item):
     notes: list[str] = field(default_factory=list)  # warnings the reader found
     overlap: str = "paint"
     images_dir: str | None = None
+    void: str = BACKGROUND
+    #: the category id of the ``ignore`` segment (``--void ignore`` with a class table)
+    ignore_id: int | None = None
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(f"image {self.image}: {message}", item=self.reference_id, file=self.source)
@@ -144,6 +164,7 @@ class CvatItem(Item):
         instances: dict[tuple[str, str], int] = {}
         segments: list[SegmentInfo] = []
         painted: list[tuple[int, int, raster.Shape]] = []  # (z_order, document order, shape)
+        reserved = ReservedShapes(self.void, self.ignore_id)
         for j, shape in enumerate(self.shapes):
             where = f"<{shape.kind}> #{shape.index} (label {shape.label!r})"
             z_text = shape.attrs.get("z_order", "0")
@@ -161,14 +182,18 @@ class CvatItem(Item):
             sid = instances.get(key)
             if sid is None:
                 sid = instances[key] = len(instances) + 1
-                segments.append(self._segment(sid, shape, z_order))
+                if shape.convention is None:
+                    segments.append(self._segment(sid, shape, z_order))
+                else:
+                    reserved.add(sid, shape.convention, shape.label, segments)
             painted.append((z_order, j, (sid, mask)))
         painted.sort(key=lambda t: (t[0], t[1]))
         shapes = [s for _, _, s in painted]
         if self.overlap != "paint":
             shapes = merge_by_segment(shapes, height, width)
         label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
-        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(reserved.dropped), warnings=warnings)
 
     def _numbers(self, shape: CvatShape, where: str, names: tuple[str, ...]) -> list[float]:
         out = []
@@ -272,6 +297,7 @@ class CvatItem(Item):
         if shape.attrs.get("group_id", "") not in ("", "0"):
             meta["group_id"] = shape.attrs["group_id"]
         spec = shape.spec
+        assert spec is not None  # background / void shapes have no segment of their own
         return SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing, metadata=meta)
 
 
@@ -311,7 +337,13 @@ def _meta_subsets(meta: ET.Element) -> list[str]:
     return names
 
 
-def _meta_categories(meta: ET.Element) -> list[Category]:
+def _meta_categories(meta: ET.Element) -> list[Category] | None:
+    """The classes of ``<labels>``, ids 1..n in order; None when it lists no label.
+
+    Names that :func:`label_convention` reserves (a CVAT project's ``background``, which
+    CVAT's own Segmentation mask export writes as class 0 of its labelmap.txt) are not
+    classes: their shapes are background or void.
+    """
     cats: list[Category] = []
     seen: set[str] = set()
     for label in meta.iterfind(".//labels/label"):
@@ -319,12 +351,14 @@ def _meta_categories(meta: ET.Element) -> list[Category]:
         if not name or name in seen:
             continue
         seen.add(name)
+        if label_convention(name) is not None:
+            continue
         color = None
         text = (label.findtext("color") or "").strip()
         if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
             color = (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
         cats.append(Category(id=len(cats) + 1, name=name, color=color))
-    return cats
+    return cats if seen else None
 
 
 class CvatReader(Reader):
@@ -333,6 +367,9 @@ class CvatReader(Reader):
     options = (
         raster.overlap_option(),
         labels_option(),
+        void_option("What shapes labelled with a void name (__ignore__) become: background 0, or a segment "
+                    "'ignore' (kept in every mode). Background names (background, _background_, ...) are "
+                    "always background 0."),
         images_option(),
         click.Option(
             ["--subset"], default=None, metavar="NAME",
@@ -350,6 +387,7 @@ class CvatReader(Reader):
         labels: str | Path | None = None,
         images: str | Path | None = None,
         subset: str | None = None,
+        void: str = BACKGROUND,
     ) -> None:
         super().__init__(source)
         if not self.source.is_file():
@@ -357,6 +395,7 @@ class CvatReader(Reader):
         if images is not None and not Path(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
+        self.void = check_void(void)
         self.images_dir = str(images) if images is not None else None
         meta_cats, self.subsets = self._read_meta()
         if subset is not None and self.subsets and subset not in self.subsets:
@@ -372,17 +411,18 @@ class CvatReader(Reader):
         self._label_source = f"the {opt('labels')} table"
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-        elif meta_cats:
+        elif meta_cats is not None:
             self._label_source = "the task's labels in <meta>"
             self.categories = meta_cats
             self.labels = {c.name: LabelSpec(c.id, c.name, c.isthing) for c in meta_cats}
         else:
             self.categories, self.labels = None, None
+        self.ignore_id, self.categories = ignore_category(self.void, self.labels, self.categories)
         self._count: int | None = None
 
-    def _read_meta(self) -> tuple[list[Category], list[str]]:
+    def _read_meta(self) -> tuple[list[Category] | None, list[str]]:
         """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
-        cats: list[Category] = []
+        cats: list[Category] | None = None
         subsets: list[str] = []
         try:
             for event, elem in ET.iterparse(self.source, events=("start", "end")):
@@ -470,15 +510,18 @@ class CvatReader(Reader):
             if label is None or not label.strip():
                 notes.append(f"<{kind}> #{j} has an empty label; skipped")
                 continue
-            try:
-                spec = resolve_label(label, self.labels)
-            except KeyError:
-                return fail(
-                    f"<{kind}> #{j}: label {label!r} is not in {self._label_source}; "
-                    f"pass {opt('labels', 'FILE')} to declare or map it"
-                )
+            convention = label_convention(label)
+            spec: LabelSpec | None = None
+            if convention is None:
+                try:
+                    spec = resolve_label(label, self.labels)
+                except KeyError:
+                    return fail(
+                        f"<{kind}> #{j}: label {label!r} is not in {self._label_source}; "
+                        f"pass {opt('labels', 'FILE')} to declare or map it"
+                    )
             attributes = {a.get("name", ""): (a.text or "") for a in child.iterfind("attribute")}
-            shapes.append(CvatShape(kind, j, label, spec, dict(child.attrib), attributes))
+            shapes.append(CvatShape(kind, j, label, spec, dict(child.attrib), attributes, convention))
         return CvatItem(
             reference_id=ref,
             source=source,
@@ -491,6 +534,8 @@ class CvatReader(Reader):
             notes=notes,
             overlap=self.overlap,
             images_dir=self.images_dir,
+            void=self.void,
+            ignore_id=self.ignore_id,
         )
 
 
