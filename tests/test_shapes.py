@@ -56,7 +56,8 @@ def test_check_void():
 
 def test_one_reserved_table_serves_label_files_rgb_and_voc():
     """The label-file parsers, the rgb tables and the voc writer ask the same function."""
-    from segconvert.converters import label_files, rgb_tables, voc
+    from segconvert.codecs import label_files
+    from segconvert.converters import rgb_tables, voc
 
     assert not hasattr(label_files, "VOID_NAMES") and not hasattr(label_files, "is_void_name")
     for name in [*RESERVED_LABELS, "void--unlabeled", "car"]:

@@ -67,7 +67,7 @@ def label_convention(name: str) -> str | None:
     """``BACKGROUND`` or ``VOID`` when ``name`` is one of the names tools use for them, else None.
 
     Readers of class names (LabelMe and CVAT shapes, palette and colour tables, VOC
-    labelmaps, every label file of ``converters.label_files``) call this before treating
+    labelmaps, every label file of ``codecs.label_files``) call this before treating
     a name as a class, so that ``_background_`` never becomes a class of its own and
     ``__ignore__`` is void everywhere. Mapillary's ``void--unlabeled`` is matched by its
     last ``--`` part.
