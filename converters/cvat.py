@@ -298,7 +298,7 @@ class CvatItem(Item):
             meta["group_id"] = shape.attrs["group_id"]
         spec = shape.spec
         assert spec is not None  # background / void shapes have no segment of their own
-        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing, metadata=meta)
+        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing, metadata=meta)
 
 
 def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatItem, where: str) -> np.ndarray:

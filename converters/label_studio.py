@@ -271,7 +271,7 @@ class LabelStudioItem(Item):
                 meta["rotation"] = value.get("rotation", 0)
             if _region_key(res.get("id")) in attributes:
                 meta["attributes"] = attributes[_region_key(res.get("id"))]
-            segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing,
+            segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing,
                                         metadata=meta))
             shapes.append((sid, geom))
             names[sid] = where

@@ -332,7 +332,7 @@ class LabelmeItem(Item):
             meta["description"] = shape["description"]
         if isinstance(shape.get("flags"), dict) and shape["flags"]:
             meta["flags"] = shape["flags"]
-        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing, metadata=meta)
+        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing, metadata=meta)
 
 
 # --------------------------------------------------------------------------- the reader
@@ -344,9 +344,10 @@ class LabelmeReader(Reader):
     options = (
         raster.overlap_option(),
         labels_option(
-            "Class table: JSON list of labels, JSON {label: id}, or a text file with one label per line "
-            "(labelme2voc's labels.txt as it is). A label not in it fails its image; __ignore__ and "
-            "_background_ need no entry."
+            "Class table: JSON list of labels, JSON {label: id}, a text file with one label per line "
+            "(labelme2voc's labels.txt as it is), or another tool's label file (labelmap.txt, "
+            "dataset_meta.json, Mapillary config, label_colors.txt, colormap.json, objectInfo150.csv). "
+            "A label not in it fails its image; __ignore__ and _background_ need no entry."
         ),
         void_option(),
         images_option(),
