@@ -134,6 +134,17 @@ def test_name_table_finds_duplicates_and_survives_hash_collisions(monkeypatch):
     assert colliding.get(name_key("d")) is None
 
 
+def test_name_table_keeps_names_of_undecodable_bytes():
+    """A file name of bytes that are not UTF-8 (a surrogate-escaped str) is stored and read back."""
+    from segconvert.execution import nametable
+
+    table = nametable.NameTable()
+    ref = b"\xffa".decode("utf-8", "surrogateescape")
+    table[ref] = (ref, f"/data/{ref}.json")
+    table["b"] = ("b", None)
+    assert table.get(ref) == (ref, f"/data/{ref}.json") and table.get("b") == ("b", None)
+
+
 PEAK = textwrap.dedent("""
     import resource, sys
     from segconvert.converters.coco_instances import CocoInstancesReader
