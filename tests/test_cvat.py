@@ -679,3 +679,24 @@ def test_convert_with_void_ignore_from_the_command(tmp_path):
     expect[2:4, 2:4] = 0
     expect[6:10, 8:12] = index["ignore"]
     np.testing.assert_array_equal(mask, expect)
+
+
+# ----------------------------------------------------------------- duplicates over many images
+
+
+def test_duplicate_messages_over_thousands_of_images(tmp_path):
+    """The reader's table of reference ids (on disk, hashes in memory) names the earlier image as a dict did."""
+    names = [f"f{k}.jpg" for k in range(5000)]  # the table grows several times
+    names[2500] = "a/f3.png"  # the stem of image 3
+    names[4999] = "b/f3.jpg"  # a third time: the first image is named
+    names[4000] = "F1.jpg"  # another case is another reference id here (the pipeline compares case-folded)
+    path = make_xml(tmp_path, "".join(image("", name=n, id_=k) for k, n in enumerate(names)))
+    items = list(CvatReader(path).items())
+    failed = {k: it for k, it in enumerate(items) if hasattr(it, "error")}
+    assert sorted(failed) == [2500, 4999]
+    for k in failed:
+        with pytest.raises(ItemError) as err:
+            failed[k].load()
+        assert str(err.value) == (f"{path} [f3]: image {names[k]!r} (id {k}): reference id 'f3' is already used "
+                                  "by image 'f3.jpg' (id 3)")
+    assert items[4000].reference_id == "F1"

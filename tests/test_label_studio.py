@@ -598,3 +598,25 @@ def test_impossibly_large_size_fails_naming_the_size(tmp_path):
     path = write(tmp_path, [task([poly([[0, 0], [50, 0], [50, 50]], w=10**12, h=10**12)])])
     with pytest.raises(ItemError, match=r"result\[0\].*image size 1000000000000x1000000000000 is .*32-bit"):
         load_one(path)
+
+
+def test_duplicate_messages_over_thousands_of_tasks(tmp_path):
+    """The reader's table of reference ids (on disk, hashes in memory) names the earlier task as a dict did."""
+    images = [f"/data/upload/1/3f2a9c1e-f{k}.jpg" for k in range(5000)]  # the table grows several times
+    images[2500] = "/data/upload/2/aaaaaaaa-f3.jpg"
+    images[4999] = "s3://bucket/f3.png"  # a third time: the first task is named
+    tasks = [task([], image=im, id_=k + 1) for k, im in enumerate(images)]
+    path = write(tmp_path, tasks)
+    items = list(LabelStudioReader(path).items())
+    failed = {k: it for k, it in enumerate(items) if hasattr(it, "error")}
+    assert sorted(failed) == [2500, 4999]
+    expected = {
+        2500: "task 2501 ('f3.jpg'): reference id 'f3' is already used by task 4 ('f3.jpg') "
+              '(upload_prefix="keep" tells uploads apart)',
+        4999: "task 5000 ('f3.png'): reference id 'f3' is already used by task 4 ('f3.jpg') "
+              '(upload_prefix="keep" tells uploads apart)',
+    }
+    for k, message in expected.items():
+        with pytest.raises(ItemError) as err:
+            failed[k].load()
+        assert str(err.value) == f"{path} [f3]: {message}"
