@@ -543,6 +543,8 @@ class LabelStudioReader(Reader):
                 first = next(ijson.items(fh, "item", use_float=True), None)
             except ijson.JSONError as exc:
                 raise SourceError(f"not valid JSON ({str(exc).strip()[:200]})", file=self.source) from None
+            except UnicodeDecodeError:  # yajl decodes strings itself: this is the file's fault
+                raise SourceError(f"not valid JSON ({_NOT_TEXT})", file=self.source) from None
         if first is None:
             raise SourceError("the export lists no tasks", file=self.source)
         if isinstance(first, dict) and "data" not in first and not {"annotations", "completions"} & set(first):
@@ -583,6 +585,8 @@ class LabelStudioReader(Reader):
                 hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
             raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
                               file=self.source) from None
+        except UnicodeDecodeError:
+            raise SourceError(f"not valid JSON at or after task[{parsing}] ({_NOT_TEXT})", file=self.source) from None
         finally:
             seen.close()
 
@@ -625,6 +629,10 @@ class LabelStudioReader(Reader):
             meta={"task_id": task_id, "annotation_id": ann.get("id")}, labels=self.labels, overlap=self.overlap,
             brush_threshold=self.brush_threshold, images_dir=self.images_dir,
         )
+
+
+#: what ijson's UnicodeDecodeError means (yajl raises it, not a JSONError, for a string it cannot decode)
+_NOT_TEXT = "a string holds half a surrogate pair, an escape like \\udc00 that is no text"
 
 
 def sniff(path: Path) -> bool:

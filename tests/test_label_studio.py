@@ -620,3 +620,17 @@ def test_duplicate_messages_over_thousands_of_tasks(tmp_path):
         with pytest.raises(ItemError) as err:
             failed[k].load()
         assert str(err.value) == f"{path} [f3]: {message}"
+
+
+def test_half_a_surrogate_pair_is_a_source_error(tmp_path):
+    """yajl raises UnicodeDecodeError, not a JSONError, for "\\udc00": a message, not a traceback."""
+    good = [json.dumps(task([poly([[0, 0], [50, 0], [0, 50]])], image=f"/data/a{k}.jpg", id_=k)).encode()
+            for k in range(400)]  # past the parser's first read, which the constructor's check parses
+    broken = good[0].replace(b'"/data/a0.jpg"', b'"a\\udc00.jpg"')
+    path = tmp_path / "export.json"
+    path.write_bytes(b"[" + b", ".join([*good, broken]) + b"]")
+    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[\d+\] \(a string holds half a"):
+        list(LabelStudioReader(path).items())  # yajl decodes ahead: the task named is the one it yielded up to
+    path.write_bytes(b"[" + broken + b"]")
+    with pytest.raises(SourceError, match=r"not valid JSON \(a string holds half a surrogate pair"):
+        LabelStudioReader(path)
