@@ -35,6 +35,7 @@ their place in the painter's order. A void label (``__ignore__``) paints void:
 background 0 by default, or one segment ``ignore`` per image with ``--void ignore``
 (kept in every mode; the table's own ``ignore`` class when it has one, else a class
 after the table's).
+
 Bad input fails its image, naming the XML, the image and the shape (``<polygon> #3
 (label 'car')``): NaN / infinite / non-numeric coordinates, a non-integer
 ``z_order``, a mask whose runs do not cover its box, a point or mask box more than an
