@@ -25,6 +25,17 @@ numbers are parsed and checked in ``Item.load`` (in the worker).
 Categories come from ``<meta>``'s ``<labels>`` (ids 1..n in that order, colours
 kept), or from ``--labels FILE`` (same forms as the LabelMe reader's). A shape whose
 label is in neither fails its image; without either table any label is accepted.
+
+Background and void, as in the LabelMe reader: a label that
+:func:`segconvert.codecs.shapes.label_convention` reserves for background (a CVAT
+project's ``background`` label, which CVAT's own Segmentation mask export makes class 0
+of its labelmap.txt; ``_background_``, ...) is no class: it is left out of the
+categories (the classes after it keep ids 1..n), and its shapes paint background 0 in
+their place in the painter's order. A void label (``__ignore__``) paints void:
+background 0 by default, or one segment ``ignore`` per image with ``--void ignore``
+(kept in every mode; the table's own ``ignore`` class when it has one, else a class
+after the table's).
+
 Bad input fails its image, naming the XML, the image and the shape (``<polygon> #3
 (label 'car')``): NaN / infinite / non-numeric coordinates, a non-integer
 ``z_order``, a mask whose runs do not cover its box, a point or mask box more than an
@@ -66,21 +77,29 @@ from pycocotools import mask as mask_utils
 
 from segconvert.codecs import limits, raster
 from segconvert.codecs.shapes import (
+    BACKGROUND,
     LabelSpec,
+    ReservedShapes,
     check_overlap,
+    check_void,
     far_outside,
     find_image,
+    ignore_category,
     image_size,
     images_option,
+    label_convention,
     labels_option,
     load_label_table,
     merge_by_segment,
     outside_count,
     patch_rle,
     resolve_label,
+    void_option,
 )
 from segconvert.errors import ItemError, SourceError, opt
+from segconvert.execution.nametable import NameTable
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io.paths import file_stem
 from segconvert.io.sources import UrlPath, location, open_binary, read_head
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
@@ -98,9 +117,10 @@ class CvatShape:
     kind: str
     index: int  # position among the <image>'s children, for messages
     label: str
-    spec: LabelSpec
+    spec: LabelSpec | None  # None for a background / void label (``convention``)
     attrs: dict[str, str]
     attributes: dict[str, str] = field(default_factory=dict)
+    convention: str | None = None  # shapes.label_convention of the label
 
 
 @dataclass
@@ -116,6 +136,9 @@ class CvatItem(Item):
     notes: list[str] = field(default_factory=list)  # warnings the reader found
     overlap: str = "paint"
     images_dir: str | None = None
+    void: str = BACKGROUND
+    #: the category id of the ``ignore`` segment (``--void ignore`` with a class table)
+    ignore_id: int | None = None
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(f"image {self.image}: {message}", item=self.reference_id, file=self.source)
@@ -146,6 +169,7 @@ class CvatItem(Item):
         instances: dict[tuple[str, str], int] = {}
         segments: list[SegmentInfo] = []
         painted: list[tuple[int, int, raster.Shape]] = []  # (z_order, document order, shape)
+        reserved = ReservedShapes(self.void, self.ignore_id)
         for j, shape in enumerate(self.shapes):
             where = f"<{shape.kind}> #{shape.index} (label {shape.label!r})"
             z_text = shape.attrs.get("z_order", "0")
@@ -163,14 +187,18 @@ class CvatItem(Item):
             sid = instances.get(key)
             if sid is None:
                 sid = instances[key] = len(instances) + 1
-                segments.append(self._segment(sid, shape, z_order))
+                if shape.convention is None:
+                    segments.append(self._segment(sid, shape, z_order))
+                else:
+                    reserved.add(sid, shape.convention, shape.label, segments)
             painted.append((z_order, j, (sid, mask)))
         painted.sort(key=lambda t: (t[0], t[1]))
         shapes = [s for _, _, s in painted]
         if self.overlap != "paint":
             shapes = merge_by_segment(shapes, height, width)
         label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
-        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(reserved.dropped), warnings=warnings)
 
     def _numbers(self, shape: CvatShape, where: str, names: tuple[str, ...]) -> list[float]:
         out = []
@@ -274,7 +302,8 @@ class CvatItem(Item):
         if shape.attrs.get("group_id", "") not in ("", "0"):
             meta["group_id"] = shape.attrs["group_id"]
         spec = shape.spec
-        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing, metadata=meta)
+        assert spec is not None  # background / void shapes have no segment of their own
+        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing, metadata=meta)
 
 
 def _rotate(xy: np.ndarray, shape: CvatShape, cx: float, cy: float, item: CvatItem, where: str) -> np.ndarray:
@@ -313,7 +342,13 @@ def _meta_subsets(meta: ET.Element) -> list[str]:
     return names
 
 
-def _meta_categories(meta: ET.Element) -> list[Category]:
+def _meta_categories(meta: ET.Element) -> list[Category] | None:
+    """The classes of ``<labels>``, ids 1..n in order; None when it lists no label.
+
+    Names that :func:`label_convention` reserves (a CVAT project's ``background``, which
+    CVAT's own Segmentation mask export writes as class 0 of its labelmap.txt) are not
+    classes: their shapes are background or void.
+    """
     cats: list[Category] = []
     seen: set[str] = set()
     for label in meta.iterfind(".//labels/label"):
@@ -321,21 +356,24 @@ def _meta_categories(meta: ET.Element) -> list[Category]:
         if not name or name in seen:
             continue
         seen.add(name)
+        if label_convention(name) is not None:
+            continue
         color = None
         text = (label.findtext("color") or "").strip()
         if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
             color = (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
         cats.append(Category(id=len(cats) + 1, name=name, color=color))
-    return cats
+    return cats if seen else None
 
 
 #: how much of a remote XML is fetched at a time (s3fs would read ahead 50 MB)
 XML_BLOCK = 1 << 23
 
 
-def _read_meta(xml: Any, source: Path | UrlPath) -> tuple[list[Category], list[str]]:
-    """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
-    cats: list[Category] = []
+def _read_meta(xml: Any, source: Path | UrlPath) -> tuple[list[Category] | None, list[str]]:
+    """Categories (None: <meta> lists no labels) and a project's subsets from <meta>, reading only
+    up to the first <image> (or <track>)."""
+    cats: list[Category] | None = None
     subsets: list[str] = []
     for event, elem in ET.iterparse(xml, events=("start", "end")):
         if event == "start":
@@ -372,6 +410,9 @@ class CvatReader(Reader):
     options = (
         raster.overlap_option(),
         labels_option(),
+        void_option("What shapes labelled with a void name (__ignore__) become: background 0, or a segment "
+                    "'ignore' (kept in every mode). Background names (background, _background_, ...) are "
+                    "always background 0."),
         images_option(),
         click.Option(
             ["--subset"], default=None, metavar="NAME",
@@ -389,6 +430,7 @@ class CvatReader(Reader):
         labels: str | Path | None = None,
         images: str | Path | None = None,
         subset: str | None = None,
+        void: str = BACKGROUND,
     ) -> None:
         super().__init__(source)
         if not self.source.is_file():
@@ -396,6 +438,7 @@ class CvatReader(Reader):
         if images is not None and not location(images).is_dir():
             raise SourceError(f"{opt('images')} must be a folder", file=images)
         self.overlap = check_overlap(overlap)
+        self.void = check_void(void)
         self.images_dir = str(images) if images is not None else None
         meta_cats, self.subsets = self._read_meta()
         if subset is not None and self.subsets and subset not in self.subsets:
@@ -411,15 +454,16 @@ class CvatReader(Reader):
         self._label_source = f"the {opt('labels')} table"
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-        elif meta_cats:
+        elif meta_cats is not None:
             self._label_source = "the task's labels in <meta>"
             self.categories = meta_cats
             self.labels = {c.name: LabelSpec(c.id, c.name, c.isthing) for c in meta_cats}
         else:
             self.categories, self.labels = None, None
+        self.ignore_id, self.categories = ignore_category(self.void, self.labels, self.categories)
         self._count: int | None = None
 
-    def _read_meta(self) -> tuple[list[Category], list[str]]:
+    def _read_meta(self) -> tuple[list[Category] | None, list[str]]:
         """Categories and a project's subsets from <meta>, reading only up to the first <image> (or <track>)."""
         try:
             with self._xml() as xml:
@@ -452,14 +496,16 @@ class CvatReader(Reader):
         return self._count
 
     def items(self) -> Iterator[Item]:
-        seen: dict[str, str] = {}
+        seen = NameTable()  # reference id -> (it, the image that gave it): ~32 bytes per image, not ~200
         try:
             with self._xml() as xml:
                 yield from self._items(xml, seen)
         except (ET.ParseError, LookupError) as exc:
             raise _parse_error(exc, self.source) from None
+        finally:
+            seen.close()
 
-    def _items(self, xml: Any, seen: dict[str, str]) -> Iterator[Item]:
+    def _items(self, xml: Any, seen: NameTable) -> Iterator[Item]:
         root: ET.Element | None = None
         for event, elem in ET.iterparse(xml, events=("start", "end")):
             if event == "start":
@@ -477,7 +523,7 @@ class CvatReader(Reader):
             if item is not None:
                 yield item
 
-    def _item(self, elem: ET.Element, seen: dict[str, str]) -> Item:
+    def _item(self, elem: ET.Element, seen: NameTable) -> Item:
         name = elem.get("name") or ""
         where = [f"id {elem.get('id')}"]
         if elem.get("subset") is not None:
@@ -485,7 +531,7 @@ class CvatReader(Reader):
         if elem.get("task_id") is not None:
             where.append(f"task {elem.get('task_id')}")
         image = f"{name!r} ({', '.join(where)})"
-        ref = Path(name.replace("\\", "/")).stem or f"image-{elem.get('id')}"
+        ref = file_stem(name.replace("\\", "/")) or f"image-{elem.get('id')}"
         if self.prefix_subset:
             ref = f"{elem.get('subset') or DEFAULT_SUBSET}{SUBSET_SEPARATOR}{ref}"
         source = str(self.source)
@@ -496,9 +542,10 @@ class CvatReader(Reader):
 
         if not name:
             return fail("no 'name'")
-        if ref in seen:
-            return fail(f"reference id {ref!r} is already used by image {seen[ref]}")
-        seen[ref] = image
+        earlier = seen.get(ref)
+        if earlier is not None:
+            return fail(f"reference id {ref!r} is already used by image {earlier[1]}")
+        seen[ref] = (ref, image)
         shapes: list[CvatShape] = []
         skipped: dict[str, int] = {}
         notes: list[str] = []
@@ -513,15 +560,18 @@ class CvatReader(Reader):
             if label is None or not label.strip():
                 notes.append(f"<{kind}> #{j} has an empty label; skipped")
                 continue
-            try:
-                spec = resolve_label(label, self.labels)
-            except KeyError:
-                return fail(
-                    f"<{kind}> #{j}: label {label!r} is not in {self._label_source}; "
-                    f"pass {opt('labels', 'FILE')} to declare or map it"
-                )
+            convention = label_convention(label)
+            spec: LabelSpec | None = None
+            if convention is None:
+                try:
+                    spec = resolve_label(label, self.labels)
+                except KeyError:
+                    return fail(
+                        f"<{kind}> #{j}: label {label!r} is not in {self._label_source}; "
+                        f"pass {opt('labels', 'FILE')} to declare or map it"
+                    )
             attributes = {a.get("name", ""): (a.text or "") for a in child.iterfind("attribute")}
-            shapes.append(CvatShape(kind, j, label, spec, dict(child.attrib), attributes))
+            shapes.append(CvatShape(kind, j, label, spec, dict(child.attrib), attributes, convention))
         return CvatItem(
             reference_id=ref,
             source=source,
@@ -534,6 +584,8 @@ class CvatReader(Reader):
             notes=notes,
             overlap=self.overlap,
             images_dir=self.images_dir,
+            void=self.void,
+            ignore_id=self.ignore_id,
         )
 
 

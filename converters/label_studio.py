@@ -107,7 +107,9 @@ from segconvert.codecs.shapes import (
     resolve_label,
 )
 from segconvert.errors import ItemError, SourceError, opt
+from segconvert.execution.nametable import NameTable
 from segconvert.interfaces.format import Format, Reader
+from segconvert.io.paths import file_stem
 from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
 
 #: how far (in percent) a coordinate may lie outside [0, 100]: float noise, not a mistake
@@ -271,7 +273,7 @@ class LabelStudioItem(Item):
                 meta["rotation"] = value.get("rotation", 0)
             if _region_key(res.get("id")) in attributes:
                 meta["attributes"] = attributes[_region_key(res.get("id"))]
-            segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing,
+            segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing,
                                         metadata=meta))
             shapes.append((sid, geom))
             names[sid] = where
@@ -431,7 +433,7 @@ def image_reference(data: Any, task_id: Any, keep_upload_prefix: bool = False) -
         m = _UPLOAD_PREFIX.match(name)
         if m:
             name = m.group(1)
-    stem = Path(name).stem if name else ""
+    stem = file_stem(name)
     return (stem or fallback), name
 
 
@@ -541,6 +543,8 @@ class LabelStudioReader(Reader):
                 first = next(ijson.items(fh, "item", use_float=True), None)
             except ijson.JSONError as exc:
                 raise SourceError(f"not valid JSON ({str(exc).strip()[:200]})", file=self.source) from None
+            except UnicodeDecodeError:  # yajl decodes strings itself: this is the file's fault
+                raise SourceError(f"not valid JSON ({_NOT_TEXT})", file=self.source) from None
         if first is None:
             raise SourceError("the export lists no tasks", file=self.source)
         if isinstance(first, dict) and "data" not in first and not {"annotations", "completions"} & set(first):
@@ -563,7 +567,7 @@ class LabelStudioReader(Reader):
         return list(seen)
 
     def items(self) -> Iterator[Item]:
-        seen: dict[str, str] = {}
+        seen = NameTable()  # reference id -> (it, the task that gave it): ~32 bytes per task, not ~200
         source = str(self.source)
         parsing = 0  # the task being parsed, for the message when the JSON breaks there
         try:
@@ -581,8 +585,12 @@ class LabelStudioReader(Reader):
                 hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
             raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
                               file=self.source) from None
+        except UnicodeDecodeError:
+            raise SourceError(f"not valid JSON at or after task[{parsing}] ({_NOT_TEXT})", file=self.source) from None
+        finally:
+            seen.close()
 
-    def _item(self, k: int, task: Any, seen: dict[str, str], source: str) -> Item | None:
+    def _item(self, k: int, task: Any, seen: NameTable, source: str) -> Item | None:
         if not isinstance(task, dict):
             ref = f"task[{k}]"
             return FailedItem(ref, ItemError(f"task[{k}] is not an object", item=ref, file=source), source=source)
@@ -606,10 +614,11 @@ class LabelStudioReader(Reader):
             why = f"all {cancelled} annotation(s) are cancelled" if cancelled else "no annotation"
             return fail(f"{why}; nothing to convert ({opt('unannotated', 'skip')} leaves such tasks out)")
         pos, ann = picked
-        if ref in seen:
+        earlier = seen.get(ref)
+        if earlier is not None:
             hint = f" ({opt('upload-prefix', 'keep')} tells uploads apart)" if not self.keep_upload_prefix else ""
-            return fail(f"reference id {ref!r} is already used by {seen[ref]}{hint}")
-        seen[ref] = desc
+            return fail(f"reference id {ref!r} is already used by {earlier[1]}{hint}")
+        seen[ref] = (ref, desc)
         aid = ann.get("id", f"#{pos}")
         desc = f"{desc}, annotation {aid}"
         results = ann.get("result")
@@ -620,6 +629,10 @@ class LabelStudioReader(Reader):
             meta={"task_id": task_id, "annotation_id": ann.get("id")}, labels=self.labels, overlap=self.overlap,
             brush_threshold=self.brush_threshold, images_dir=self.images_dir,
         )
+
+
+#: what ijson's UnicodeDecodeError means (yajl raises it, not a JSONError, for a string it cannot decode)
+_NOT_TEXT = "a string holds half a surrogate pair, an escape like \\udc00 that is no text"
 
 
 def sniff(path: Path) -> bool:

@@ -71,15 +71,15 @@ from segconvert.codecs import limits, png, raster
 from segconvert.codecs.png import read_bytes
 from segconvert.codecs.shapes import (
     BACKGROUND,
-    IGNORE_LABEL,
-    VOID,
     LabelSpec,
+    ReservedShapes,
     bad_number,
     check_overlap,
     check_void,
     declared_size,
     far_outside,
     find_image,
+    ignore_category,
     image_size,
     images_option,
     label_convention,
@@ -95,7 +95,7 @@ from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, read_ends
 from segconvert.io import sources
 from segconvert.io.sources import UrlPath, expand_pattern, is_local_pattern, location
-from segconvert.model.ir import Category, FailedItem, Item, Segmentation, SegmentInfo
+from segconvert.model.ir import FailedItem, Item, Segmentation, SegmentInfo
 
 # --------------------------------------------------------------------------- rasterising
 
@@ -205,8 +205,7 @@ class LabelmeItem(Item):
         instances: dict[tuple[str, object], int] = {}  # raw id per (label, group), as shapes_to_label
         segments: list[SegmentInfo] = []
         drawables: list[tuple[int, tuple[Any, ...]]] = []
-        dropped: set[int] = set()  # raw ids painted as background 0
-        ignore: SegmentInfo | None = None
+        reserved = ReservedShapes(self.void, self.ignore_id)
         for k, shape in enumerate(doc["shapes"]):
             where = f"shapes[{k}]"
             if not isinstance(shape, dict):
@@ -272,14 +271,8 @@ class LabelmeItem(Item):
                 sid = instances[key] = len(instances) + 1
                 if convention is None:
                     segments.append(self._segment(sid, spec, shape, shape_type, group_id))
-                elif convention == VOID and self.void == IGNORE_LABEL:
-                    if ignore is None:
-                        ignore = SegmentInfo(id=sid, label=IGNORE_LABEL, category_id=self.ignore_id,
-                                             metadata={"source_label": label}, pixel_ids=())
-                        segments.append(ignore)
-                    ignore.pixel_ids = (*ignore.pixels, sid)
-                else:  # background, or void as background
-                    dropped.add(sid)
+                else:
+                    reserved.add(sid, convention, label, segments)
             drawables.append((sid, drawable))
         if self.overlap == "paint":
             label_map = self._paint_in_order(drawables, height, width, len(instances))
@@ -288,7 +281,7 @@ class LabelmeItem(Item):
             shapes = merge_by_segment(shapes, height, width)
             label_map = raster.paint(height, width, shapes, self.overlap, item=self.reference_id, file=self.source)
         return Segmentation(self.reference_id, label_map, segments, source=self.source,
-                            dropped_ids=frozenset(dropped), warnings=warnings)
+                            dropped_ids=frozenset(reserved.dropped), warnings=warnings)
 
     def _paint_in_order(self, drawables: list[tuple[int, tuple[Any, ...]]], height: int, width: int,
                         count: int) -> np.ndarray:
@@ -341,7 +334,7 @@ class LabelmeItem(Item):
             meta["description"] = shape["description"]
         if isinstance(shape.get("flags"), dict) and shape["flags"]:
             meta["flags"] = shape["flags"]
-        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id or None, isthing=spec.isthing, metadata=meta)
+        return SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing, metadata=meta)
 
 
 # --------------------------------------------------------------------------- the reader
@@ -353,9 +346,10 @@ class LabelmeReader(Reader):
     options = (
         raster.overlap_option(),
         labels_option(
-            "Class table: JSON list of labels, JSON {label: id}, or a text file with one label per line "
-            "(labelme2voc's labels.txt as it is). A label not in it fails its image; __ignore__ and "
-            "_background_ need no entry."
+            "Class table: JSON list of labels, JSON {label: id}, a text file with one label per line "
+            "(labelme2voc's labels.txt as it is), or another tool's label file (labelmap.txt, "
+            "dataset_meta.json, Mapillary config, label_colors.txt, colormap.json, objectInfo150.csv). "
+            "A label not in it fails its image; __ignore__ and _background_ need no entry."
         ),
         void_option(),
         images_option(),
@@ -392,14 +386,9 @@ class LabelmeReader(Reader):
         self.images_dir = str(images) if images is not None else None
         self.labels: dict[str, LabelSpec] | None = None
         self.categories = None
-        self.ignore_id: int | None = None
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-            if self.void == IGNORE_LABEL and IGNORE_LABEL in self.labels:  # the table names it: its class
-                self.ignore_id = self.labels[IGNORE_LABEL].id
-            elif self.void == IGNORE_LABEL:  # a class of its own, after the table's
-                self.ignore_id = max(c.id for c in self.categories) + 1
-                self.categories = [*self.categories, Category(id=self.ignore_id, name=IGNORE_LABEL)]
+        self.ignore_id, self.categories = ignore_category(self.void, self.labels, self.categories)
         if pattern:
             self._files = [p for p in expand_pattern(source) if p.suffix == ".json"]
         else:

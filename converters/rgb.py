@@ -13,7 +13,7 @@ Six encodings say how a pixel becomes a segment (``--encoding``):
   image's own files (``ade20k_names``).
 
 ``--instances DIR`` pairs colormap/palette class masks with instance masks
-(``rgb_instances``); label files of other tools are read by ``label_files``.
+(``rgb_instances``); label files of other tools are read by ``segconvert.codecs.label_files``.
 
 The tables that depend only on the options (colours, classes, value lookup) live in
 ``rgb_tables``, built once per process from the small, hashable ``Spec`` each item

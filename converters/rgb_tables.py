@@ -156,7 +156,7 @@ def _builtin(name: str) -> tuple[list[_Class], list[_Class]]:
 
 def _colormap_file(path: Path | UrlPath) -> list[_Class]:
     """A colour table from any label file ``label_files`` knows that gives colours."""
-    from segconvert.converters import label_files
+    from segconvert.codecs import label_files
 
     if not path.is_file():
         raise SourceError("colormap file not found (built-in names: " + ", ".join(BUILTINS) + ")", file=path)
@@ -189,7 +189,7 @@ def _colormap_file(path: Path | UrlPath) -> list[_Class]:
 
 def _labels_file(path: Path | UrlPath) -> list[_Class]:
     """Classes by id from ``--labels``: JSON ``{"id": "name"}`` or any ``label_files`` kind."""
-    from segconvert.converters import label_files
+    from segconvert.codecs import label_files
 
     rows = label_files.load_colour_table(path)
     return [_Class(r.id, r.name, r.color, isthing=bool(r.isthing), void=_is_void(r.name))

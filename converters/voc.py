@@ -61,7 +61,7 @@ import click
 import numpy as np
 import PIL.Image
 
-from segconvert.codecs import png
+from segconvert.codecs import label_files, png
 from segconvert.codecs.lut import histogram, lookup_u8, overlay_u8, pair_counts, to_codes
 from segconvert.codecs.opencv import cv2
 from segconvert.codecs.shapes import (
@@ -74,7 +74,6 @@ from segconvert.codecs.shapes import (
     void_option,
 )
 from segconvert.codecs.shapes import VOID as VOID_CONVENTION
-from segconvert.converters import label_files
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.interfaces.format import Format, Reader, Writer, Written
 from segconvert.io.paths import output_stem

@@ -526,3 +526,177 @@ def test_impossibly_large_size_fails_naming_the_size(tmp_path):
     path = make_xml(tmp_path, image(poly("1,1;5,1;5,5"), width=10**12, height=10**12))
     with pytest.raises(ItemError, match=r"image 'img.jpg' \(id 0\): image size 1000000000000x1000000000000 .*32-bit"):
         load_one(path)
+
+
+# ----------------------------------------------------------------- background and void labels
+
+
+def semantic(seg, categories):
+    """The class index map of a Segmentation (0 = background), through the semantic mode."""
+    from segconvert.model.modes import ModePlan
+
+    return ModePlan("semantic", categories=categories).apply(seg).resolved_label_map(np.int64)
+
+
+def test_meta_background_label_is_no_category(tmp_path):
+    # a CVAT project with a 'background' label (CVAT's mask export writes it as labelmap.txt line 0)
+    path = make_xml(tmp_path, image(box(0, 0, 2, 2)), labels=("background", "car", "_background_", "person"))
+    reader = CvatReader(path)
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "car"), (2, "person")]
+    assert reader.categories[0].color == (16, 32, 48)
+
+
+def test_meta_of_reserved_names_only_is_still_a_table(tmp_path):
+    path = make_xml(tmp_path, image(box(0, 0, 2, 2, label="background") + box(4, 4, 6, 6)), labels=("background",))
+    reader = CvatReader(path)
+    assert reader.categories == []
+    with pytest.raises(ItemError, match="label 'car' is not in the task's labels in <meta>"):
+        next(iter(reader.items())).load()
+
+
+@pytest.mark.parametrize("name", ["background", "Background", "_background_", "__background__", "unlabeled"])
+def test_background_shape_paints_background_in_its_place(tmp_path, name):
+    body = (
+        box(0, 0, 10, 8, z_order="0")  # car, bottom
+        + box(2, 2, 6, 6, label=name, z_order="1")  # cuts a hole in the car
+        + box(4, 4, 8, 8, label="person", z_order="2")  # painted over the hole
+    )
+    reader = CvatReader(make_xml(tmp_path, image(body), labels=("background", "car", "person")))
+    seg = next(iter(reader.items())).load()
+    assert [(s.label, s.category_id) for s in seg.segments] == [("car", 1), ("person", 2)]
+    assert set(seg.dropped_ids) == {2}
+    expect = np.zeros((10, 12), np.int64)
+    expect[0:8, 0:10] = 1
+    expect[2:6, 2:6] = 0
+    expect[4:8, 4:8] = 2
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+
+
+def test_background_shape_below_in_z_order_changes_nothing(tmp_path):
+    body = box(2, 2, 6, 6, label="background", z_order="0") + box(0, 0, 10, 8, z_order="1")
+    reader = CvatReader(make_xml(tmp_path, image(body)))
+    seg = next(iter(reader.items())).load()
+    expect = np.zeros((10, 12), np.int64)
+    expect[0:8, 0:10] = 1
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+
+
+def test_background_label_needs_no_table_entry(tmp_path):
+    """Neither <meta> nor --labels has to list background / void names: they are never classes."""
+    body = box(0, 0, 4, 4) + box(1, 1, 3, 3, label="__ignore__") + box(5, 5, 9, 9, label="_background_")
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(["car"]))
+    for options in ({}, {"labels": labels}):
+        seg = load_one(make_xml(tmp_path, image(body)), **options)
+        assert [s.label for s in seg.segments] == ["car"]
+        assert set(seg.dropped_ids) == {2, 3}
+    seg = load_one(make_xml(tmp_path, image(body), labels=()))  # no table at all
+    assert [s.label for s in seg.segments] == ["car"] and set(seg.dropped_ids) == {2, 3}
+
+
+def test_void_ignore_is_one_segment_kept_in_every_mode(tmp_path):
+    from segconvert.model.modes import ModePlan
+
+    body = (
+        box(0, 0, 2, 2, label="__ignore__")
+        + box(4, 4, 6, 6, label="person")
+        + box(8, 0, 10, 2, label="__ignore__")
+        + box(5, 5, 7, 7, label="__ignore__", z_order="-1")  # under the person
+    )
+    path = make_xml(tmp_path, image(body))
+    reader = CvatReader(path, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "car"), (2, "person"), (3, "ignore")]
+    seg = next(iter(reader.items())).load()
+    assert [(s.label, s.category_id) for s in seg.segments] == [("ignore", 3), ("person", 2)]
+    assert seg.segments[0].pixels == (1, 3, 4) and not seg.dropped_ids
+    for mode in ("panoptic", "instance"):
+        assert [s.label for s in ModePlan(mode).apply(seg).segments] == ["ignore", "person"]
+    classes = semantic(seg, reader.categories)
+    expect = np.zeros((10, 12), np.int64)
+    expect[0:2, 0:2] = expect[0:2, 8:10] = 3
+    expect[5:7, 5:7] = 3  # the low void box: what the person leaves of it
+    expect[4:6, 4:6] = 2
+    np.testing.assert_array_equal(classes, expect)
+    default = load_one(path)  # --void background: void is background 0
+    assert [s.label for s in default.segments] == ["person"] and set(default.dropped_ids) == {1, 3, 4}
+    assert CvatReader(path).categories == [Category(1, "car", color=(16, 32, 48)),
+                                           Category(2, "person", color=(16, 32, 48))]
+
+
+def test_void_ignore_uses_the_tables_own_ignore_class(tmp_path):
+    path = make_xml(tmp_path, image(box(0, 0, 2, 2, label="__ignore__")), labels=("background", "ignore", "car"))
+    reader = CvatReader(path, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "ignore"), (2, "car")]
+    assert [(s.label, s.category_id) for s in next(iter(reader.items())).load().segments] == [("ignore", 1)]
+    anywhere = CvatReader(make_xml(tmp_path, image(box(0, 0, 2, 2, label="__ignore__")), labels=()), void="ignore")
+    assert anywhere.categories is None
+    assert [(s.label, s.category_id) for s in next(iter(anywhere.items())).load().segments] == [("ignore", None)]
+
+
+def test_bad_void_policy_is_refused(tmp_path):
+    with pytest.raises(SourceError, match="void must be background or ignore, not 'skip'"):
+        CvatReader(make_xml(tmp_path, image("")), void="skip")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(
+        st.tuples(
+            st.sampled_from(["car", "person", "background", "__ignore__"]),
+            st.integers(0, 9), st.integers(0, 7), st.integers(1, 6), st.integers(1, 6), st.integers(-1, 1),
+        ),
+        max_size=6,
+    ),
+    void=st.sampled_from(["background", "ignore"]),
+)
+def test_classes_equal_a_painter_of_the_class_ids(tmp_path_factory, shapes, void):
+    """Semantic classes = painting each shape's class (0 for background, void's own value) by z_order."""
+    tmp = tmp_path_factory.mktemp("v")
+    body = "".join(box(x, y, x + w, y + h, label=label, z_order=str(z)) for label, x, y, w, h, z in shapes)
+    path = make_xml(tmp, image(body), labels=("background", "car", "person"))
+    reader = CvatReader(path, void=void)
+    seg = next(iter(reader.items())).load()
+    ids = {"car": 1, "person": 2, "background": 0, "__ignore__": 3 if void == "ignore" else 0}
+    expect = np.zeros((10, 12), np.int64)
+    for label, x, y, w, h, _z in sorted(shapes, key=lambda s: s[5]):  # stable: ties in document order
+        rle = mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], 10, 12)[0]
+        expect[mask_utils.decode(rle).astype(bool)] = ids[label]
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+
+
+def test_convert_with_void_ignore_from_the_command(tmp_path):
+    body = box(0, 0, 6, 6) + box(2, 2, 4, 4, label="background", z_order="1") + box(8, 6, 12, 10, label="__ignore__")
+    path = make_xml(tmp_path, image(body, name="f.jpg"), labels=("background", "car", "person"))
+    out = tmp_path / "out"
+    result = cli("convert", path, out, "--from", "cvat", "--mode", "semantic", "--void", "ignore", "-j", "1")
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(PIL.Image.open(out / "masks" / "f.png"))
+    (record,) = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+    index = {a["label"]: a["index"] for a in record["annotations"]}
+    assert set(index) == {"background", "car", "ignore"}
+    expect = np.zeros((10, 12), np.uint8)
+    expect[0:6, 0:6] = index["car"]
+    expect[2:4, 2:4] = 0
+    expect[6:10, 8:12] = index["ignore"]
+    np.testing.assert_array_equal(mask, expect)
+
+
+# ----------------------------------------------------------------- duplicates over many images
+
+
+def test_duplicate_messages_over_thousands_of_images(tmp_path):
+    """The reader's table of reference ids (on disk, hashes in memory) names the earlier image as a dict did."""
+    names = [f"f{k}.jpg" for k in range(5000)]  # the table grows several times
+    names[2500] = "a/f3.png"  # the stem of image 3
+    names[4999] = "b/f3.jpg"  # a third time: the first image is named
+    names[4000] = "F1.jpg"  # another case is another reference id here (the pipeline compares case-folded)
+    path = make_xml(tmp_path, "".join(image("", name=n, id_=k) for k, n in enumerate(names)))
+    items = list(CvatReader(path).items())
+    failed = {k: it for k, it in enumerate(items) if hasattr(it, "error")}
+    assert sorted(failed) == [2500, 4999]
+    for k in failed:
+        with pytest.raises(ItemError) as err:
+            failed[k].load()
+        assert str(err.value) == (f"{path} [f3]: image {names[k]!r} (id {k}): reference id 'f3' is already used "
+                                  "by image 'f3.jpg' (id 3)")
+    assert items[4000].reference_id == "F1"

@@ -598,3 +598,39 @@ def test_impossibly_large_size_fails_naming_the_size(tmp_path):
     path = write(tmp_path, [task([poly([[0, 0], [50, 0], [50, 50]], w=10**12, h=10**12)])])
     with pytest.raises(ItemError, match=r"result\[0\].*image size 1000000000000x1000000000000 is .*32-bit"):
         load_one(path)
+
+
+def test_duplicate_messages_over_thousands_of_tasks(tmp_path):
+    """The reader's table of reference ids (on disk, hashes in memory) names the earlier task as a dict did."""
+    images = [f"/data/upload/1/3f2a9c1e-f{k}.jpg" for k in range(5000)]  # the table grows several times
+    images[2500] = "/data/upload/2/aaaaaaaa-f3.jpg"
+    images[4999] = "s3://bucket/f3.png"  # a third time: the first task is named
+    tasks = [task([], image=im, id_=k + 1) for k, im in enumerate(images)]
+    path = write(tmp_path, tasks)
+    items = list(LabelStudioReader(path).items())
+    failed = {k: it for k, it in enumerate(items) if hasattr(it, "error")}
+    assert sorted(failed) == [2500, 4999]
+    expected = {
+        2500: "task 2501 ('f3.jpg'): reference id 'f3' is already used by task 4 ('f3.jpg') "
+              '(upload_prefix="keep" tells uploads apart)',
+        4999: "task 5000 ('f3.png'): reference id 'f3' is already used by task 4 ('f3.jpg') "
+              '(upload_prefix="keep" tells uploads apart)',
+    }
+    for k, message in expected.items():
+        with pytest.raises(ItemError) as err:
+            failed[k].load()
+        assert str(err.value) == f"{path} [f3]: {message}"
+
+
+def test_half_a_surrogate_pair_is_a_source_error(tmp_path):
+    """yajl raises UnicodeDecodeError, not a JSONError, for "\\udc00": a message, not a traceback."""
+    good = [json.dumps(task([poly([[0, 0], [50, 0], [0, 50]])], image=f"/data/a{k}.jpg", id_=k)).encode()
+            for k in range(400)]  # past the parser's first read, which the constructor's check parses
+    broken = good[0].replace(b'"/data/a0.jpg"', b'"a\\udc00.jpg"')
+    path = tmp_path / "export.json"
+    path.write_bytes(b"[" + b", ".join([*good, broken]) + b"]")
+    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[\d+\] \(a string holds half a"):
+        list(LabelStudioReader(path).items())  # yajl decodes ahead: the task named is the one it yielded up to
+    path.write_bytes(b"[" + broken + b"]")
+    with pytest.raises(SourceError, match=r"not valid JSON \(a string holds half a surrogate pair"):
+        LabelStudioReader(path)

@@ -958,7 +958,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_label_files_kinds(tmp_path: Path):
-    from segconvert.converters.label_files import LabelEntry, load_colour_table
+    from segconvert.codecs.label_files import LabelEntry, load_colour_table
 
     datumaro = _write(tmp_path, "dataset_meta.json", json.dumps({
         "labels": ["background", "car", "person"], "label_map": {"0": "background", "1": "car", "2": "person"},
@@ -990,7 +990,7 @@ def test_label_files_kinds(tmp_path: Path):
 
 
 def test_label_files_errors(tmp_path: Path):
-    from segconvert.converters.label_files import load_colour_table
+    from segconvert.codecs.label_files import load_colour_table
 
     bad = _write(tmp_path, "labelmap.txt", "background:0,0,0::\ncar:0,x,0::\n")
     with pytest.raises(SourceError, match="line 2: label 'car' has colour '0,x,0', expected r,g,b"):
@@ -1293,7 +1293,7 @@ def test_ade20k_scene_parsing_objectinfo150(tmp_path: Path):
     """ADEChallengeData2016 index masks with objectInfo150.csv: names as the built-in ade20k table has them."""
     f = _write(tmp_path, "objectInfo150.csv", "Idx,Ratio,Train,Val,Name\n1,0.1576,11664,1172,wall\n"
                "2,0.1072,6046,612,building;edifice\n3,0.0878,8265,796,sky\n9,0.0226,5284,500,windowpane;window\n")
-    from segconvert.converters.label_files import load_colour_table
+    from segconvert.codecs.label_files import load_colour_table
 
     rows = load_colour_table(f)
     builtin = {i: n for i, n, _ in P.ADE20K}

@@ -19,11 +19,11 @@ import click
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert.codecs import cocojson, limits, raster
+from segconvert.codecs import cocojson, label_files, limits, raster
 from segconvert.errors import SourceError, opt
 from segconvert.io.paths import allow_outside, climbs_out
 from segconvert.io.sources import PathOrUrl, UrlPath, location
-from segconvert.model.ir import Category
+from segconvert.model.ir import Category, SegmentInfo
 
 #: suffixes tried when looking for an image by stem in ``--images DIR``
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
@@ -68,7 +68,7 @@ def label_convention(name: str) -> str | None:
     """``BACKGROUND`` or ``VOID`` when ``name`` is one of the names tools use for them, else None.
 
     Readers of class names (LabelMe and CVAT shapes, palette and colour tables, VOC
-    labelmaps, every label file of ``converters.label_files``) call this before treating
+    labelmaps, every label file of ``codecs.label_files``) call this before treating
     a name as a class, so that ``_background_`` never becomes a class of its own and
     ``__ignore__`` is void everywhere. Mapillary's ``void--unlabeled`` is matched by its
     last ``--`` part.
@@ -101,6 +101,50 @@ def check_void(void: str) -> str:
     return void
 
 
+def ignore_category(
+    void: str, labels: dict[str, LabelSpec] | None, categories: list[Category] | None
+) -> tuple[int | None, list[Category] | None]:
+    """The category id the ``ignore`` segment gets, and the category table with it.
+
+    Only ``--void ignore`` with a class table has one: the table's own ``ignore`` class
+    when it names one, else a class of its own after the table's highest id. Without a
+    table (or with void as background) the table is unchanged and the id None.
+    """
+    if void != IGNORE_LABEL or labels is None or categories is None:
+        return None, categories
+    if IGNORE_LABEL in labels:
+        return labels[IGNORE_LABEL].id, categories
+    ignore_id = max((c.id for c in categories), default=0) + 1
+    return ignore_id, [*categories, Category(id=ignore_id, name=IGNORE_LABEL)]
+
+
+class ReservedShapes:
+    """One image's background and void shapes, as the shape readers paint them.
+
+    Such a shape keeps its own raw id in the label map, so that it covers what was
+    painted below it in the painter's order; the raw id is then background 0
+    (``dropped``), or, for void with ``--void ignore``, one of the pixels of the image's
+    single ``ignore`` segment (kept in every mode).
+    """
+
+    def __init__(self, void: str, ignore_id: int | None) -> None:
+        self.void = void
+        self.ignore_id = ignore_id
+        self.dropped: set[int] = set()
+        self.ignore: SegmentInfo | None = None
+
+    def add(self, sid: int, convention: str, label: str, segments: list[SegmentInfo]) -> None:
+        """Take raw id ``sid`` of a shape whose label has ``convention`` (BACKGROUND or VOID);
+        the ``ignore`` segment joins ``segments`` where the first void shape is."""
+        if convention == VOID and self.void == IGNORE_LABEL:
+            if self.ignore is None:
+                self.ignore = SegmentInfo(id=sid, label=IGNORE_LABEL, category_id=self.ignore_id,
+                                          metadata={"source_label": label}, pixel_ids=())
+                segments.append(self.ignore)
+            self.ignore.pixel_ids = (*self.ignore.pixels, sid)
+        else:  # background, or void as background
+            self.dropped.add(sid)
+
 
 def check_overlap(overlap: str) -> str:
     """The overlap policy, checked (the CLI's Choice does this; the Python API comes here)."""
@@ -111,42 +155,66 @@ def check_overlap(overlap: str) -> str:
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """What one source label becomes: a category id, the label written out, thing or stuff."""
+    """What one source label becomes: a category id, the label written out, thing or stuff.
 
-    id: int
+    ``id`` is None when there is no class table (the label stands for itself); with a
+    table it is the class's id, which may be 0 when a label file numbers a class 0
+    (Mapillary's first class, a colormap.json without background first).
+    """
+
+    id: int | None
     name: str
     isthing: bool = True
+    color: tuple[int, int, int] | None = None
+
+
+#: the fields of one class in segconvert's own ``{label: {"id": ..., ...}}`` form
+_SPEC_KEYS = frozenset({"id", "name", "isthing"})
 
 
 def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Category]]:
     """Read ``--labels FILE``: source label -> :class:`LabelSpec`, plus the category table.
 
-    Accepted forms (JSON, or plain text):
+    Accepted forms, segconvert's own (JSON, or plain text):
 
     - ``["car", "person"]`` or a text file with one label per line: ids 1..n in order;
-      labelme2voc's own ``labels.txt`` (``__ignore__``, ``_background_``, then the classes)
-      as it is, which gives each class labelme2voc's id (the line number - 1);
+      labelme2voc's own ``labels.txt`` / ``class_names.txt`` (``__ignore__``,
+      ``_background_``, then the classes) as it is, which gives each class labelme2voc's
+      id (the line number - 1);
     - ``{"car": 1, "person": 2}``: explicit ids;
     - ``{"car": {"id": 1, "name": "vehicle", "isthing": true}, "truck": {"id": 1,
       "name": "vehicle"}}``: several source labels may map onto one class (same id, same
-      name); ``isthing: false`` makes a class stuff (dropped by instance mode).
+      name); ``isthing: false`` makes a class stuff (dropped by instance mode);
+
+    and every other tool's label file that :mod:`segconvert.codecs.label_files` reads
+    (CVAT/Datumaro ``labelmap.txt``, Datumaro ``dataset_meta.json``, Mapillary
+    ``config_v1.2.json`` / ``config_v2.0.json``, CamVid ``label_colors.txt``, a
+    ``colormap.json``, ADE20K ``objectInfo150.csv``, ``{"id": "name"}``): a class gets
+    the id that module gives it, its value in that tool's index masks (a labelmap.txt's
+    line position, so that ``background`` at 0 leaves ``car`` at 1; Mapillary's position,
+    from 0), keeps its colour, and is stuff where the file says so (Mapillary's
+    ``instances: false``).
 
     In every form, names that :func:`label_convention` reserves for background or void
-    (``__ignore__``, ``_background_``, ...) are not classes and are left out of the table,
-    whatever id they are given (labelme's ``{"__ignore__": -1, "_background_": 0}``):
-    readers handle them before looking a label up. The category table is one entry per
-    id, sorted by id (its position is the stable semantic index).
+    (``__ignore__``, ``_background_``, ``background``, Mapillary's ``void--unlabeled``,
+    ...) are not classes and are left out of the table, whatever id they are given
+    (labelme's ``{"__ignore__": -1, "_background_": 0}``): readers handle them before
+    looking a label up. The category table is one entry per id, sorted by id (its
+    position is the stable semantic index).
     """
     path = location(path)  # a local file, or a URL read through fsspec
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SourceError(f"cannot read labels file: {exc.strerror or exc}", file=path) from None
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(f"cannot read labels file: {why}", file=path) from None
     try:
         doc: Any = json.loads(text)
     except json.JSONDecodeError:
         if path.suffix.lower() == ".json":
             raise SourceError("labels file is not valid JSON", file=path) from None
+        if label_files.kind_of(path, text) != "class-names-txt":
+            return _from_label_file(path)
         doc = [line.strip() for line in text.splitlines()]
         doc = [name for name in doc if name]
     table: dict[str, LabelSpec] = {}
@@ -159,6 +227,8 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
             if name in table:
                 raise SourceError(f"label {name!r} is listed twice", file=path)
             table[name] = LabelSpec(len(table) + 1, name)
+    elif isinstance(doc, dict) and not _own_form(doc) and _other_tools_form(path, text):
+        return _from_label_file(path)
     elif isinstance(doc, dict):
         for name, spec in doc.items():
             if label_convention(name) is not None:
@@ -174,10 +244,49 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
             table[name] = LabelSpec(raw_id, target, isthing)
     else:
         raise SourceError("labels file must be a JSON list of labels or an object {label: id}", file=path)
+    return _categories(table, path)
+
+
+def _own_form(doc: dict[str, Any]) -> bool:
+    """Whether a JSON object is segconvert's ``{label: id}`` / ``{label: {"id": ...}}`` form."""
+    return all(
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, dict) and set(v) <= _SPEC_KEYS)
+        for v in doc.values()
+    )
+
+
+def _other_tools_form(path: Path, text: str) -> bool:
+    """Whether a JSON object that is not segconvert's own form is one of ``label_files``' kinds
+    (else it is read as the own form, whose messages then say what is wrong with it)."""
+    doc = json.loads(text)
+    kind = label_files.kind_of(path, text)
+    if kind == "labels-json":  # {"id": "name"}
+        return all(re.fullmatch(r"\s*-?\d+\s*", k) for k in doc)
+    if kind == "colormap-json":  # {label: [r, g, b] | "#rrggbb"}
+        return all(isinstance(v, list | str) for v in doc.values())
+    return True  # datumaro, mapillary: told apart by their own keys
+
+
+def _from_label_file(path: Path) -> tuple[dict[str, LabelSpec], list[Category]]:
+    """The table of another tool's label file: its ids, colours and isthing, reserved names left out."""
+    _, entries = label_files.read_label_file(path)
+    table: dict[str, LabelSpec] = {}
+    for e in entries:
+        if label_convention(e.name) is not None or e.id < 0:
+            continue
+        if e.name in table:  # {"id": "name"} may give one name two ids: which would a shape get?
+            raise SourceError(f"label {e.name!r} has two ids, {table[e.name].id} and {e.id}", file=path)
+        table[e.name] = LabelSpec(e.id, e.name, True if e.isthing is None else e.isthing, e.color)
+    return _categories(table, path)
+
+
+def _categories(table: dict[str, LabelSpec], path: Path) -> tuple[dict[str, LabelSpec], list[Category]]:
+    """The table checked (not empty; labels that share an id share its class) and its category list."""
     if not table:
         raise SourceError("labels file lists no labels", file=path)
     by_id: dict[int, LabelSpec] = {}
     for name, spec in table.items():
+        assert spec.id is not None
         other = by_id.setdefault(spec.id, spec)
         if (other.name, other.isthing) != (spec.name, spec.isthing):
             raise SourceError(
@@ -185,13 +294,14 @@ def load_label_table(path: str | Path) -> tuple[dict[str, LabelSpec], list[Categ
                 "labels that share an id must share its name and isthing",
                 file=path,
             )
-    categories = [Category(id=i, name=s.name, isthing=s.isthing) for i, s in sorted(by_id.items())]
+    categories = [Category(id=i, name=s.name, isthing=s.isthing, color=s.color) for i, s in sorted(by_id.items())]
     return table, categories
 
 
 def labels_option(
-    help: str = "Class table: JSON list of labels, JSON {label: id}, or a text file with one label "
-    "per line. A label not in it fails its image.",
+    help: str = "Class table: JSON list of labels, JSON {label: id}, a text file with one label per line, "
+    "or another tool's label file (labelmap.txt, dataset_meta.json, Mapillary config, label_colors.txt, "
+    "colormap.json, objectInfo150.csv). A label not in it fails its image.",
 ) -> click.Option:
     """``--labels FILE``: every shape reader has one; what the file maps is the format's own."""
     return click.Option(["--labels"], type=PathOrUrl(), default=None, help=help)
@@ -252,11 +362,11 @@ def find_image(images_dir: str | Path, name: str | None, stem: str) -> Path | Ur
 def resolve_label(label: str, table: dict[str, LabelSpec] | None) -> LabelSpec:
     """The class of a source label; KeyError when there is a class table and it lacks the label.
 
-    Without a table the label stands for itself, with no category id (``id`` 0).
+    Without a table the label stands for itself, with no category id (``id`` None).
     """
     if table is not None:
         return table[label]
-    return LabelSpec(0, label)
+    return LabelSpec(None, label)
 
 
 def bad_number(value: object) -> bool:

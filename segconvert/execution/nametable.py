@@ -14,6 +14,7 @@ so a 64-bit collision is never taken for a duplicate.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from array import array
 
@@ -47,7 +48,8 @@ class NameTable:
 
     def _record(self, offset: int) -> tuple[str, str | None]:
         self._file.seek(offset)
-        ref, source = orjson.loads(self._file.readline())  # rare: a duplicate, or a 64-bit collision
+        # rare (a duplicate, or a 64-bit collision): json, which reads the escaped surrogates below
+        ref, source = json.loads(self._file.readline())
         self._file.seek(0, 2)
         return ref, source
 
@@ -69,7 +71,10 @@ class NameTable:
     def __setitem__(self, key: object, value: tuple[str, str | None]) -> None:
         if (self._count + 1) * 2 > len(self._hashes):
             self._grow()
-        line = orjson.dumps(list(value)) + b"\n"  # one line: JSON escapes newlines
+        try:
+            line = orjson.dumps(list(value)) + b"\n"  # one line: JSON escapes newlines
+        except TypeError:  # a lone surrogate (a file name of undecodable bytes): orjson refuses it
+            line = json.dumps(list(value)).encode("ascii") + b"\n"  # escaped as \udcff
         self._file.write(line)
         last_key, h = self._last
         self._insert(h if last_key is key else _hash(key), self._end)

@@ -4,7 +4,9 @@
 :class:`LabelEntry` rows in the file's order, each with the value the class has in
 index (palette) masks, its colour when the file gives one, and whether it has
 instances when the file says so. Readers that take ``--colormap`` / ``--labels`` (the
-``rgb`` reader; a VOC reader) call it instead of parsing files themselves.
+``rgb`` reader, the VOC reader, and the shape readers through
+:func:`segconvert.codecs.shapes.load_label_table`) call it instead of parsing files
+themselves; it lives in the core for the last.
 
 Kinds recognised (by content, the file name only breaking ties):
 
