@@ -467,3 +467,26 @@ def test_a_report_in_a_folder_that_does_not_exist_is_a_clear_error(tmp_path):
                                        "--report", str(tmp_path / "nowhere" / "r.jsonl")])
     assert result.exit_code == 2
     assert "r.jsonl: cannot write the report there: its folder does not exist" in result.output
+
+
+def test_a_source_file_name_that_is_not_utf8_fails_its_item_clearly(tmp_path):
+    """A LabelMe JSON named b"\\xff...json" reads as a reference_id with a lone surrogate: it fails
+    its item with a clear message (was: an "unexpected TypeError" from the JSON writer), the other
+    items convert, and the report stays valid JSON that --only-failed reads back (was: a crash)."""
+    import shutil
+
+    from segconvert.execution.pipeline import read_failed
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "labelme" / "dataset", src)
+    first = sorted(p for p in src.iterdir() if p.suffix == ".json")[0]
+    os.rename(os.fsencode(first), os.fsencode(src) + b"/\xff" + os.fsencode(first.name))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), str(out), "--from", "labelme", "--jobs", "1"])
+    assert result.exit_code == 1, result.output
+    assert "is not valid UTF-8" in result.output and "rename it" in result.output
+    assert "converted 2" in result.output and "failed 1" in result.output
+    rows = [json.loads(line) for line in (out / ".segconvert" / "report.jsonl").read_text().splitlines()]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["reference_id"] == "\udcff" + first.stem
+    assert read_failed(out / ".segconvert" / "report.jsonl") == {"\udcff" + first.stem}

@@ -524,6 +524,10 @@ class _Reports:
 
     def write(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, ensure_ascii=False) + "\n"
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8 (a file named b"\xff.json"): escaped, as
+            line = json.dumps(row) + "\n"  # JSON allows, so that read_failed gets the same string back
         for fh, path in zip(self._files, self.paths):
             try:
                 fh.write(line)

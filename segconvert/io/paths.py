@@ -58,6 +58,11 @@ def _unsafe(ref: object) -> str | None:
         return "it contains a control character"
     if ref != ref.strip():
         return "it starts or ends with white space"
+    try:
+        ref.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8 (b"\xff.json" reads as "\udcff"):
+        # no JSON writer, nor Nucleus, can carry it, and its output file would be named otherwise
+        return "it is not valid UTF-8 (the source file's name is not UTF-8: rename it)"
     size = len(ref.encode("utf-8", "surrogatepass"))
     if size > MAX_NAME_BYTES:
         return f"it is {size} bytes long (at most {MAX_NAME_BYTES})"
