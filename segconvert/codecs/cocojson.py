@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import ijson
 import numpy as np
 
 from segconvert.errors import SourceError
@@ -31,6 +30,8 @@ FIRST_TAIL_WINDOW = 64 << 10
 
 def stream(path: Path, prefix: str) -> Iterator[Any]:
     """The elements at ``prefix`` (e.g. ``annotations.item``), parsed one at a time."""
+    import ijson  # here, not at the top: a run that streams no JSON skips its 4 ms import
+
     try:
         with open_binary(path) as fh:
             yield from ijson.items(fh, prefix, use_float=True)
@@ -126,7 +127,9 @@ def table_items(path: Path, key: str, *, before: str = "annotations") -> Iterato
 
 def _leading_items(path: Path, key: str, stop_at: str, found: list[bool]) -> Iterator[Any]:
     """:func:`leading_array` as a generator; appends to ``found`` once the array has begun."""
-    builder: ijson.ObjectBuilder | None = None
+    import ijson
+
+    builder: Any = None  # an ijson.ObjectBuilder while an element is being built
     item_prefix = f"{key}.item"
     try:
         with open_binary(path) as fh:

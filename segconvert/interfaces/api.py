@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from segconvert.errors import SourceError, opt
-from segconvert.execution.executors import check_executor
 from segconvert.execution.pipeline import Summary, default_jobs, policies, read_failed, run
 from segconvert.interfaces import registry
 from segconvert.interfaces.format import Reader, Writer, option_defaults
@@ -106,7 +105,10 @@ def convert(
     :class:`Summary`; it raises only for problems with the whole run (unreadable source,
     bad options, OUTPUT not writable).
     """
-    check_executor(executor)
+    if executor not in (None, "local"):
+        from segconvert.execution.executors import check_executor  # Dask's glue: imported when named
+
+        check_executor(executor)
     only = read_failed(only_failed) if only_failed is not None else None  # before this run rewrites it
     with policies(max_pixels, allow_outside_paths):  # the reader checks paths as it opens the source
         return _convert(source, output, from_format=from_format, to_format=to_format, mode=mode, index=index,
