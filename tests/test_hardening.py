@@ -490,3 +490,33 @@ def test_a_source_file_name_that_is_not_utf8_fails_its_item_clearly(tmp_path):
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["reference_id"] == "\udcff" + first.stem
     assert read_failed(out / ".segconvert" / "report.jsonl") == {"\udcff" + first.stem}
+
+
+def test_the_item_count_is_only_taken_for_a_bar_that_shows_it(tmp_path, monkeypatch):
+    """Counting can cost a pass over the source (a remote CVAT XML is downloaded again for it):
+    off a terminal the command's bar shows nothing, so the reader is not asked; a library
+    progress object with a ``start`` still gets the count."""
+    from segconvert.converters.coco_panoptic import CocoPanopticReader
+
+    src = Path(__file__).resolve().parents[1] / "fixtures" / "coco-panoptic" / "panoptic.json"
+    calls: list[int] = []
+    real_len = CocoPanopticReader.__len__
+    monkeypatch.setattr(CocoPanopticReader, "__len__", lambda self: calls.append(1) or real_len(self))
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "a"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls == []
+    assert _Bar().wants_total is False  # not a terminal here
+
+    class Progress:
+        def __init__(self) -> None:
+            self.total: int | None = None
+
+        def start(self, total: int) -> None:
+            self.total = total
+
+        def __call__(self, n: int) -> None:
+            pass
+
+    progress = Progress()
+    segconvert.convert(src, tmp_path / "b", progress=progress, jobs=1)
+    assert progress.total == real_len(CocoPanopticReader(src)) and calls == [1]

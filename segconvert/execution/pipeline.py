@@ -414,7 +414,7 @@ def _run_locked(
         raise output_error(exc, writer.output) from None
     summary = Summary(report=writer.state_dir / "report.jsonl")
     start_progress = getattr(progress, "start", None)
-    if start_progress is not None:
+    if start_progress is not None and getattr(progress, "wants_total", True):  # a count can cost a pass
         start_progress(len(only) if only is not None else len(reader))
     order = array("q")  # journal offsets of the items that made it, in source order
     seen = NameTable()  # name_key -> (reference_id, source), ~32 bytes per item (a dict: ~250)

@@ -149,6 +149,12 @@ class _Bar:
     def __enter__(self) -> _Bar:
         return self
 
+    @property
+    def wants_total(self) -> bool:
+        """Whether :meth:`start` needs the item count: only a bar on a terminal shows it, and
+        counting can cost a pass over the source (a remote CVAT XML: a second download)."""
+        return sys.stderr.isatty()
+
     def start(self, total: int) -> None:
         """Called by the pipeline once the reader knows how many items there are."""
         if sys.stderr.isatty():
