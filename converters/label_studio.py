@@ -57,9 +57,10 @@ Decisions:
   (later on top, as Label Studio draws), or as ``--overlap`` says. Metadata: ``task_id``,
   ``annotation_id``, ``region_id``, ``from_name``, ``shape``, ``rotation`` (rectangles),
   ``attributes``.
-- The export is streamed (ijson, one task in memory), so memory stays flat with the
-  number of tasks; the main process only picks the annotation and names the item, the
-  worker checks and rasterises it.
+- The export is streamed (:func:`segconvert.codecs.jsonindex.array_items`, the standard
+  library's parser one task at a time, one task and a 64 kB read in memory), so memory
+  stays flat with the number of tasks; the main process only picks the annotation and
+  names the item, the worker checks and rasterises it.
 
 Bad input fails its task, naming the JSON, the task and the region (``task 3
 ('street.jpg'), annotation 7, result[2] (polygonlabels, id 'r1')``): missing keys,
@@ -70,7 +71,10 @@ an unknown label, a brush RLE that does not decode (bad bytes, a literal run pas
 end, data ending mid-value, values above 255) or whose length is not W·H·4. An unusable
 source (not a JSON list, no tasks, a JSON-MIN export) is a SourceError, and so is JSON
 that stops being valid at some task (a bare NaN, which Label Studio never writes, is not
-JSON): the stream cannot go on past it (the message names the task).
+JSON; nor is an escape of half a surrogate pair, or bytes that are not UTF-8): the
+stream cannot go on past it. Every task before it is read (and converted) first; the
+message names the task that breaks (``in task[5]``, or ``after task[4]`` when what
+follows a whole task is wrong), the byte, and says when the file ends there (cut short).
 """
 
 from __future__ import annotations
@@ -87,11 +91,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
-import ijson
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert.codecs import raster
+from segconvert.codecs import jsonindex, raster
 from segconvert.codecs.shapes import (
     LabelSpec,
     bad_number,
@@ -116,6 +119,9 @@ from segconvert.model.ir import Category, FailedItem, Item, Segmentation, Segmen
 PERCENT_TOLERANCE = 1e-4
 #: result types with a mask, and the value key naming their labels
 AREA_TYPES = {"polygonlabels": "polygon", "rectanglelabels": "rectangle", "brushlabels": "brush"}
+#: bytes read at a time from the export: the memory the stream holds besides one task
+#: (grown only for a larger task)
+READ_CHUNK = 1 << 16
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")
 #: a label list in the raw export: "polygonlabels": ["car", "a \"quoted\" name"]
 _LABEL_LISTS = re.compile(
@@ -540,11 +546,9 @@ class LabelStudioReader(Reader):
                 raise SourceError("expected a JSON list of tasks (Label Studio's JSON export)", file=self.source)
             fh.seek(0)
             try:
-                first = next(ijson.items(fh, "item", use_float=True), None)
-            except ijson.JSONError as exc:
-                raise SourceError(f"not valid JSON ({str(exc).strip()[:200]})", file=self.source) from None
-            except UnicodeDecodeError:  # yajl decodes strings itself: this is the file's fault
-                raise SourceError(f"not valid JSON ({_NOT_TEXT})", file=self.source) from None
+                first = next(jsonindex.array_items(fh, str(self.source), strict=True, chunk=READ_CHUNK), None)
+            except jsonindex.InvalidJson as exc:
+                raise _broken(exc, self.source) from None
         if first is None:
             raise SourceError("the export lists no tasks", file=self.source)
         if isinstance(first, dict) and "data" not in first and not {"annotations", "completions"} & set(first):
@@ -569,24 +573,16 @@ class LabelStudioReader(Reader):
     def items(self) -> Iterator[Item]:
         seen = NameTable()  # reference id -> (it, the task that gave it): ~32 bytes per task, not ~200
         source = str(self.source)
-        parsing = 0  # the task being parsed, for the message when the JSON breaks there
         try:
             with open(self.source, "rb") as fh:
-                for k, task in enumerate(ijson.items(fh, "item", use_float=True)):
+                # one task parsed at a time, each given out before the next is parsed: a break in
+                # the JSON stops the stream at the task that breaks, after every task before it
+                for k, task in enumerate(jsonindex.array_items(fh, source, strict=True, chunk=READ_CHUNK)):
                     item = self._item(k, task, seen, source)
                     if item is not None:
                         yield item
-                    parsing = k + 1
-        except ijson.JSONError as exc:
-            reason = (str(exc).strip().splitlines() or ["?"])[0][:200]
-            if "premature EOF" in reason:  # ijson's word for a file that stops mid-task
-                hint = "the file ends in the middle of a task: was the export cut short (a partial download)?"
-            else:
-                hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
-            raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
-                              file=self.source) from None
-        except UnicodeDecodeError:
-            raise SourceError(f"not valid JSON at or after task[{parsing}] ({_NOT_TEXT})", file=self.source) from None
+        except jsonindex.InvalidJson as exc:
+            raise _broken(exc, self.source) from None
         finally:
             seen.close()
 
@@ -631,8 +627,22 @@ class LabelStudioReader(Reader):
         )
 
 
-#: what ijson's UnicodeDecodeError means (yajl raises it, not a JSONError, for a string it cannot decode)
-_NOT_TEXT = "a string holds half a surrogate pair, an escape like \\udc00 that is no text"
+def _broken(exc: jsonindex.InvalidJson, source: Path) -> SourceError:
+    """The message for an export whose JSON stops being valid: the task that breaks (every
+    task before it has been read), why and where, and what probably happened."""
+    where = ""
+    if exc.element is not None:
+        where = f" in task[{exc.element}]"
+    elif exc.after is not None:
+        where = f" after task[{exc.after}]"
+    at = f", at byte {exc.byte}" if exc.byte is not None else ""
+    message = f"not valid {exc.what}{where} ({exc.reason}{at})"
+    if exc.cut_short:
+        ends = "in the middle of this task" if exc.element is not None else "there"
+        message += f"; the file ends {ends}: was the export cut short (a partial download)?"
+    elif exc.reason.endswith("is not JSON"):
+        message += "; Label Studio never writes NaN or Infinity"
+    return SourceError(message, file=source)
 
 
 def sniff(path: Path) -> bool:

@@ -499,14 +499,14 @@ def test_unusable_sources(tmp_path):
 
 def test_json_breaking_midway_names_the_task(tmp_path):
     first = task([poly([[0, 0], [10, 0], [0, 50]])])
-    first["data"]["pad"] = "x" * 70_000  # past ijson's first 64 kB read: the break is in a later read
+    first["data"]["pad"] = "x" * 70_000  # past the stream's first 64 kB read: the break is in a later read
     second = task([poly([[0, 0], [10, 0], [0, 50]])], image="b.jpg", id_=2)
     second["data"]["pad"] = "y" * 70_000  # and the NaN in a read of its own
     second = json.dumps(second)
     (tmp_path / "nan.json").write_text(f"[{json.dumps(first)}, {second.replace('[0, 50]', '[0, NaN]')}]")
     items = LabelStudioReader(tmp_path / "nan.json").items()
     assert next(items).load().label_map.any()  # streamed: the first task is read before the second breaks
-    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[1\] .*NaN and Infinity are not JSON"):
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[1\] \(NaN is not JSON\); Label Studio never"):
         next(items)
 
 
@@ -516,9 +516,104 @@ def test_export_cut_short_is_named_as_such(tmp_path):
     text = json.dumps(tasks)
     (tmp_path / "cut.json").write_text(text[: len(text) - 40])
     items = LabelStudioReader(tmp_path / "cut.json").items()
-    with pytest.raises(SourceError, match=r"at or after task\[2\] .*ends in the middle of a task") as caught:
+    with pytest.raises(SourceError, match=r"in task\[2\] .*ends in the middle of this task") as caught:
         list(items)
     assert "NaN" not in str(caught.value)
+
+
+def nine_tasks() -> list[bytes]:
+    """The JSON of 9 small tasks, task k with reference_id str(k)."""
+    return [json.dumps(task([poly([[0, 0], [50, 0], [0, 50]])], image=f"/data/{k}.jpg", id_=k)).encode()
+            for k in range(9)]
+
+
+#: ways to break one task's JSON: (name, the broken text of task 5, the reason the message gives)
+BREAKS = [
+    ("cut in half", lambda t: t[: len(t) // 2], r"Expecting|Unterminated"),
+    ("a bad token", lambda t: t.replace(b'"data"', b"data", 1), r"Expecting property name"),
+    ("NaN", lambda t: t.replace(b"[0, 50]", b"[0, NaN]"), r"NaN is not JSON"),
+    ("Infinity", lambda t: t.replace(b"[50, 0]", b"[-Infinity, 0]"), r"-Infinity is not JSON"),
+    ("a byte that is not UTF-8", lambda t: t.replace(b"5.jpg", b"\xff.jpg"), r"invalid start byte"),
+    ("half a surrogate pair", lambda t: t.replace(b"5.jpg", b"\\ud800.jpg"), r"the escape \\ud800 is half a"),
+    ("a tab in a string", lambda t: t.replace(b"5.jpg", b"\t.jpg"), r"Invalid control character"),
+]
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1 << 16])  # reads cutting every task, some, none
+@pytest.mark.parametrize(("name", "breaks", "reason"), BREAKS, ids=[b[0] for b in BREAKS])
+def test_a_broken_task_in_the_middle_is_named_and_every_task_before_it_converts(
+    tmp_path, monkeypatch, chunk, name, breaks, reason
+):
+    """The stream gives out each task before parsing the next: tasks 0-4 convert, and the
+    error names task 5 (ijson decoded a whole 64 kB read first: it named task 0 and gave none)."""
+    import segconvert.converters.label_studio as label_studio
+
+    monkeypatch.setattr(label_studio, "READ_CHUNK", chunk)
+    tasks = nine_tasks()
+    tasks[5] = breaks(tasks[5])
+    path = tmp_path / "export.json"
+    path.write_bytes(b"[" + b", ".join(tasks) + b"]")
+    done = []
+    with pytest.raises(SourceError, match=rf"not valid (UTF-8 )?JSON in task\[5\] \(({reason})") as caught:
+        for item in LabelStudioReader(path).items():
+            done.append(item.load())
+    assert [seg.reference_id for seg in done] == ["0", "1", "2", "3", "4"]
+    assert all(seg.label_map.any() for seg in done)
+    assert "cut short" not in str(caught.value)  # more tasks follow: the file is not cut
+
+
+@pytest.mark.parametrize(("text", "whole", "message"), [
+    (b"[" + b", ".join(nine_tasks()[:5]) + b" " + b", ".join(nine_tasks()[5:]) + b"]", 5,  # no comma after 4
+     r"after task\[4\] \(expected ',' or '\]' after an element, at byte \d+\)"),
+    (b"[" + b", ".join(nine_tasks()) + b"] x", 9, r"after task\[8\] \(extra data after the list, at byte \d+\)"),
+])
+def test_a_break_between_tasks_names_the_task_before_it(tmp_path, text, whole, message):
+    path = tmp_path / "export.json"
+    path.write_bytes(text)
+    done = []
+    with pytest.raises(SourceError, match=message):
+        done.extend(item.reference_id for item in LabelStudioReader(path).items())
+    assert done == [str(k) for k in range(whole)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5), data=st.data(), chunk=st.integers(1, 300), indent=st.sampled_from([None, 1]))
+def test_an_export_cut_anywhere_gives_every_whole_task(tmp_path_factory, n, data, chunk, indent):
+    """Cut at any byte (a partial download): the tasks whose text is whole convert, and the
+    error names the first one that is not (or, cut right after a task, that task), as cut short."""
+    import segconvert.converters.label_studio as label_studio
+
+    texts = [json.dumps(task([rect(10 * k, 0, 5, 5)], image=f"/data/{k}.jpg", id_=k), indent=indent)
+             for k in range(n)]
+    whole = "[" + ", ".join(texts) + "]"
+    ends = [len("[") + sum(len(t) + 2 for t in texts[:k]) + len(texts[k]) for k in range(n)]
+    at = data.draw(st.integers(0, len(whole)), label="cut at")
+    path = tmp_path_factory.mktemp("cut") / "export.json"
+    path.write_text(whole[:at])
+    old, label_studio.READ_CHUNK = label_studio.READ_CHUNK, chunk
+    try:
+        if at < ends[0]:
+            with pytest.raises(SourceError, match=r"in task\[0\] .*was the export cut short|expected a JSON list"):
+                LabelStudioReader(path)
+            return
+        done: list[str] = []
+        whole_tasks = sum(1 for end in ends if end <= at)
+        if at == len(whole):
+            done.extend(item.reference_id for item in LabelStudioReader(path).items())
+        else:
+            where = rf"after task\[{whole_tasks - 1}\]" if at == ends[whole_tasks - 1] or at == len(whole) - 1 \
+                else rf"in task\[{whole_tasks}\]"
+            with pytest.raises(SourceError, match=rf"{where} .*the file ends .*was the export cut short"):
+                done.extend(item.reference_id for item in LabelStudioReader(path).items())
+        assert done == [str(k) for k in range(whole_tasks)]
+    finally:
+        label_studio.READ_CHUNK = old
+
+
+def test_an_export_with_a_bom_is_read(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([task([poly([[0, 0], [50, 0], [0, 50]])])]).encode())
+    assert load_one(path).label_map.any()
 
 
 # ----------------------------------------------------------------- detection and CLI
@@ -629,8 +724,10 @@ def test_half_a_surrogate_pair_is_a_source_error(tmp_path):
     broken = good[0].replace(b'"/data/a0.jpg"', b'"a\\udc00.jpg"')
     path = tmp_path / "export.json"
     path.write_bytes(b"[" + b", ".join([*good, broken]) + b"]")
-    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[\d+\] \(a string holds half a"):
-        list(LabelStudioReader(path).items())  # yajl decodes ahead: the task named is the one it yielded up to
+    refs = []
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[400\] \(the escape \\udc00 is half a surrogate"):
+        refs.extend(item.reference_id for item in LabelStudioReader(path).items())
+    assert len(refs) == 400  # every task before the broken one
     path.write_bytes(b"[" + broken + b"]")
-    with pytest.raises(SourceError, match=r"not valid JSON \(a string holds half a surrogate pair"):
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[0\] \(the escape \\udc00 is half a surrogate"):
         LabelStudioReader(path)
