@@ -111,3 +111,17 @@ def test_escaped_backslash_before_u_is_no_escape():
     assert lone_surrogate(json.dumps("\\udc00")) is None  # the text \udc00, not the character
     assert lone_surrogate(json.dumps("\\" + "\udc00")) == 3  # a backslash, then the character
 
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b'[{"a": 1}, {"a": ' + b"1" * 5000 + b"}]", r"Exceeds the limit \(4300 digits\) for integer string conversion"),
+    (b'[{"a": 1}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]", r"nested too deeply"),
+])
+def test_what_the_parser_refuses_besides_syntax_is_an_error_of_its_element(data, reason):
+    """Python's own limits (a 5000-digit integer, deep nesting) raise ValueError and
+    RecursionError from the scanner: a message naming the element, not a traceback."""
+    items = array_items(io.BytesIO(data), "x.json", chunk=1 << 10)
+    assert next(items) == {"a": 1}
+    with pytest.raises(InvalidJson, match=reason) as caught:
+        next(items)
+    assert caught.value.element == 1

@@ -206,6 +206,8 @@ class _Buffer:
                 raise InvalidJson(f"{exc} is not JSON", byte=None, file=self.name) from None
             except RecursionError:
                 raise self.invalid("nested too deeply") from None
+            except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+                raise InvalidJson(str(exc).split(":")[0], byte=None, file=self.name) from None
             if end == len(self.text) and type(value) in (int, float) and self._more():
                 continue  # a number cut at the buffer's end: re-read
             if self.strict:
