@@ -114,7 +114,7 @@ def test_escaped_backslash_before_u_is_no_escape():
 
 
 @pytest.mark.parametrize(("data", "reason"), [
-    (b'[{"a": 1}, {"a": ' + b"1" * 5000 + b"}]", r"Exceeds the limit \(4300 digits\) for integer string conversion"),
+    (b'[{"a": 1}, {"a": ' + b"1" * 5000 + b"}]", r"Exceeds the limit \(\d+ digits\) for integer string conversion"),
     (b'[{"a": 1}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]", r"nested too deeply"),
 ])
 def test_what_the_parser_refuses_besides_syntax_is_an_error_of_its_element(data, reason):
