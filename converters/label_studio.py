@@ -96,6 +96,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from os import PathLike
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -358,7 +359,8 @@ class LabelStudioItem(Item):
         if not names[0].strip():  # Nucleus needs a label: skipped, as an empty label list
             warnings.append(f"{where}: empty label; skipped")
             return None
-        return names[0]
+        label: str = names[0]
+        return label
 
     def _spec(self, label: str, where: str) -> LabelSpec:
         try:
@@ -666,7 +668,7 @@ class LabelStudioReader(Reader):
         )
 
 
-def _broken(exc: jsonindex.InvalidJson, source: Path) -> SourceError:
+def _broken(exc: jsonindex.InvalidJson, source: str | PathLike[str]) -> SourceError:
     """The message for an export whose JSON stops being valid: the task that breaks (every
     task before it has been read), why and where, and what probably happened."""
     where = ""
