@@ -53,13 +53,24 @@ Decisions:
   fails the item), else every label named in the file, in order of first appearance (one
   regular-expression pass over the raw bytes, before converting, for stable semantic
   indices; it may include labels of predictions and cancelled annotations).
-- Instances: one per region result, ids 1..n in result order, painted in that order
-  (later on top, as Label Studio draws), or as ``--overlap`` says. Metadata: ``task_id``,
+- Background and void, as in the LabelMe and CVAT readers: a label that
+  :func:`segconvert.codecs.shapes.label_convention` reserves for background
+  (``background``, ``_background_``, ...) is no class: it is left out of the categories
+  (of ``--labels`` as of the labels found in the file; the classes after it keep ids
+  1..n), needs no entry in ``--labels``, and its regions paint background 0 in their
+  place in the painter's order (a background polygon drawn after a car cuts a hole in
+  it). A void label (``__ignore__``) paints void: background 0 by default, or one
+  segment ``ignore`` per image with ``--void ignore`` (kept in every mode; the table's
+  own ``ignore`` class when it has one, else a class after the table's).
+- Instances: one per region result (of a class), painted in result order (later on top,
+  as Label Studio draws; background and void regions in their place), or as
+  ``--overlap`` says. Metadata: ``task_id``,
   ``annotation_id``, ``region_id``, ``from_name``, ``shape``, ``rotation`` (rectangles),
   ``attributes``.
-- The export is streamed (ijson, one task in memory), so memory stays flat with the
-  number of tasks; the main process only picks the annotation and names the item, the
-  worker checks and rasterises it.
+- The export is streamed (:func:`segconvert.codecs.jsonindex.array_items`, the standard
+  library's parser one task at a time, one task and a 64 kB read in memory), so memory
+  stays flat with the number of tasks; the main process only picks the annotation and
+  names the item, the worker checks and rasterises it.
 
 Bad input fails its task, naming the JSON, the task and the region (``task 3
 ('street.jpg'), annotation 7, result[2] (polygonlabels, id 'r1')``): missing keys,
@@ -70,7 +81,10 @@ an unknown label, a brush RLE that does not decode (bad bytes, a literal run pas
 end, data ending mid-value, values above 255) or whose length is not W·H·4. An unusable
 source (not a JSON list, no tasks, a JSON-MIN export) is a SourceError, and so is JSON
 that stops being valid at some task (a bare NaN, which Label Studio never writes, is not
-JSON): the stream cannot go on past it (the message names the task).
+JSON; nor is an escape of half a surrogate pair, or bytes that are not UTF-8): the
+stream cannot go on past it. Every task before it is read (and converted) first; the
+message names the task that breaks (``in task[5]``, or ``after task[4]`` when what
+follows a whole task is wrong), the byte, and says when the file ends there (cut short).
 """
 
 from __future__ import annotations
@@ -82,29 +96,35 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from os import PathLike
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
-import ijson
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segconvert.codecs import raster
+from segconvert.codecs import jsonindex, raster
 from segconvert.codecs.shapes import (
+    BACKGROUND,
     LabelSpec,
+    ReservedShapes,
     bad_number,
     check_overlap,
+    check_void,
     declared_size,
     find_image,
+    ignore_category,
     image_size,
     images_option,
+    label_convention,
     labels_option,
     load_label_table,
     name_segments,
     outside_count,
     resolve_label,
+    void_option,
 )
 from segconvert.errors import ItemError, SourceError, opt
 from segconvert.execution.nametable import NameTable
@@ -116,6 +136,9 @@ from segconvert.model.ir import Category, FailedItem, Item, Segmentation, Segmen
 PERCENT_TOLERANCE = 1e-4
 #: result types with a mask, and the value key naming their labels
 AREA_TYPES = {"polygonlabels": "polygon", "rectanglelabels": "rectangle", "brushlabels": "brush"}
+#: bytes read at a time from the export: the memory the stream holds besides one task
+#: (grown only for a larger task)
+READ_CHUNK = 1 << 16
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")
 #: a label list in the raw export: "polygonlabels": ["car", "a \"quoted\" name"]
 _LABEL_LISTS = re.compile(
@@ -218,6 +241,9 @@ class LabelStudioItem(Item):
     overlap: str = "paint"
     brush_threshold: int = 1
     images_dir: str | None = None
+    void: str = BACKGROUND
+    #: the category id of the ``ignore`` segment (``--void ignore`` with a class table)
+    ignore_id: int | None = None
 
     def _fail(self, message: str) -> ItemError:
         return ItemError(f"{self.task}: {message}", item=self.reference_id, file=self.source)
@@ -253,11 +279,14 @@ class LabelStudioItem(Item):
         shapes: list[raster.Shape] = []
         segments: list[SegmentInfo] = []
         names: dict[int, str] = {}
+        reserved = ReservedShapes(self.void, self.ignore_id)
         for _k, res, kind, where in regions:
             value = res["value"]
-            spec = self._label(value, kind, where, warnings)
-            if spec is None:
+            label = self._label(value, kind, where, warnings)
+            if label is None:
                 continue
+            convention = label_convention(label)  # background / void: no class, painted in its place
+            spec = self._spec(label, where) if convention is None else None
             if kind == "polygon":
                 geom = self._polygon(value, where, height, width, warnings)
             elif kind == "rectangle":
@@ -266,7 +295,13 @@ class LabelStudioItem(Item):
                 geom = self._brush(value, where, height, width)
             if geom is None:
                 continue
-            sid = len(segments) + 1
+            sid = len(shapes) + 1
+            shapes.append((sid, geom))
+            names[sid] = where
+            if convention is not None:
+                reserved.add(sid, convention, label, segments)
+                continue
+            assert spec is not None  # looked up above for every class label
             meta: dict[str, Any] = dict(self.meta)
             meta.update(region_id=res.get("id"), from_name=res.get("from_name"), shape=kind)
             if kind == "rectangle":
@@ -275,13 +310,12 @@ class LabelStudioItem(Item):
                 meta["attributes"] = attributes[_region_key(res.get("id"))]
             segments.append(SegmentInfo(id=sid, label=spec.name, category_id=spec.id, isthing=spec.isthing,
                                         metadata=meta))
-            shapes.append((sid, geom))
-            names[sid] = where
         try:
             label_map = raster.paint(height, width, shapes, self.overlap)
         except ItemError as exc:
             raise self._fail(name_segments(exc.message, names)) from None
-        return Segmentation(self.reference_id, label_map, segments, source=self.source, warnings=warnings)
+        return Segmentation(self.reference_id, label_map, segments, source=self.source,
+                            dropped_ids=frozenset(reserved.dropped), warnings=warnings)
 
     def _size(self, regions: list[tuple[int, dict[str, Any], str, str]]) -> tuple[int, int]:
         size: tuple[int, int] | None = None
@@ -312,7 +346,8 @@ class LabelStudioItem(Item):
                          f"{opt('images', 'DIR')} to read it "
                          "from the image")
 
-    def _label(self, value: dict[str, Any], kind: str, where: str, warnings: list[str]) -> LabelSpec | None:
+    def _label(self, value: dict[str, Any], kind: str, where: str, warnings: list[str]) -> str | None:
+        """The region's label (the first of its list), or None when it has none (skipped, with a warning)."""
         names = value.get(_LABEL_KEY[kind], value.get("labels"))
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise self._fail(f"{where}: {_LABEL_KEY[kind]!r} must be a list of label names, got {names!r}")
@@ -324,10 +359,14 @@ class LabelStudioItem(Item):
         if not names[0].strip():  # Nucleus needs a label: skipped, as an empty label list
             warnings.append(f"{where}: empty label; skipped")
             return None
+        label: str = names[0]
+        return label
+
+    def _spec(self, label: str, where: str) -> LabelSpec:
         try:
-            return resolve_label(names[0], self.labels)
+            return resolve_label(label, self.labels)
         except KeyError:
-            raise self._fail(f"{where}: label {names[0]!r} is not in the {opt('labels')} table") from None
+            raise self._fail(f"{where}: label {label!r} is not in the {opt('labels')} table") from None
 
     def _percent(self, value: Any, where: str, name: str, low: float = 0.0) -> float:
         if bad_number(value):
@@ -472,6 +511,9 @@ class LabelStudioReader(Reader):
     options = (
         raster.overlap_option(),
         labels_option(),
+        void_option("What regions labelled with a void name (__ignore__) become: background 0, or a segment "
+                    "'ignore' (kept in every mode). Background names (background, _background_, ...) are "
+                    "always background 0."),
         images_option("Folder of the images, to read sizes from when an annotation has no region."),
         click.Option(
             ["--annotation"], type=click.Choice(["latest", "first"]), default="latest", show_default=True,
@@ -502,6 +544,7 @@ class LabelStudioReader(Reader):
         unannotated: str = "fail",
         upload_prefix: str = "strip",
         brush_threshold: int = 1,
+        void: str = BACKGROUND,
     ) -> None:
         super().__init__(source)
         if not self.source.is_file():
@@ -516,6 +559,7 @@ class LabelStudioReader(Reader):
         if isinstance(brush_threshold, bool) or not isinstance(brush_threshold, int) or not 1 <= brush_threshold <= 255:
             raise SourceError(f"{opt('brush-threshold')} must be an integer in 1..255, got {brush_threshold!r}")
         self.overlap = check_overlap(overlap)
+        self.void = check_void(void)
         self.images_dir = str(images) if images is not None else None
         self.annotation = annotation
         self.unannotated = unannotated
@@ -525,10 +569,11 @@ class LabelStudioReader(Reader):
         self.labels: dict[str, LabelSpec] | None
         if labels is not None:
             self.labels, self.categories = load_label_table(labels)
-        else:
-            names = self._labels_seen()
+        else:  # background / void names are no classes: the classes after them keep ids 1..n
+            names = [n for n in self._labels_seen() if label_convention(n) is None]
             self.labels = {n: LabelSpec(i + 1, n) for i, n in enumerate(names)}
             self.categories = [Category(id=i + 1, name=n) for i, n in enumerate(names)]
+        self.ignore_id, self.categories = ignore_category(self.void, self.labels, self.categories)
 
     def _check_head(self) -> None:
         """A JSON list whose first task has 'data' and annotations: else nothing here is convertible."""
@@ -540,11 +585,9 @@ class LabelStudioReader(Reader):
                 raise SourceError("expected a JSON list of tasks (Label Studio's JSON export)", file=self.source)
             fh.seek(0)
             try:
-                first = next(ijson.items(fh, "item", use_float=True), None)
-            except ijson.JSONError as exc:
-                raise SourceError(f"not valid JSON ({str(exc).strip()[:200]})", file=self.source) from None
-            except UnicodeDecodeError:  # yajl decodes strings itself: this is the file's fault
-                raise SourceError(f"not valid JSON ({_NOT_TEXT})", file=self.source) from None
+                first = next(jsonindex.array_items(fh, str(self.source), strict=True, chunk=READ_CHUNK), None)
+            except jsonindex.InvalidJson as exc:
+                raise _broken(exc, self.source) from None
         if first is None:
             raise SourceError("the export lists no tasks", file=self.source)
         if isinstance(first, dict) and "data" not in first and not {"annotations", "completions"} & set(first):
@@ -554,7 +597,8 @@ class LabelStudioReader(Reader):
             )
 
     def _labels_seen(self) -> list[str]:
-        """Every label named in the file, in order of first appearance: one regex pass over the raw bytes."""
+        """Every label named in the file, in order of first appearance: one regex pass over the raw bytes
+        (background / void names among them too: the caller leaves those out)."""
         seen: dict[str, None] = {}
         with open(self.source, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             for m in _LABEL_LISTS.finditer(mm):  # type: ignore[call-overload]
@@ -569,24 +613,16 @@ class LabelStudioReader(Reader):
     def items(self) -> Iterator[Item]:
         seen = NameTable()  # reference id -> (it, the task that gave it): ~32 bytes per task, not ~200
         source = str(self.source)
-        parsing = 0  # the task being parsed, for the message when the JSON breaks there
         try:
             with open(self.source, "rb") as fh:
-                for k, task in enumerate(ijson.items(fh, "item", use_float=True)):
+                # one task parsed at a time, each given out before the next is parsed: a break in
+                # the JSON stops the stream at the task that breaks, after every task before it
+                for k, task in enumerate(jsonindex.array_items(fh, source, strict=True, chunk=READ_CHUNK)):
                     item = self._item(k, task, seen, source)
                     if item is not None:
                         yield item
-                    parsing = k + 1
-        except ijson.JSONError as exc:
-            reason = (str(exc).strip().splitlines() or ["?"])[0][:200]
-            if "premature EOF" in reason:  # ijson's word for a file that stops mid-task
-                hint = "the file ends in the middle of a task: was the export cut short (a partial download)?"
-            else:
-                hint = "NaN and Infinity are not JSON (Label Studio never writes them)"
-            raise SourceError(f"not valid JSON at or after task[{parsing}] ({reason}); {hint}",
-                              file=self.source) from None
-        except UnicodeDecodeError:
-            raise SourceError(f"not valid JSON at or after task[{parsing}] ({_NOT_TEXT})", file=self.source) from None
+        except jsonindex.InvalidJson as exc:
+            raise _broken(exc, self.source) from None
         finally:
             seen.close()
 
@@ -627,12 +663,27 @@ class LabelStudioReader(Reader):
         return LabelStudioItem(
             reference_id=ref, source=source, task=desc, image_name=name, results=results,
             meta={"task_id": task_id, "annotation_id": ann.get("id")}, labels=self.labels, overlap=self.overlap,
-            brush_threshold=self.brush_threshold, images_dir=self.images_dir,
+            brush_threshold=self.brush_threshold, images_dir=self.images_dir, void=self.void,
+            ignore_id=self.ignore_id,
         )
 
 
-#: what ijson's UnicodeDecodeError means (yajl raises it, not a JSONError, for a string it cannot decode)
-_NOT_TEXT = "a string holds half a surrogate pair, an escape like \\udc00 that is no text"
+def _broken(exc: jsonindex.InvalidJson, source: str | PathLike[str]) -> SourceError:
+    """The message for an export whose JSON stops being valid: the task that breaks (every
+    task before it has been read), why and where, and what probably happened."""
+    where = ""
+    if exc.element is not None:
+        where = f" in task[{exc.element}]"
+    elif exc.after is not None:
+        where = f" after task[{exc.after}]"
+    at = f", at byte {exc.byte}" if exc.byte is not None else ""
+    message = f"not valid {exc.what}{where} ({exc.reason}{at})"
+    if exc.cut_short:
+        ends = "in the middle of this task" if exc.element is not None else "there"
+        message += f"; the file ends {ends}: was the export cut short (a partial download)?"
+    elif exc.reason.endswith("is not JSON"):
+        message += "; Label Studio never writes NaN or Infinity"
+    return SourceError(message, file=source)
 
 
 def sniff(path: Path) -> bool:

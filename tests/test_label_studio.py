@@ -499,14 +499,14 @@ def test_unusable_sources(tmp_path):
 
 def test_json_breaking_midway_names_the_task(tmp_path):
     first = task([poly([[0, 0], [10, 0], [0, 50]])])
-    first["data"]["pad"] = "x" * 70_000  # past ijson's first 64 kB read: the break is in a later read
+    first["data"]["pad"] = "x" * 70_000  # past the stream's first 64 kB read: the break is in a later read
     second = task([poly([[0, 0], [10, 0], [0, 50]])], image="b.jpg", id_=2)
     second["data"]["pad"] = "y" * 70_000  # and the NaN in a read of its own
     second = json.dumps(second)
     (tmp_path / "nan.json").write_text(f"[{json.dumps(first)}, {second.replace('[0, 50]', '[0, NaN]')}]")
     items = LabelStudioReader(tmp_path / "nan.json").items()
     assert next(items).load().label_map.any()  # streamed: the first task is read before the second breaks
-    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[1\] .*NaN and Infinity are not JSON"):
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[1\] \(NaN is not JSON\); Label Studio never"):
         next(items)
 
 
@@ -516,9 +516,267 @@ def test_export_cut_short_is_named_as_such(tmp_path):
     text = json.dumps(tasks)
     (tmp_path / "cut.json").write_text(text[: len(text) - 40])
     items = LabelStudioReader(tmp_path / "cut.json").items()
-    with pytest.raises(SourceError, match=r"at or after task\[2\] .*ends in the middle of a task") as caught:
+    with pytest.raises(SourceError, match=r"in task\[2\] .*ends in the middle of this task") as caught:
         list(items)
     assert "NaN" not in str(caught.value)
+
+
+def nine_tasks() -> list[bytes]:
+    """The JSON of 9 small tasks, task k with reference_id str(k)."""
+    return [json.dumps(task([poly([[0, 0], [50, 0], [0, 50]])], image=f"/data/{k}.jpg", id_=k)).encode()
+            for k in range(9)]
+
+
+#: ways to break one task's JSON: (name, the broken text of task 5, the reason the message gives)
+BREAKS = [
+    ("cut in half", lambda t: t[: len(t) // 2], r"Expecting|Unterminated"),
+    ("a bad token", lambda t: t.replace(b'"data"', b"data", 1), r"Expecting property name"),
+    ("NaN", lambda t: t.replace(b"[0, 50]", b"[0, NaN]"), r"NaN is not JSON"),
+    ("Infinity", lambda t: t.replace(b"[50, 0]", b"[-Infinity, 0]"), r"-Infinity is not JSON"),
+    ("a byte that is not UTF-8", lambda t: t.replace(b"5.jpg", b"\xff.jpg"), r"invalid start byte"),
+    ("half a surrogate pair", lambda t: t.replace(b"5.jpg", b"\\ud800.jpg"), r"the escape \\ud800 is half a"),
+    ("a tab in a string", lambda t: t.replace(b"5.jpg", b"\t.jpg"), r"Invalid control character"),
+]
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1 << 16])  # reads cutting every task, some, none
+@pytest.mark.parametrize(("name", "breaks", "reason"), BREAKS, ids=[b[0] for b in BREAKS])
+def test_a_broken_task_in_the_middle_is_named_and_every_task_before_it_converts(
+    tmp_path, monkeypatch, chunk, name, breaks, reason
+):
+    """The stream gives out each task before parsing the next: tasks 0-4 convert, and the
+    error names task 5 (ijson decoded a whole 64 kB read first: it named task 0 and gave none)."""
+    import segconvert.converters.label_studio as label_studio
+
+    monkeypatch.setattr(label_studio, "READ_CHUNK", chunk)
+    tasks = nine_tasks()
+    tasks[5] = breaks(tasks[5])
+    path = tmp_path / "export.json"
+    path.write_bytes(b"[" + b", ".join(tasks) + b"]")
+    done = []
+    with pytest.raises(SourceError, match=rf"not valid (UTF-8 )?JSON in task\[5\] \(({reason})") as caught:
+        for item in LabelStudioReader(path).items():
+            done.append(item.load())
+    assert [seg.reference_id for seg in done] == ["0", "1", "2", "3", "4"]
+    assert all(seg.label_map.any() for seg in done)
+    assert "cut short" not in str(caught.value)  # more tasks follow: the file is not cut
+
+
+@pytest.mark.parametrize(("text", "whole", "message"), [
+    (b"[" + b", ".join(nine_tasks()[:5]) + b" " + b", ".join(nine_tasks()[5:]) + b"]", 5,  # no comma after 4
+     r"after task\[4\] \(expected ',' or '\]' after an element, at byte \d+\)"),
+    (b"[" + b", ".join(nine_tasks()) + b"] x", 9, r"after task\[8\] \(extra data after the list, at byte \d+\)"),
+])
+def test_a_break_between_tasks_names_the_task_before_it(tmp_path, text, whole, message):
+    path = tmp_path / "export.json"
+    path.write_bytes(text)
+    done = []
+    with pytest.raises(SourceError, match=message):
+        done.extend(item.reference_id for item in LabelStudioReader(path).items())
+    assert done == [str(k) for k in range(whole)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5), data=st.data(), chunk=st.integers(1, 300), indent=st.sampled_from([None, 1]))
+def test_an_export_cut_anywhere_gives_every_whole_task(tmp_path_factory, n, data, chunk, indent):
+    """Cut at any byte (a partial download): the tasks whose text is whole convert, and the
+    error names the first one that is not (or, cut right after a task, that task), as cut short."""
+    import segconvert.converters.label_studio as label_studio
+
+    texts = [json.dumps(task([rect(10 * k, 0, 5, 5)], image=f"/data/{k}.jpg", id_=k), indent=indent)
+             for k in range(n)]
+    whole = "[" + ", ".join(texts) + "]"
+    ends = [len("[") + sum(len(t) + 2 for t in texts[:k]) + len(texts[k]) for k in range(n)]
+    at = data.draw(st.integers(0, len(whole)), label="cut at")
+    path = tmp_path_factory.mktemp("cut") / "export.json"
+    path.write_text(whole[:at])
+    old, label_studio.READ_CHUNK = label_studio.READ_CHUNK, chunk
+    try:
+        if at < ends[0]:
+            with pytest.raises(SourceError, match=r"in task\[0\] .*was the export cut short|expected a JSON list"):
+                LabelStudioReader(path)
+            return
+        done: list[str] = []
+        whole_tasks = sum(1 for end in ends if end <= at)
+        if at == len(whole):
+            done.extend(item.reference_id for item in LabelStudioReader(path).items())
+        else:
+            where = rf"after task\[{whole_tasks - 1}\]" if at == ends[whole_tasks - 1] or at == len(whole) - 1 \
+                else rf"in task\[{whole_tasks}\]"
+            with pytest.raises(SourceError, match=rf"{where} .*the file ends .*was the export cut short"):
+                done.extend(item.reference_id for item in LabelStudioReader(path).items())
+        assert done == [str(k) for k in range(whole_tasks)]
+    finally:
+        label_studio.READ_CHUNK = old
+
+
+def test_an_export_with_a_bom_is_read(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([task([poly([[0, 0], [50, 0], [0, 50]])])]).encode())
+    assert load_one(path).label_map.any()
+
+
+# ----------------------------------------------------------------- background and void labels
+
+
+def semantic(seg, categories):
+    """The class index map of a Segmentation (0 = background), through the semantic mode."""
+    from segconvert.model.modes import ModePlan
+
+    return ModePlan("semantic", categories=categories).apply(seg).resolved_label_map(np.int64)
+
+
+def box(x0: int, y0: int, x1: int, y1: int, label="car", kind="rectangle", rid="r") -> dict:
+    """A region covering pixels [x0, x1) x [y0, y1) of the 20x10 image, as a rectangle, a
+    polygon or a brush (5 % of the width and 10 % of the height per pixel)."""
+    if kind == "rectangle":
+        return rect(5 * x0, 10 * y0, 5 * (x1 - x0), 10 * (y1 - y0), label=label, rid=rid)
+    if kind == "polygon":
+        return poly([[5 * x0, 10 * y0], [5 * x1, 10 * y0], [5 * x1, 10 * y1], [5 * x0, 10 * y1]], label=label, rid=rid)
+    mask = np.zeros((10, 20), bool)
+    mask[y0:y1, x0:x1] = True
+    return brush_region(mask, label=label, rid=rid)
+
+
+@pytest.mark.parametrize("kind", ["rectangle", "polygon", "brush"])
+@pytest.mark.parametrize("name", ["background", "Background", "_background_", "__background__", "unlabeled"])
+def test_background_region_paints_background_in_its_place(tmp_path, kind, name):
+    path = write(tmp_path, [task([
+        box(0, 0, 10, 8),  # car, bottom
+        box(2, 2, 6, 6, label=name, kind=kind),  # cuts a hole in the car
+        box(4, 4, 8, 8, label="person"),  # painted over the hole
+    ])])
+    reader = LabelStudioReader(path)
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "car"), (2, "person")]
+    seg = next(iter(reader.items())).load()
+    assert [(s.label, s.category_id) for s in seg.segments] == [("car", 1), ("person", 2)]
+    assert set(seg.dropped_ids) == {2}
+    expect = np.zeros((10, 20), np.int64)
+    expect[0:8, 0:10] = 1
+    expect[2:6, 2:6] = 0
+    expect[4:8, 4:8] = 2
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+    # painted first, a background region changes nothing
+    first = write(tmp_path, [task([box(2, 2, 6, 6, label=name, kind=kind), box(0, 0, 10, 8)])], name="first.json")
+    expect[expect == 2] = 1
+    expect[2:6, 2:6] = 1
+    np.testing.assert_array_equal(semantic(load_one(first), LabelStudioReader(first).categories), expect)
+
+
+def test_reserved_names_are_no_categories_and_need_no_table_entry(tmp_path):
+    tasks = [task([box(0, 0, 4, 4, label="__ignore__"), box(0, 0, 2, 2), box(5, 5, 9, 9, label="_background_"),
+                   box(10, 0, 12, 2, label="person")])]
+    path = write(tmp_path, tasks)
+    assert [(c.id, c.name) for c in LabelStudioReader(path).categories] == [(1, "car"), (2, "person")]
+    labels_txt = tmp_path / "labels.txt"  # labelme2voc's, as it is: __ignore__ -1, _background_ 0
+    labels_txt.write_text("__ignore__\n_background_\ncar\nperson\n")
+    just_car = tmp_path / "labels.json"
+    just_car.write_text(json.dumps(["car", "person", "background"]))
+    for labels in (labels_txt, just_car):
+        reader = LabelStudioReader(path, labels=labels)
+        assert [(c.id, c.name) for c in reader.categories] == [(1, "car"), (2, "person")]
+        seg = next(iter(reader.items())).load()
+        assert [s.label for s in seg.segments] == ["car", "person"] and set(seg.dropped_ids) == {1, 3}
+
+
+@pytest.mark.parametrize("mode", ["panoptic", "instance", "semantic"])
+def test_void_ignore_is_one_segment_kept_in_every_mode(tmp_path, mode):
+    from segconvert.model.modes import ModePlan
+
+    path = write(tmp_path, [task([
+        box(0, 0, 2, 2, label="__ignore__", kind="polygon"),
+        box(4, 4, 6, 6, label="person"),
+        box(8, 0, 10, 2, label="__ignore__", kind="brush"),
+        box(3, 3, 5, 5, label="__ignore__"),  # over the person
+        box(12, 0, 14, 2),
+    ])])
+    reader = LabelStudioReader(path, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "person"), (2, "car"), (3, "ignore")]
+    seg = next(iter(reader.items())).load()
+    assert [(s.label, s.category_id) for s in seg.segments] == [("ignore", 3), ("person", 1), ("car", 2)]
+    assert seg.segments[0].pixels == (1, 3, 4) and not seg.dropped_ids
+    assert seg.segments[0].metadata == {"source_label": "__ignore__"}
+    kept = ModePlan(mode, categories=reader.categories).apply(seg)
+    assert sorted(s.label for s in kept.segments) == ["car", "ignore", "person"]
+    expect = np.zeros((10, 20), np.int64)
+    expect[0:2, 0:2] = expect[0:2, 8:10] = 3
+    expect[4:6, 4:6] = 1
+    expect[3:5, 3:5] = 3  # painted last over the person
+    expect[0:2, 12:14] = 2
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+    default = load_one(path)  # --void background: void is background 0
+    assert [s.label for s in default.segments] == ["person", "car"] and set(default.dropped_ids) == {1, 3, 4}
+    expect[expect == 3] = 0
+    np.testing.assert_array_equal(semantic(default, LabelStudioReader(path).categories), expect)
+
+
+def test_void_ignore_uses_the_tables_own_ignore_class(tmp_path):
+    path = write(tmp_path, [task([box(0, 0, 2, 2, label="__ignore__"), box(4, 4, 6, 6)])])
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"ignore": 7, "car": 1}))
+    reader = LabelStudioReader(path, labels=labels, void="ignore")
+    assert [(c.id, c.name) for c in reader.categories] == [(1, "car"), (7, "ignore")]
+    assert [(s.label, s.category_id) for s in next(iter(reader.items())).load().segments] == [("ignore", 7),
+                                                                                              ("car", 1)]
+
+
+def test_bad_void_policy_is_refused():
+    with pytest.raises(SourceError, match="void must be background or ignore, not 'skip'"):
+        LabelStudioReader(EXPORT, void="skip")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    regions=st.lists(
+        st.tuples(st.sampled_from(["car", "person", "background", "__ignore__"]),
+                  st.sampled_from(["rectangle", "polygon", "brush"]),
+                  st.integers(0, 17), st.integers(0, 8), st.integers(1, 6), st.integers(1, 6)),
+        max_size=6,
+    ),
+    void=st.sampled_from(["background", "ignore"]),
+)
+def test_classes_equal_a_painter_of_the_class_ids(tmp_path_factory, regions, void):
+    """Semantic classes = painting each region's class in result order (0 for background,
+    void's own value), with each region's pixels from its own reference rasteriser."""
+    regions = [(label, kind, x, y, min(w, 20 - x), min(h, 10 - y)) for label, kind, x, y, w, h in regions]
+    results = [box(x, y, x + w, y + h, label=label, kind=kind, rid=f"r{k}")
+               for k, (label, kind, x, y, w, h) in enumerate(regions)]
+    path = write(tmp_path_factory.mktemp("v"), [task([box(0, 0, 1, 1, label="car"), box(0, 0, 1, 1, label="person"),
+                                                      *results])])
+    reader = LabelStudioReader(path, void=void)
+    seg = next(iter(reader.items())).load()
+    ids = {"car": 1, "person": 2, "background": 0, "__ignore__": 3 if void == "ignore" else 0}
+    expect = np.zeros((10, 20), np.int64)
+    expect[0, 0] = 2
+    for (label, kind, _x, _y, _w, _h), res in zip(regions, results):
+        value = res["value"]
+        if kind == "brush":
+            pixels = brush.decode_rle(value["rle"]).reshape(10, 20, 4)[:, :, 3] > 0
+        else:
+            corners = value["points"] if kind == "polygon" else [
+                [value["x"], value["y"]], [value["x"] + value["width"], value["y"]],
+                [value["x"] + value["width"], value["y"] + value["height"]], [value["x"], value["y"] + value["height"]]]
+            pixels = coco_polygon((np.asarray(corners, float) / 100 * [20, 10]).ravel().tolist(), 10, 20)
+        expect[pixels] = ids[label]
+    np.testing.assert_array_equal(semantic(seg, reader.categories), expect)
+
+
+def test_cli_void_ignore(tmp_path):
+    path = write(tmp_path, [task([box(0, 0, 6, 6), box(2, 2, 4, 4, label="background"),
+                                  box(8, 6, 12, 10, label="__ignore__")], image="/data/f.jpg")])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(path), str(out), "--from", "label-studio", "--mode", "semantic",
+                                       "--void", "ignore", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(Image.open(out / "masks" / "f.png"))
+    (record,) = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+    index = {a["label"]: a["index"] for a in record["annotations"]}
+    assert set(index) == {"background", "car", "ignore"}
+    expect = np.zeros((10, 20), np.uint8)
+    expect[0:6, 0:6] = index["car"]
+    expect[2:4, 2:4] = 0
+    expect[6:10, 8:12] = index["ignore"]
+    np.testing.assert_array_equal(mask, expect)
 
 
 # ----------------------------------------------------------------- detection and CLI
@@ -629,8 +887,10 @@ def test_half_a_surrogate_pair_is_a_source_error(tmp_path):
     broken = good[0].replace(b'"/data/a0.jpg"', b'"a\\udc00.jpg"')
     path = tmp_path / "export.json"
     path.write_bytes(b"[" + b", ".join([*good, broken]) + b"]")
-    with pytest.raises(SourceError, match=r"not valid JSON at or after task\[\d+\] \(a string holds half a"):
-        list(LabelStudioReader(path).items())  # yajl decodes ahead: the task named is the one it yielded up to
+    refs = []
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[400\] \(the escape \\udc00 is half a surrogate"):
+        refs.extend(item.reference_id for item in LabelStudioReader(path).items())
+    assert len(refs) == 400  # every task before the broken one
     path.write_bytes(b"[" + broken + b"]")
-    with pytest.raises(SourceError, match=r"not valid JSON \(a string holds half a surrogate pair"):
+    with pytest.raises(SourceError, match=r"not valid JSON in task\[0\] \(the escape \\udc00 is half a surrogate"):
         LabelStudioReader(path)
