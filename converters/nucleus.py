@@ -222,8 +222,11 @@ class NucleusItem(Item):
             raise ItemError(f"mask decodes as {mask.dtype} {mask.shape}, not one uint8 channel", **where)
         if counts is None:
             counts = histogram(mask, 256)
-        codes = {0: 0, **{s.id: s.id for s in segments}}
-        count_codes_uint8(mask, codes, counts, **where)  # ItemError naming values without a Segment
+        # every pixel value must be 0 or a listed index (distinct, 1..255: segments_from_payload): the
+        # histogram says so in one sum; only when it does not are the values named (ItemError)
+        raw = counts.tolist()
+        if raw[0] + sum([raw[s.id] for s in segments]) != mask.size:
+            count_codes_uint8(mask, {0: 0, **{s.id: s.id for s in segments}}, counts, **where)
         return Segmentation(self.reference_id, mask, segments, source=path, warnings=warnings,
                             pixel_counts=counts)
 
@@ -233,6 +236,15 @@ class NucleusItem(Item):
         if url.startswith("file://"):
             url = url[len("file://"):]
         remote = url.startswith(_REMOTE_PREFIXES)
+        if not remote and url:  # the common case first: the mask_url is there (no fallback path to build)
+            path = url if os.path.isabs(url) else os.path.join(self.folder, url)
+            try:
+                return path, png.read_bytes(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise ItemError(f"cannot read the mask: {exc.strerror or exc}", item=self.reference_id,
+                                file=path) from None
         candidates = []
         if not remote and url:
             candidates.append(url if os.path.isabs(url) else os.path.join(self.folder, url))
@@ -240,7 +252,7 @@ class NucleusItem(Item):
             candidates.append(os.path.join(self.folder, "masks", output_stem(self.reference_id) + ".png"))
         except ItemError:
             pass  # a reference_id that is no file name has no masks/<reference_id>.png
-        for path in candidates:
+        for path in candidates[1 if not remote and url else 0:]:
             try:
                 return path, png.read_bytes(path)
             except FileNotFoundError:

@@ -417,3 +417,22 @@ def test_payload_lines_are_valid_compact_json():
     line = _to_json({"type": "mask", "annotations": [{"metadata": {1: float("nan"), "é": 2.5}}]})
     assert line == '{"type":"mask","annotations":[{"metadata":{"1":null,"é":2.5}}]}'
     assert json.loads(line)["annotations"][0]["metadata"] == {"1": None, "é": 2.5}
+
+
+@pytest.mark.parametrize("ref", ["plain-001", "naïve", "日本", "a\x7fb", "tab\there", "lone\udcff", 'quote"\\'])
+def test_journal_lines_are_json_dumps_text(tmp_path, ref):
+    """The journal writes its lines with orjson where that gives json.dumps' text (ASCII without
+    DEL), else with json: the same bytes either way, so a journal reads back as it always did."""
+    from segconvert.execution.pipeline import Journal
+    from segconvert.io.storage import FileStamp
+
+    journal = Journal(tmp_path / "state", {}, fresh=True)
+    files = (FileStamp(f"masks/{ref}.png", 123, 4294967295), FileStamp("b.png", 0, 0))
+    journal.append(ref, '["rec"]', files)
+    journal.close()
+    stamps = json.dumps([f.to_json() for f in files], separators=(",", ":"))
+    expected = f"{json.dumps(ref)}\t{stamps}\t[\"rec\"]\n".encode()
+    assert (tmp_path / "state" / "journal.tsv").read_bytes() == expected
+    again = Journal(tmp_path / "state", {}, fresh=False)
+    assert again.done[ref][1] == files
+    again.close()

@@ -66,3 +66,62 @@ def test_colors_and_boxes_fused_equal_numpy(codes, table, runs):
     rgb, boxes = pixels.colors_and_boxes(table)
     assert np.array_equal(rgb, table[codes])
     assert np.array_equal(boxes, _numpy_boxes(codes, 10))
+
+
+@st.composite
+def small_value_maps(draw):
+    """uint8 maps of runs or noise whose values stop below 16, 32, 48, 64 (the shuffle kernel's
+    quarters) or go past 64 (run by run), widths around the kernel's 32-byte step."""
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 100))
+    top = draw(st.sampled_from([0, 1, 15, 16, 31, 32, 47, 48, 63, 64, 100, 255]))
+    values = draw(st.lists(st.integers(0, top), min_size=1, max_size=10, unique=True))
+    flat: list[int] = []
+    while len(flat) < h * w:
+        flat += [draw(st.sampled_from(values))] * draw(st.integers(1, 50))
+    return np.array(flat[: h * w], np.uint8).reshape(h, w)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=small_value_maps(), table=hnp.arrays(np.uint8, (256,)), hint=st.integers(-1, 255),
+       rows=st.booleans())
+def test_u8_lookup_small_equals_numpy_whatever_top_it_is_told(values, table, hint, rows):
+    """The shuffle lookup gives table[values] (as PNG rows, or plain) whether the `top` it is told is
+    right, too small (it must notice and redo run by run) or too large."""
+    kernels = pytest.importorskip("segconvert.codecs._kernels")
+    h, w = values.shape
+    for top in (hint, int(values.max()), 255):
+        if rows:
+            out = np.full((h, w + 1), 9, np.uint8)
+            kernels.u8_lookup_small(values, table, out, w, top)
+            assert not out[:, 0].any() and np.array_equal(out[:, 1:], table[values])
+        else:
+            out = np.full((h, w), 9, np.uint8)
+            kernels.u8_lookup_small(values, table, out, 0, top)
+            assert np.array_equal(out, table[values])
+
+
+@settings(max_examples=60, deadline=None)
+@given(codes=small_value_maps(), table=hnp.arrays(np.uint8, (256,)))
+def test_encode_mapped_equals_encoding_the_mapped_image(codes, table):
+    from segconvert.codecs import png
+
+    n = int(codes.max()) + 1
+    assert writing.encode_mapped(codes, table[:n].copy()) == png.encode_gray8(table[:n][codes])
+
+
+@settings(max_examples=60, deadline=None)
+@given(codes=CODE_MAPS)
+def test_segment_pixels_with_the_readers_histogram_equals_without(codes):
+    """Segments 1..n with the values 1..n and the reader's histogram (Nucleus) take a shortcut: the
+    same code map and counts as the general path, and the same error for a value no segment lists."""
+    n = int(codes.max())
+    segments = [SegmentInfo(k, f"s{k}") for k in range(1, n + 1)]
+    counts = lut.histogram(codes, 256)
+    a = writing.segment_pixels(Segmentation("a", codes, segments, pixel_counts=counts))
+    b = writing.segment_pixels(Segmentation("a", codes, segments))
+    assert np.array_equal(a.code_map, b.code_map) and a.counts == b.counts
+    assert a.counts == [int((codes == k).sum()) for k in range(n + 1)]
+    if n:  # the top value (it occurs) without its segment
+        for pixel_counts in (counts, None):
+            with pytest.raises(ItemError, match=rf"have no segment in the annotation: {n} \("):
+                writing.segment_pixels(Segmentation("a", codes, segments[:-1], pixel_counts=pixel_counts))

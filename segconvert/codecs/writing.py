@@ -38,6 +38,10 @@ try:
     from segconvert.codecs._kernels import code_colors_boxes as _code_colors_boxes_c
 except ImportError:  # pragma: no cover - depends on the build (an extension built before it)
     _code_colors_boxes_c = None
+try:
+    from segconvert.codecs._kernels import u8_lookup_small as _u8_lookup_small_c
+except ImportError:  # pragma: no cover - depends on the build (an extension built before it)
+    _u8_lookup_small_c = None
 
 
 @dataclass
@@ -93,6 +97,17 @@ class SegmentPixels:
 def segment_pixels(seg: Segmentation) -> SegmentPixels:
     """Codes of every pixel of ``seg`` (see the module docstring); ItemError for ids listed
     twice, the id 0 listed as a segment, or pixels whose id has no segment."""
+    segments, lm = seg.segments, seg.label_map
+    n = len(segments)
+    if (not seg.dropped_ids and seg.pixel_counts is not None and lm.dtype == np.uint8 and lm.ndim == 2
+            and n < 255 and len(seg.pixel_counts) == 256
+            and [s.id if s.pixel_ids is None else -1 for s in segments] == list(range(1, n + 1))):
+        # the common case of a uint8 label map (Nucleus): segment k has the value k, so the codes are
+        # the values and the reader's histogram is the counts: no dict, no LUT; a value without a
+        # segment leaves pixels uncounted, and the general path below names it
+        count_list = seg.pixel_counts.tolist()[:n + 1]
+        if sum(count_list) == lm.size:
+            return SegmentPixels(lm, count_list, segments)
     where = {"item": seg.reference_id, "file": seg.source}
     codes: dict[int, int] = {0: 0}
     for raw in seg.dropped_ids:
@@ -139,6 +154,12 @@ def encode_mapped(code_map: np.ndarray, values: np.ndarray) -> bytes:
         table = np.zeros(256, np.uint8)
         table[:n] = values
         h, w = code_map.shape
+        if _u8_lookup_small_c is not None and code_map.flags.c_contiguous:
+            # codes are 0..n-1 (a code map of segment_pixels): byte shuffles, 32 pixels a step, ~4x fewer
+            # instructions than run by run (the kernel checks the top it is given: never a wrong byte)
+            rows = np.empty((h, w + 1), np.uint8)
+            _u8_lookup_small_c(code_map, table, rows, w, n - 1)
+            return png.encode_rows(rows, w, h, 8, 0)
         return png.encode_rows(lookup_u8(code_map, table, png_rows=True), w, h, 8, 0)
     mapped = map_codes(code_map, values)
     if mapped.ndim == 3:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from segconvert.codecs import limits
 from segconvert.errors import ItemError, OutputError, SourceError, opt
 from segconvert.execution.nametable import NameTable
@@ -257,8 +259,17 @@ class Journal:
 
     def append(self, reference_id: str, record: str, files: tuple[FileStamp, ...] = ()) -> int:
         offset = self._end
-        stamps = json.dumps([f.to_json() for f in files], separators=(",", ":"))
-        line = f"{json.dumps(reference_id)}\t{stamps}\t{record}\n".encode()
+        # orjson (once per item; json.dumps with separators builds an encoder per call): the same text
+        # as json.dumps for ASCII without DEL, which json escapes; anything else goes through json
+        try:
+            ref, stamps = orjson.dumps(reference_id), orjson.dumps([f.to_json() for f in files])
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits: json's way below
+            ref = stamps = b"\x7f"
+        if ref.isascii() and stamps.isascii() and b"\x7f" not in ref and b"\x7f" not in stamps:
+            line = b"%s\t%s\t%s\n" % (ref, stamps, record.encode())
+        else:
+            text = json.dumps([f.to_json() for f in files], separators=(",", ":"))
+            line = f"{json.dumps(reference_id)}\t{text}\t{record}\n".encode()
         try:
             self._fh.write(line)
             self._fh.flush()  # in the OS once flushed: survives the process being killed
