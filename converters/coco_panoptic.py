@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 import orjson
 
 from segconvert.codecs import cocojson, png
@@ -200,7 +199,8 @@ def png_ids(segments: list[SegmentInfo]) -> list[int]:
     3. 1..n in table order.
     """
     kept = [s.metadata.get("segment_id") for s in segments]
-    if all(type(k) is int and 0 < k <= MAX_ID for k in kept) and len(set(kept)) == len(kept):
+    usable = [k for k in kept if type(k) is int and 0 < k <= MAX_ID]  # a list, not all(): once per image
+    if len(usable) == len(kept) and len(set(kept)) == len(kept):
         return kept  # type: ignore[return-value]
     if all(0 < s.id <= MAX_ID for s in segments):
         return [s.id for s in segments]
@@ -241,16 +241,13 @@ class CocoPanopticWriter(Writer):
         present = pixels.present()
         segments = [seg.segments[pos] for pos in present]
         ids = png_ids(segments)
-        colors = np.zeros((len(seg.segments) + 1, 3), np.uint8)
-        if present:  # each id's little-endian bytes R, G, B, all rows at once
-            colors[np.array(present) + 1] = np.array(ids, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
-        data, box_array = pixels.rgb_png_and_boxes(colors)
+        data, boxes = pixels.id_png_and_boxes(present, ids)
         stamp = self.store.put(f"panoptic/{ref}.png", data)
-        boxes = box_array.tolist()
+        counts = pixels.counts
         rows = []
         for pos, sid, s in zip(present, ids, segments):
             x0, y0, x1, y1 = boxes[pos + 1]
-            rows.append([sid, s.label, s.category_id, bool(s.isthing), int(bool(s.iscrowd)), pixels.counts[pos + 1],
+            rows.append([sid, s.label, s.category_id, bool(s.isthing), int(bool(s.iscrowd)), counts[pos + 1],
                          [x0, y0, x1 - x0 + 1, y1 - y0 + 1], s.metadata.get("supercategory")])
         record = orjson.dumps([ref, seg.width, seg.height, rows]).decode()
         return Written(record, (stamp,))

@@ -125,3 +125,46 @@ def test_segment_pixels_with_the_readers_histogram_equals_without(codes):
         for pixel_counts in (counts, None):
             with pytest.raises(ItemError, match=rf"have no segment in the annotation: {n} \("):
                 writing.segment_pixels(Segmentation("a", codes, segments[:-1], pixel_counts=pixel_counts))
+
+
+@st.composite
+def wide_code_maps(draw):
+    """Code maps of runs across the AVX2 colour kernel's 64-pixel blocks (widths around 64 and 128,
+    runs longer than a block), or noise."""
+    h = draw(st.integers(1, 5))
+    w = draw(st.sampled_from([1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200]))
+    codes = draw(st.lists(st.integers(0, 255), min_size=1, max_size=12, unique=True))
+    flat: list[int] = []
+    while len(flat) < h * w:
+        flat += [draw(st.sampled_from(codes))] * draw(st.sampled_from([1, 2, 5, 33, 64, 65, 150]))
+    return np.array(flat[: h * w], np.uint8).reshape(h, w)
+
+
+@settings(max_examples=150, deadline=None)
+@given(codes=wide_code_maps(), colors=hnp.arrays(np.uint8, (256, 3)), rows=st.booleans())
+def test_code_colors_boxes_equals_numpy(codes, colors, rows):
+    kernels = pytest.importorskip("segconvert.codecs._kernels")
+    h, w = codes.shape
+    out = np.full((h, 3 * w + 1) if rows else (h, w, 3), 7, np.uint8)
+    boxes = np.empty((256, 4), np.int32)
+    boxes[:] = (w, h, -1, -1)
+    kernels.code_colors_boxes(codes, w, colors, out, boxes, rows)
+    assert np.array_equal(out[:, 1:].reshape(h, w, 3) if rows else out, colors[codes])
+    assert not rows or not out[:, 0].any()
+    assert np.array_equal(boxes, _numpy_boxes(codes, 256))
+
+
+@settings(max_examples=60, deadline=None)
+@given(codes=CODE_MAPS, ids=st.lists(st.integers(1, (1 << 24) - 1), min_size=9, max_size=9, unique=True),
+       present=st.sets(st.integers(0, 8)))
+def test_id_png_and_boxes_equals_rgb_png_of_the_colours(codes, ids, present):
+    """The COCO panoptic writer's PNG from the ids' bytes is the PNG of the colour array made the numpy way."""
+    pixels = writing.SegmentPixels(codes, [0] * 10, [SegmentInfo(k, f"s{k}") for k in range(1, 10)])
+    kept = sorted(present)
+    chosen = [ids[pos] for pos in kept]
+    colors = np.zeros((10, 3), np.uint8)
+    if kept:
+        colors[np.array(kept) + 1] = np.array(chosen, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+    data, boxes = pixels.id_png_and_boxes(kept, chosen)
+    want, want_boxes = pixels.rgb_png_and_boxes(colors)
+    assert data == want and boxes == want_boxes.tolist()

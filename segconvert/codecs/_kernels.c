@@ -823,6 +823,10 @@ static PyObject *parse_numbers(PyObject *self, PyObject *args) {
 /* code_colors_boxes(codes, width, table, out, boxes): code_colors and code_boxes in one pass, run
  * by run (COCO panoptic's writer needs both of every image), the colours written 16 pixels at a time:
  * ~0.1 ms for 640x480 where the two passes take ~0.21. Same arguments and results as the two. */
+/* the AVX2 version of its pixel loop, at the end of the file (0 where it cannot run: no AVX2) */
+static int colors_boxes_avx2(const uint8_t *c, Py_ssize_t width, Py_ssize_t rows, const uint8_t *t, uint8_t *o,
+                             Py_ssize_t end_of_out, int png_rows, int32_t *b);
+
 static PyObject *code_colors_boxes(PyObject *self, PyObject *args) {
     Py_buffer codes, table, out, boxes;
     Py_ssize_t width;
@@ -848,11 +852,12 @@ static PyObject *code_colors_boxes(PyObject *self, PyObject *args) {
         int32_t *b = (int32_t *)boxes.buf;
         Py_ssize_t rows = codes.len / width, end_of_out = out.len;
         Py_ssize_t stride = 3 * width + (png_rows ? 1 : 0);
+        Py_BEGIN_ALLOW_THREADS
+        if (!colors_boxes_avx2(c, width, rows, t, o, end_of_out, png_rows, b)) {
         uint8_t patterns[256 * 48]; /* each code's colour repeated 16 times */
         for (int k = 0; k < 256; k++)
             for (int j = 0; j < 16; j++)
                 memcpy(patterns + 48 * k + 3 * j, t + 3 * k, 3);
-        Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t y = 0; y < rows; y++) {
             const uint8_t *row = c + y * width;
             uint8_t *orow = o + y * stride + (png_rows ? 1 : 0);
@@ -881,6 +886,7 @@ static PyObject *code_colors_boxes(PyObject *self, PyObject *args) {
                     memcpy(orow + 3 * i, pattern, 3);
                 x = end;
             }
+        }
         }
         Py_END_ALLOW_THREADS
         result = Py_None;
@@ -1044,6 +1050,120 @@ static PyObject *u8_lookup_small(PyObject *self, PyObject *args) {
     PyBuffer_Release(&table);
     PyBuffer_Release(&out);
     return result;
+}
+
+/* colors_boxes_avx2: code_colors_boxes' pixel loop (same results) with AVX2, ~3x fewer instructions.
+ * Run ends come from 64-pixel masks (two 32-byte compares of the codes with the codes one pixel on;
+ * each run is then a count-trailing-zeros), and a run's colour goes out 32 pixels per three 32-byte
+ * stores of its pattern (built the first time a code occurs, not for all 256 codes). As in the SSE2
+ * loop, a store may run past its run into bytes that the next run (or the next row, which writes
+ * its filter byte after the row above) overwrites, never past out. Returns 0 without AVX2. */
+#if HAVE_SHUFFLE_LOOKUP
+/* bit j: pixel j of the 64 at p differs from pixel j + 1 (reads p[0..64]) */
+__attribute__((target("avx2"), always_inline)) static inline uint64_t run_ends64(const uint8_t *p) {
+    __m256i a0 = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+    __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 1));
+    __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 33));
+    uint32_t e0 = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a0, b0));
+    uint32_t e1 = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a1, b1));
+    return (uint64_t)e0 | (uint64_t)e1 << 32;
+}
+
+/* the runs that end in the 64 pixels from x0 (bits of `ends`): box, then colour. In rows whose
+ * stores cannot pass the end of out (`roomy`) the 96-byte stores go unchecked. */
+#define COLOR_RUNS(ends, x0)                                                       \
+    while (ends) {                                                                 \
+        Py_ssize_t end = (x0) + (Py_ssize_t)__builtin_ctzll(ends) + 1;             \
+        ends &= ends - 1;                                                          \
+        uint8_t v = row[start];                                                    \
+        int32_t *box = b + 4 * v;                                                  \
+        if (start < box[0]) box[0] = (int32_t)start;                               \
+        if (end - 1 > box[2]) box[2] = (int32_t)(end - 1);                         \
+        if (box[3] != (int32_t)y) { /* first run of v in this row */               \
+            if (box[3] < 0) box[1] = (int32_t)y;                                   \
+            box[3] = (int32_t)y;                                                   \
+        }                                                                          \
+        uint8_t *pattern = patterns + 96 * v;                                      \
+        if (!built[v]) {                                                           \
+            for (int j = 0; j < 32; j++)                                           \
+                memcpy(pattern + 3 * j, t + 3 * v, 3);                             \
+            built[v] = 1;                                                          \
+        }                                                                          \
+        __m256i p0 = _mm256_load_si256((const __m256i *)(const void *)pattern);    \
+        __m256i p1 = _mm256_load_si256((const __m256i *)(const void *)(pattern + 32)); \
+        __m256i p2 = _mm256_load_si256((const __m256i *)(const void *)(pattern + 64)); \
+        Py_ssize_t i = start;                                                      \
+        if (roomy) {                                                               \
+            for (; i < end; i += 32) {                                             \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i), p0);        \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i + 32), p1);   \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i + 64), p2);   \
+            }                                                                      \
+        } else {                                                                   \
+            for (; i < end && 3 * i + 96 <= room; i += 32) {                       \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i), p0);        \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i + 32), p1);   \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + 3 * i + 64), p2);   \
+            }                                                                      \
+            for (; i < end; i++)                                                   \
+                memcpy(orow + 3 * i, pattern, 3);                                  \
+        }                                                                          \
+        start = end;                                                               \
+    }
+
+__attribute__((target("avx2,bmi"))) static void colors_boxes_avx2_rows(const uint8_t *c, Py_ssize_t width,
+                                                                     Py_ssize_t rows, const uint8_t *t,
+                                                                     uint8_t *o, Py_ssize_t end_of_out,
+                                                                     int png_rows, int32_t *b) {
+    uint8_t patterns[256 * 96] __attribute__((aligned(32))); /* code k's colour 32 times, once k occurs */
+    uint8_t built[256];
+    memset(built, 0, sizeof(built));
+    const uint8_t *end_of_codes = c + rows * width;
+    Py_ssize_t stride = 3 * width + (png_rows ? 1 : 0);
+    Py_ssize_t last = (width - 1) / 64 * 64; /* the first pixel of each row's last block of <= 64 */
+    for (Py_ssize_t y = 0; y < rows; y++) {
+        const uint8_t *row = c + y * width;
+        uint8_t *orow = o + y * stride + (png_rows ? 1 : 0);
+        Py_ssize_t room = end_of_out - (orow - o);
+        /* a store starts at a pixel of the row and writes 96 bytes: inside out while the row's
+         * last pixel + 96 bytes is */
+        int roomy = 3 * (width - 1) + 96 <= room;
+        if (png_rows)
+            orow[-1] = 0; /* filter type None (after any overrun of the row above) */
+        Py_ssize_t start = 0; /* of the current run */
+        Py_ssize_t x0 = 0;
+        for (; x0 < last; x0 += 64) { /* blocks with a pixel after them in the row */
+            uint64_t ends = run_ends64(row + x0);
+            COLOR_RUNS(ends, x0)
+        }
+        Py_ssize_t n = width - x0; /* 1..64 pixels, the row's last */
+        uint64_t ends;
+        if (n == 64 && row + x0 + 65 <= end_of_codes) {
+            ends = run_ends64(row + x0);
+        } else {
+            ends = 0;
+            for (Py_ssize_t j = 0; j + 1 < n; j++)
+                ends |= (uint64_t)(row[x0 + j] != row[x0 + j + 1]) << j;
+        }
+        ends = (n == 64 ? ends : ends & ((1ull << n) - 1)) | 1ull << (n - 1); /* a run ends at the row's end */
+        COLOR_RUNS(ends, x0)
+    }
+}
+#undef COLOR_RUNS
+#endif
+
+static int colors_boxes_avx2(const uint8_t *c, Py_ssize_t width, Py_ssize_t rows, const uint8_t *t, uint8_t *o,
+                             Py_ssize_t end_of_out, int png_rows, int32_t *b) {
+#if HAVE_SHUFFLE_LOOKUP
+    if (!have_avx2())
+        return 0;
+    colors_boxes_avx2_rows(c, width, rows, t, o, end_of_out, png_rows, b);
+    return 1;
+#else
+    (void)c; (void)width; (void)rows; (void)t; (void)o; (void)end_of_out; (void)png_rows; (void)b;
+    return 0;
+#endif
 }
 
 static PyMethodDef methods[] = {

@@ -15,6 +15,7 @@ to 255 segments: the code map widens to uint16.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -92,6 +93,30 @@ class SegmentPixels:
             return png.encode_rows(rows, w, h, 8, 2), boxes[:count].astype(np.int64)
         rgb, boxes64 = self.colors_and_boxes(colors)
         return png.encode_rgb8(rgb), boxes64
+
+
+    def id_png_and_boxes(self, present: list[int], ids: list[int]) -> tuple[bytes, list[list[int]]]:
+        """The RGB PNG of 24-bit ids (COCO panoptic: segment ``present[k]`` gets ``ids[k]``, as bytes
+        R, G, B little-endian; every other code is void 0) and ``boxes()`` as lists. The kernel's
+        table is made of the ids' bytes directly (no numpy arrays to build per image); the same
+        bytes as ``rgb_png_and_boxes`` of the colour array."""
+        cm, count = self.code_map, len(self.segments) + 1
+        if _code_colors_boxes_c is not None and cm.dtype == np.uint8 and cm.flags.c_contiguous and cm.size \
+                and count <= 256:
+            h, w = cm.shape
+            table = bytearray(768)
+            for pos, sid in zip(present, ids):
+                table[3 * pos + 3:3 * pos + 6] = sid.to_bytes(3, "little")
+            rows = np.empty((h, 3 * w + 1), np.uint8)
+            boxes = np.empty((256, 4), np.int32)
+            boxes[:] = (w, h, -1, -1)
+            _code_colors_boxes_c(cm, w, table, rows, boxes, True)
+            return png.encode_rows(rows, w, h, 8, 2), boxes[:count].tolist()
+        colors = np.zeros((count, 3), np.uint8)
+        if present:  # each id's little-endian bytes R, G, B, all rows at once
+            colors[np.array(present) + 1] = np.array(ids, "<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+        data, box_array = self.rgb_png_and_boxes(colors)
+        return data, box_array.tolist()
 
 
 def segment_pixels(seg: Segmentation) -> SegmentPixels:
@@ -247,11 +272,14 @@ class Spool:
     temporary file on the first pass and are read back as often as needed.
     """
 
-    def __init__(self, records: Iterator[str]) -> None:
+    def __init__(self, records: Iterator[str], first_pass: Callable[[str], None] | None = None) -> None:
+        """``first_pass``: called with each record as it is spooled (a pass that saves reading them back)."""
         self._fh = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         for line in records:
             self._fh.write(line)
             self._fh.write("\n")
+            if first_pass is not None:
+                first_pass(line)
 
     def __iter__(self) -> Iterator[str]:
         self._fh.seek(0)
@@ -278,29 +306,35 @@ def write_coco_json(store: OutputStore, name: str, records: Iterator[str], categ
                     keep_colors: bool = True) -> None:
     """The dataset file of a COCO writer, from records ``[reference_id, width, height, rows]``.
 
-    Two passes over the spooled records: the first builds the :class:`CategoryTable` from
-    each row's class (``class_of``), the second writes ``images`` (ids 1..N in source order,
-    ``file_name`` = reference_id + ``image_ext``) and the ``annotations`` the format makes of
-    each image's record (given its image id); then ``categories``. One entry per line, replaced atomically.
+    The :class:`CategoryTable` is built from each row's class (``class_of``) as the records are
+    spooled; then one pass over the spool writes ``images`` (ids 1..N in source order,
+    ``file_name`` = reference_id + ``image_ext``) and, into a second temporary file that is
+    copied after them, the ``annotations`` the format makes of each image's record (given its
+    image id): each record is parsed twice, not three times (once per section). Then
+    ``categories``. One entry per line, replaced atomically.
     """
     table = CategoryTable(categories)
-    with Spool(records) as spool:
-        for line in spool:
-            for row in orjson.loads(line)[3]:
-                table.see(*class_of(row))
+
+    def see(line: str) -> None:
+        for row in orjson.loads(line)[3]:
+            table.see(*class_of(row))
+
+    with Spool(records, see) as spool:
         table.resolve()
-        with store.replacing(name) as fh:
+        with store.replacing(name) as fh, tempfile.TemporaryFile(mode="w+", encoding="utf-8") as later:
             fh.write('{"images": [')
-            for k, line in enumerate(spool, start=1):
-                ref, width, height, _ = orjson.loads(line)
-                image = {"id": k, "file_name": ref + image_ext, "width": width, "height": height}
-                fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(image).decode())
-            fh.write('],\n"annotations": [')
             first = True
             for k, line in enumerate(spool, start=1):
-                for ann in annotations(k, orjson.loads(line), table):
-                    fh.write(("\n" if first else ",\n") + orjson.dumps(ann).decode())
+                record = orjson.loads(line)
+                ref, width, height = record[0], record[1], record[2]
+                image = {"id": k, "file_name": ref + image_ext, "width": width, "height": height}
+                fh.write(("\n" if k == 1 else ",\n") + orjson.dumps(image).decode())
+                for ann in annotations(k, record, table):
+                    later.write(("\n" if first else ",\n") + orjson.dumps(ann).decode())
                     first = False
+            fh.write('],\n"annotations": [')
+            later.seek(0)
+            shutil.copyfileobj(later, fh, 1 << 20)
             fh.write('],\n"categories": [')
             rows = table.listing() if keep_colors else [{k: v for k, v in c.items() if k != "color"}
                                                          for c in table.listing()]
