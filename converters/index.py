@@ -141,9 +141,11 @@ class IndexWriter(Writer):
         pixels = segment_pixels(seg)
         warn_empty(seg, pixels)
         values = [self.values.void]  # a Python list, then one array: per-element numpy stores cost more
-        value = self.values.value
-        for s in seg.segments:
-            v = value(s.label, s.category_id)
+        by_id, by_name = self.values.by_id, self.values.by_name
+        for s in seg.segments:  # ClassValues.value inline (once per segment of every image)
+            v = by_id.get(s.category_id) if s.category_id is not None else None
+            if v is None:
+                v = by_name.get(s.label)
             if v is None:
                 raise ItemError(f"class {s.label!r} (category {s.category_id}) is not in the category table",
                                 item=seg.reference_id, file=seg.source)
