@@ -399,7 +399,7 @@ class NucleusReader(Reader):
             return
         with open(self.path, "rb") as fh:
             for n, line in enumerate(fh, start=1):
-                if not line.strip():
+                if not line or line.isspace():  # a blank line (strip() would copy every line)
                     continue
                 try:
                     yield n, orjson.loads(line), None
