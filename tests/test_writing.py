@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -168,3 +170,35 @@ def test_id_png_and_boxes_equals_rgb_png_of_the_colours(codes, ids, present):
     data, boxes = pixels.id_png_and_boxes(kept, chosen)
     want, want_boxes = pixels.rgb_png_and_boxes(colors)
     assert data == want and boxes == want_boxes.tolist()
+
+
+def test_portable_loops_give_the_same_results(tmp_path):
+    """The AVX2 loops are chosen at run time; SEGCONVERT_NO_AVX2=1 turns them off, so the
+    portable loops (what a CPU without AVX2 runs) are checked on this machine too: the kernel
+    property tests pass there, and a conversion writes the same bytes both ways."""
+    import os
+    import subprocess
+    import sys
+
+    from segconvert.codecs import _kernels
+
+    env = {**os.environ, "SEGCONVERT_NO_AVX2": "1"}
+    probe = subprocess.run([sys.executable, "-c", "from segconvert.codecs import _kernels as k; print(k.simd())"],
+                           capture_output=True, text=True, env=env, check=True)
+    assert probe.stdout.strip() == "portable"
+    root = Path(__file__).resolve().parents[1]
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                            str(root / "tests" / "test_writing.py"), str(root / "tests" / "test_lut.py"),
+                            "-k", "not portable"], capture_output=True, text=True, env=env, cwd=root)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    src = root / "fixtures" / "coco-panoptic" / "panoptic.json"
+    outputs = {}
+    for name, extra in (("simd", {}), ("portable", {"SEGCONVERT_NO_AVX2": "1"})):
+        for to in ("index", "coco-panoptic"):
+            out = tmp_path / f"{name}-{to}"
+            subprocess.run([sys.executable, "-m", "segconvert", "convert", str(src), str(out), "--to", to,
+                            "--jobs", "1"], check=True, capture_output=True, env={**os.environ, **extra})
+            outputs[name, to] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+    for to in ("index", "coco-panoptic"):
+        assert outputs["simd", to] == outputs["portable", to] and outputs["simd", to]
+    assert _kernels.simd() in ("avx2", "portable")

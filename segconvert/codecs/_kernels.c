@@ -997,11 +997,15 @@ __attribute__((target("avx2"))) static int shuffle_lookup(const uint8_t *p, cons
     return seen;
 }
 
+/* AVX2 (and BMI1, which the colour loop's bit tricks use) on this CPU, and not turned off by
+ * SEGCONVERT_NO_AVX2=1 (the tests run the portable loops that way too, on the same machine). */
 static int have_avx2(void) {
     static int known = -1;
     if (known < 0) {
+        const char *off = getenv("SEGCONVERT_NO_AVX2");
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        known = (off == NULL || off[0] == '\0' || off[0] == '0') && __builtin_cpu_supports("avx2")
+                && __builtin_cpu_supports("bmi") ? 1 : 0;
     }
     return known;
 }
@@ -1166,7 +1170,17 @@ static int colors_boxes_avx2(const uint8_t *c, Py_ssize_t width, Py_ssize_t rows
 #endif
 }
 
+/* simd(): which pixel loops this process runs ("avx2" or "portable"), for tests and reports. */
+static PyObject *simd(PyObject *self, PyObject *args) {
+#if HAVE_SHUFFLE_LOOKUP
+    return PyUnicode_FromString(have_avx2() ? "avx2" : "portable");
+#else
+    return PyUnicode_FromString("portable");
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"simd", simd, METH_NOARGS, "simd() -> 'avx2' or 'portable': the pixel loops this process runs."},
     {"rgb_lookup", rgb_lookup, METH_VARARGS,
      "rgb_lookup(rgb, table, out, hist, offset=0): out[i] = table[R | G<<8 | B<<16] + offset (mod 256);"
      " hist[out[i]] += 1."},
