@@ -169,3 +169,14 @@ def test_decode_index8_leaves_other_pngs_to_pillow_and_names_corrupt_data():
     bad = bad[:start] + png._chunk(b"IDAT", idat) + bad[end:]
     with pytest.raises(ValueError, match="row 2 has PNG filter type 7"):
         png.decode_index8(bad)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=70_000), st.integers(0, (1 << 32) - 1))
+def test_crc32_is_zlibs(data, start):
+    """The journal's file stamps use png.crc32 (ISA-L where installed): the same number as zlib's,
+    so journals written with either resume with the other."""
+    import zlib
+
+    assert png.crc32(data) == zlib.crc32(data)
+    assert png.crc32(data, start) == zlib.crc32(data, start)

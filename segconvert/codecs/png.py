@@ -111,6 +111,12 @@ def rgb_to_id24(rgb: np.ndarray) -> np.ndarray:
     return ids
 
 
+def crc32(data: bytes | memoryview, value: int = 0) -> int:
+    """zlib's CRC-32 of ``data`` (the same number), by ISA-L where installed: several times
+    faster on the kilobytes of a PNG, which the journal stamps every output file with."""
+    return _deflate_lib.crc32(data, value)
+
+
 def _chunk(tag: bytes, payload: bytes) -> bytes:
     # the CRC of the IDAT runs over every compressed byte: ISA-L's crc32 (same value as zlib's)
     # is several times faster there

@@ -40,7 +40,6 @@ import os
 import re
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,7 +133,7 @@ class FileStamp:
 
 
 def stamp_of(path: str, data: bytes) -> FileStamp:
-    return FileStamp(path, len(data), zlib.crc32(data))
+    return FileStamp(path, len(data), png.crc32(data))
 
 
 class OutputStore:
@@ -254,12 +253,12 @@ class OutputStore:
                 data = self.get(stamp.path)
             except OSError:
                 return False
-            return len(data) == stamp.size and zlib.crc32(data) == stamp.crc32
+            return len(data) == stamp.size and png.crc32(data) == stamp.crc32
         path = self.path(stamp.path)
         try:
             if os.stat(path).st_size != stamp.size:
                 return False
-            return zlib.crc32(png.read_bytes(path)) == stamp.crc32
+            return png.crc32(png.read_bytes(path)) == stamp.crc32
         except OSError:
             return False
 
