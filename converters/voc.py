@@ -148,8 +148,9 @@ class ClassTable:
     file: str | None  # where it came from, for messages; None = the 21 VOC classes
     void_ignore: bool = False
 
-    @property
+    @cached_property
     def has_colors(self) -> bool:
+        """Whether the table gives colours (asked once per image: computed once)."""
         return any(c is not None for c in self.colors[1:])
 
     @cached_property

@@ -1123,18 +1123,28 @@ static PyObject *u8_pair_runs(PyObject *self, PyObject *args) {
  *
  * A stretch [s, e) of one value is painted with 16- or 32-byte stores from s on, the last of
  * which may pass e: those bytes belong to the runs after it, painted later (in order); memset
- * where a store would pass the map's end. Returns 0, or 1 for starts that do not rise. */
+ * where a store would pass the map's end. The starts are checked first (they must rise from
+ * 0 to the maps' length, so that reading the maps at each is in bounds), in a loop of their
+ * own, which leaves the painting loop few live values. */
+static int starts_bad(const int32_t *st, Py_ssize_t runs, Py_ssize_t n) {
+    int bad = st[0] != 0 || st[runs] != n;
+    for (Py_ssize_t r = 0; r < runs; r++)
+        bad |= st[r] >= st[r + 1];
+    return bad;
+}
+
 #define PAINT_LOOP(SPLAT, STORE, W)                                                \
     do {                                                                           \
-        if (runs <= 0) break;                                                      \
         uint8_t v = p[0] ? p[0] : t[q[0]];                                         \
-        Py_ssize_t s = 0, last = 0;                                                \
+        Py_ssize_t s = 0;                                                          \
         for (Py_ssize_t r = 1; r <= runs; r++) {                                   \
-            Py_ssize_t e = st[r];                                                  \
-            if (e <= last || e > n || (e == n) != (r == runs)) return 1;          \
-            last = e;                                                              \
-            uint8_t w = r < runs ? (p[e] ? p[e] : t[q[e]]) : (uint8_t)~v;          \
-            if (w == v) continue; /* the same value on: one stretch */            \
+            const Py_ssize_t e = st[r];                                            \
+            uint8_t w = (uint8_t)~v;                                               \
+            if (r < runs) {                                                        \
+                w = p[e];                                                          \
+                if (!w) w = t[q[e]];                                               \
+                if (w == v) continue; /* the same value on: one stretch */        \
+            }                                                                      \
             h[v] += e - s;                                                         \
             if (e + (W) <= n) {                                                    \
                 SPLAT;                                                             \
@@ -1147,22 +1157,20 @@ static PyObject *u8_pair_runs(PyObject *self, PyObject *args) {
         }                                                                          \
     } while (0)
 
-static int paint_runs(const uint8_t *p, const uint8_t *q, const int32_t *st, Py_ssize_t runs, const uint8_t *t,
-                      uint8_t *o, Py_ssize_t n, int64_t *h) {
+static void paint_runs(const uint8_t *p, const uint8_t *q, const int32_t *st, Py_ssize_t runs, const uint8_t *t,
+                       uint8_t *o, Py_ssize_t n, int64_t *h) {
 #if defined(__SSE2__)
     PAINT_LOOP(__m128i x = _mm_set1_epi8((char)v), _mm_storeu_si128((__m128i *)(o + c), x), 16);
 #else
     PAINT_LOOP(uint64_t x = 0x0101010101010101ull * v, memcpy(o + c, &x, 8), 8);
 #endif
-    return 0;
 }
 
 #if HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static int paint_runs_avx2(const uint8_t *p, const uint8_t *q, const int32_t *st,
-                                                            Py_ssize_t runs, const uint8_t *t, uint8_t *o,
-                                                            Py_ssize_t n, int64_t *h) {
+__attribute__((target("avx2"))) static void paint_runs_avx2(const uint8_t *p, const uint8_t *q, const int32_t *st,
+                                                             Py_ssize_t runs, const uint8_t *t, uint8_t *o,
+                                                             Py_ssize_t n, int64_t *h) {
     PAINT_LOOP(__m256i x = _mm256_set1_epi8((char)v), _mm256_storeu_si256((__m256i *)(o + c), x), 32);
-    return 0;
 }
 #endif
 #undef PAINT_LOOP
@@ -1180,21 +1188,22 @@ static PyObject *u8_paint_runs(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
     } else if (a.len != b.len || out.len != a.len) {
         PyErr_SetString(PyExc_ValueError, "a, b and out must be the same length");
-    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (out.len == 0) ||
-               (runs && st[0] != 0)) {
-        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts, which start at 0");
+    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (out.len == 0)) {
+        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts");
     } else {
         const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf, *t = (const uint8_t *)table.buf;
         uint8_t *o = (uint8_t *)out.buf;
         int64_t *h = (int64_t *)hist.buf;
         int bad = 0;
         Py_BEGIN_ALLOW_THREADS
+        if (runs > 0 && !(bad = starts_bad(st, runs, out.len))) {
 #if HAVE_AVX2_PATH
-        if (cpu_has_avx2())
-            bad = paint_runs_avx2(p, q, st, runs, t, o, out.len, h);
-        else
+            if (cpu_has_avx2())
+                paint_runs_avx2(p, q, st, runs, t, o, out.len, h);
+            else
 #endif
-            bad = paint_runs(p, q, st, runs, t, o, out.len, h);
+                paint_runs(p, q, st, runs, t, o, out.len, h);
+        }
         Py_END_ALLOW_THREADS
         if (bad) {
             PyErr_SetString(PyExc_ValueError, "starts must rise to the maps' length");

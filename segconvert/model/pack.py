@@ -35,10 +35,12 @@ class PackedMask:
 def _segment_metadata(s: SegmentInfo, area: int, renumbered: bool) -> dict[str, Any]:
     # runs once per segment of every image: one dict literal, then only what differs
     source = s.metadata
+    # True if x else False is bool(x) without a type call (~1k instructions each under CPython 3.11)
     if "instances" in source:  # classes (semantic) have no crowd flag
-        meta: dict[str, Any] = {"category_id": s.category_id, "isthing": bool(s.isthing)}
+        meta: dict[str, Any] = {"category_id": s.category_id, "isthing": True if s.isthing else False}
     else:
-        meta = {"category_id": s.category_id, "isthing": bool(s.isthing), "iscrowd": bool(s.iscrowd)}
+        meta = {"category_id": s.category_id, "isthing": True if s.isthing else False,
+                "iscrowd": True if s.iscrowd else False}
     if s.category_id is None:
         del meta["category_id"]
     if source:
@@ -155,8 +157,16 @@ def _pack_counted_uint8(seg: Segmentation, renumber: bool, background_label: str
         source = s.metadata
         if renumber and s.category_id is not None and "area" not in source and "segment_id" not in source \
                 and "instances" not in source:  # the literal _segment_metadata builds in this case
-            meta = {"category_id": s.category_id, "isthing": bool(s.isthing), "iscrowd": bool(s.iscrowd), **source,
-                    "segment_id": s.id, "area": area}
+            # (x if ... else ...: bool() is a type call, ~1k instructions under CPython 3.11; one
+            # source key, as VOC's voc_object, spelled out: a dict display of known size)
+            if len(source) == 1:
+                for key in source:
+                    meta = {"category_id": s.category_id, "isthing": True if s.isthing else False,
+                            "iscrowd": True if s.iscrowd else False, key: source[key], "segment_id": s.id,
+                            "area": area}
+            else:
+                meta = {"category_id": s.category_id, "isthing": True if s.isthing else False,
+                        "iscrowd": True if s.iscrowd else False, **source, "segment_id": s.id, "area": area}
         else:
             meta = _segment_metadata(s, area, renumber)
         payloads.append({"label": s.label, "index": index, "metadata": meta})
