@@ -531,14 +531,14 @@ class VocItem(Item):
         if counts is None:
             counts = histogram(cls, 256)
         present = np.flatnonzero(counts).tolist()
-        bad = [v for v in present if len(table.names) <= v < VOID]
+        names = table.names
+        n_classes = len(names)
+        bad = [v for v in present if n_classes <= v < VOID]
         if bad:
             raise self._unknown(bad, [int(counts[v]) for v in bad])
-        segments = [
-            SegmentInfo(id=v, label=table.names[v], category_id=v, isthing=True, metadata={})
-            for v in present if 0 < v < VOID
-        ]
-        dropped = self._void(bool(counts[VOID]), segments)
+        # once per class of every image: positional arguments, no numpy scalar
+        segments = [SegmentInfo(v, names[v], v, True, False, {}) for v in present if 0 < v < VOID]
+        dropped = self._void(VOID in present, segments)
         return Segmentation(self.reference_id, cls, segments, source=self.source, dropped_ids=dropped,
                             pixel_counts=counts)
 

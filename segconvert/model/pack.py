@@ -167,6 +167,9 @@ def _pack_counted_uint8(seg: Segmentation, renumber: bool, background_label: str
             else:
                 meta = {"category_id": s.category_id, "isthing": True if s.isthing else False,
                         "iscrowd": True if s.iscrowd else False, **source, "segment_id": s.id, "area": area}
+        elif not renumber and s.category_id is not None and "instances" in source and "area" not in source:
+            # a class of semantic mode: the literal _segment_metadata builds in this case
+            meta = {"category_id": s.category_id, "isthing": True if s.isthing else False, **source, "area": area}
         else:
             meta = _segment_metadata(s, area, renumber)
         payloads.append({"label": s.label, "index": index, "metadata": meta})
