@@ -32,11 +32,12 @@ and CVAT (which read masks by colour) read it. Grayscale PNGs are read as indice
 PNGs (some exporters write them) through labelmap.txt's colours, else the VOC palette.
 Object PNGs: palette index (or, for RGB, the VOC palette colour) = instance number.
 
-Pairing (instance and panoptic modes): one counting pass over both maps (C kernel,
-``lut.pair_counts``) gives every (object, class) pair's pixel count; the label map is
-uint8, object pixels keeping their object number and class pixels outside every object
-getting a free value per class (one pass, ``lut.overlay_u8``), or ``object << 8 | class``
-in uint16 when objects and such classes together need more than 254 values. An object's
+Pairing (instance and panoptic modes): one pass over both maps (C kernel,
+``lut.PairRuns``) gives every (object, class) pair's pixel count and records where either
+map changes; the label map is uint8, object pixels keeping their object number and class
+pixels outside every object getting a free value per class (painted from those runs,
+``PairRuns.paint``, with its histogram), or ``object << 8 | class`` in uint16 when
+objects and such classes together need more than 254 values. An object's
 class is the majority class under it (pixels under it of another class, or of background,
 are reported as a warning with counts, never silently); class pixels outside every object
 are a stuff segment of that class (panoptic keeps them, instance mode drops them). A root without SegmentationObject
