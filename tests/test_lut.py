@@ -298,3 +298,23 @@ def test_paint_runs_refuses_starts_that_do_not_rise():
         lut._u8_paint_runs_c(a, b, np.array([5, 64], np.int32), 1, table, out, hist)
     lut._u8_paint_runs_c(a, b, np.array([0, 10, 64], np.int32), 2, table, out, hist)
     assert hist[0] == 64
+
+
+def test_pair_runs_painted_in_another_thread_are_right():
+    """The runs live in per-thread buffers: painting from another thread goes by overlay_u8."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    a, b = (np.repeat(rng.integers(0, 5, 300), 7).reshape(30, 70).astype(np.uint8) for _ in range(2))
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    runs = lut.PairRuns(a, b)
+    got: list[np.ndarray] = []
+
+    def other() -> None:
+        lut.PairRuns(b, a)  # this thread's own buffers
+        got.append(runs.paint(table)[0])
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(got[0], np.where(a != 0, a, table[b]))

@@ -340,10 +340,11 @@ class PairRuns:
     def paint(self, table: np.ndarray | bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
         """``overlay_u8(low, table, high)`` (``high`` where non-zero, else ``table[low]``) and the
         pixel count of each of its 256 values (int64). From the recorded runs while they are
-        still this object's (no later PairRuns in the thread), else by ``overlay_u8``."""
+        still this object's (this thread's buffers, no later PairRuns in it), else by ``overlay_u8``."""
         if not isinstance(table, (bytes, bytearray)):
             table = np.ascontiguousarray(table, np.uint8)
-        if self._runs >= 0 and self._starts[3] == self._token and len(table) == 256:
+        if (self._runs >= 0 and self._starts[3] == self._token and len(table) == 256
+                and getattr(_local, "runs", None) is self._starts):
             out = np.empty_like(self._low)
             hist = np.zeros(256, np.int64)
             _u8_paint_runs_c(self._high, self._low, self._starts[2], self._runs, table, out, hist)
