@@ -318,3 +318,26 @@ def test_pair_runs_painted_in_another_thread_are_right():
     worker.start()
     worker.join()
     np.testing.assert_array_equal(got[0], np.where(a != 0, a, table[b]))
+
+
+def test_pair_runs_record_exactly_when_the_starts_fit():
+    """Starts buffers around the number of runs (the room is checked per chunk, then per word, then
+    per run): the runs are recorded iff they fit, counted either way, and paint right when recorded."""
+    if lut._u8_pair_runs_c is None:
+        pytest.skip("no C kernels in this build")
+    rng = np.random.default_rng(3)
+    a = np.repeat(rng.integers(0, 3, 4000), rng.integers(1, 4, 4000))[:5000].astype(np.uint8)
+    b = np.repeat(rng.integers(0, 2, 4000), rng.integers(1, 6, 4000))[:5000].astype(np.uint8)
+    assert a.size == b.size == 5000
+    runs = 1 + int(np.count_nonzero((a[1:] != a[:-1]) | (b[1:] != b[:-1])))
+    hist, keys = np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16)
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    for cap in [*range(runs - 40, runs + 40), runs + 1000]:
+        starts = np.empty(cap + 1, np.int32)
+        _, counts, n_runs = lut._u8_pair_runs_c(a, b, hist, keys, starts)
+        assert sum(counts) == a.size and not hist.any()
+        assert n_runs == (runs if cap >= runs else -1)
+        if n_runs > 0:
+            out, painted = np.empty_like(a), np.zeros(256, np.int64)
+            lut._u8_paint_runs_c(a, b, starts, n_runs, table, out, painted)
+            np.testing.assert_array_equal(out, np.where(a != 0, a, table[b]))

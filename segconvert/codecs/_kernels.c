@@ -989,7 +989,8 @@ static int cpu_has_avx2(void) {
     } while (0)
 
 /* The runs of two maps from their change masks, 4096 pixels at a time (the masks stay in L1):
- * a word is at most 32 run ends, so the room for their starts is checked once per word.
+ * a word is at most 32 run ends, so the room for their starts is checked once per chunk (run
+ * by run near the end of the room).
  * Returns the number of runs; *recorded says whether every start is in st (cap entries). */
 static Py_ssize_t pair_scan(const uint8_t *p, const uint8_t *q, Py_ssize_t n, int64_t *h, uint16_t *k,
                             int32_t *st, Py_ssize_t cap, Py_ssize_t *found_out, int *recorded) {
@@ -1008,23 +1009,14 @@ static Py_ssize_t pair_scan(const uint8_t *p, const uint8_t *q, Py_ssize_t n, in
         else
 #endif
             change_mask(p, q, j, words, mask);
-        for (Py_ssize_t w = 0; w < words; w++) {
-            uint32_t m = mask[w];
-            if (!m)
-                continue;
-            const Py_ssize_t base = j + 32 * w;
-            if (room && runs + 32 <= cap) {
-                do {
-                    PAIR_EMIT(base + __builtin_ctz(m), 1);
-                    m &= m - 1;
-                } while (m);
-            } else {
-                room = 0;
-                do {
-                    PAIR_EMIT(base + __builtin_ctz(m), 0);
-                    m &= m - 1;
-                } while (m);
-            }
+        if (room && runs + 32 * words <= cap) { /* room for every run end of the chunk */
+            for (Py_ssize_t w = 0; w < words; w++)
+                for (uint32_t m = mask[w]; m; m &= m - 1)
+                    PAIR_EMIT(j + 32 * w + __builtin_ctz(m), 1);
+        } else { /* near the end of the room (or past it): checked run by run */
+            for (Py_ssize_t w = 0; w < words; w++)
+                for (uint32_t m = mask[w]; m; m &= m - 1)
+                    PAIR_EMIT(j + 32 * w + __builtin_ctz(m), (room = room && runs < cap));
         }
         j += 32 * words;
     }
