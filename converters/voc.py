@@ -32,11 +32,12 @@ and CVAT (which read masks by colour) read it. Grayscale PNGs are read as indice
 PNGs (some exporters write them) through labelmap.txt's colours, else the VOC palette.
 Object PNGs: palette index (or, for RGB, the VOC palette colour) = instance number.
 
-Pairing (instance and panoptic modes): one counting pass over both maps (C kernel,
-``lut.pair_counts``) gives every (object, class) pair's pixel count; the label map is
-uint8, object pixels keeping their object number and class pixels outside every object
-getting a free value per class (one pass, ``lut.overlay_u8``), or ``object << 8 | class``
-in uint16 when objects and such classes together need more than 254 values. An object's
+Pairing (instance and panoptic modes): one pass over both maps (C kernel,
+``lut.PairRuns``) gives every (object, class) pair's pixel count and records where either
+map changes; the label map is uint8, object pixels keeping their object number and class
+pixels outside every object getting a free value per class (painted from those runs,
+``PairRuns.paint``, with its histogram), or ``object << 8 | class`` in uint16 when
+objects and such classes together need more than 254 values. An object's
 class is the majority class under it (pixels under it of another class, or of background,
 are reported as a warning with counts, never silently); class pixels outside every object
 are a stuff segment of that class (panoptic keeps them, instance mode drops them). A root without SegmentationObject
@@ -62,7 +63,7 @@ import numpy as np
 import PIL.Image
 
 from segconvert.codecs import label_files, png
-from segconvert.codecs.lut import histogram, lookup_u8, overlay_u8, pair_counts, to_codes
+from segconvert.codecs.lut import PairRuns, histogram, lookup_u8, to_codes
 from segconvert.codecs.opencv import cv2
 from segconvert.codecs.shapes import (
     BACKGROUND,
@@ -148,8 +149,9 @@ class ClassTable:
     file: str | None  # where it came from, for messages; None = the 21 VOC classes
     void_ignore: bool = False
 
-    @property
+    @cached_property
     def has_colors(self) -> bool:
+        """Whether the table gives colours (asked once per image: computed once)."""
         return any(c is not None for c in self.colors[1:])
 
     @cached_property
@@ -530,14 +532,14 @@ class VocItem(Item):
         if counts is None:
             counts = histogram(cls, 256)
         present = np.flatnonzero(counts).tolist()
-        bad = [v for v in present if len(table.names) <= v < VOID]
+        names = table.names
+        n_classes = len(names)
+        bad = [v for v in present if n_classes <= v < VOID]
         if bad:
             raise self._unknown(bad, [int(counts[v]) for v in bad])
-        segments = [
-            SegmentInfo(id=v, label=table.names[v], category_id=v, isthing=True, metadata={})
-            for v in present if 0 < v < VOID
-        ]
-        dropped = self._void(bool(counts[VOID]), segments)
+        # once per class of every image: positional arguments, no numpy scalar
+        segments = [SegmentInfo(v, names[v], v, True, False, {}) for v in present if 0 < v < VOID]
+        dropped = self._void(VOID in present, segments)
         return Segmentation(self.reference_id, cls, segments, source=self.source, dropped_ids=dropped,
                             pixel_counts=counts)
 
@@ -555,57 +557,76 @@ class VocItem(Item):
 
     def _paired(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
         """Objects and stuff in one uint8 label map: object pixels keep their object number,
-        class pixels outside every object get a free value per class (one pass that maps the
-        class map and lays the objects over it); the (object, class) pair counts come from
-        one counting pass over both maps."""
+        class pixels outside every object get a free value per class. One pass over both maps
+        counts the (object, class) pairs and records where either changes; the label map is
+        painted from those runs (objects over their class map's stuff values) with its
+        histogram, which packing then uses.
+
+        Runs once per image with a few dozen pairs: plain loops over Python ints, no numpy
+        scalar (each costs more than the loop body)."""
         table = self.table
-        present, joint = pair_counts(obj, cls)  # the pairs object << 8 | class that occur, and their counts
-        n_pix = joint.tolist()
-        o_idx, c_idx = (present >> 8).tolist(), (present & 0xFF).tolist()
-        bad = sorted({c for c in c_idx if len(table.names) <= c < VOID})
+        runs = PairRuns(obj, cls)  # the pairs object << 8 | class that occur (sorted), their counts
+        n_classes = len(table.names)
+        votes: dict[int, dict[int, int]] = {}  # object -> class -> pixels, objects ascending
+        stuff: list[int] = []  # classes outside every object, ascending (pairs are sorted)
+        bad: dict[int, int] = {}
+        cur: dict[int, int] = {}
+        cur_o = -1
+        for key, n in zip(runs.pairs, runs.counts):
+            o, c = key >> 8, key & 0xFF
+            if n_classes <= c < VOID:
+                bad[c] = bad.get(c, 0) + n
+            elif o == 0:
+                if 0 < c < VOID:
+                    stuff.append(c)
+            elif o != VOID:
+                if o != cur_o:
+                    cur = votes[o] = {}
+                    cur_o = o
+                cur[c] = n
         if bad:
-            per = {c: sum(n for c2, n in zip(c_idx, n_pix) if c2 == c) for c in bad}
-            raise self._unknown(bad, [per[c] for c in bad])
-        objects = sorted({o for o in o_idx if 0 < o < VOID})
-        stuff = sorted({c for o, c in zip(o_idx, c_idx) if o == 0 and 0 < c < VOID})
-        taken = set(objects)
-        free = [v for v in range(1, VOID) if v not in taken]
-        if len(stuff) > len(free):
+            values = sorted(bad)
+            raise self._unknown(values, [bad[c] for c in values])
+        if len(stuff) > VOID - 1 - len(votes):  # fewer free values than stuff classes
             return self._paired_wide(cls, obj)
-        stuff_id = dict(zip(stuff, free))
-        stuff_lut = np.zeros(256, np.uint8)
+        stuff_lut = bytearray(256)
         stuff_lut[VOID] = VOID
-        for c, v in stuff_id.items():
+        stuff_id: list[tuple[int, int]] = []
+        v = 1
+        for c in stuff:  # the free values (no object's number) in order
+            while v in votes:
+                v += 1
+            stuff_id.append((c, v))
             stuff_lut[c] = v
-        label_map = overlay_u8(cls, stuff_lut, obj)  # object numbers (and the object PNG's void) on top
-        counts = np.zeros(256, np.int64)
-        votes: dict[int, dict[int, int]] = {}
-        for o, c, n in zip(o_idx, c_idx, n_pix):
-            if o == 0:
-                counts[stuff_lut[c]] += n
-            else:
-                counts[o] += n
-                if o != VOID:
-                    votes.setdefault(o, {})[c] = n
-        segments, warnings, void_objects = self._objects(votes, lambda o, pairs: None)
-        for c, v in stuff_id.items():  # class pixels outside every object: one stuff region per class
-            segments.append(SegmentInfo(id=v, label=table.names[c], category_id=c, isthing=False))
+            v += 1
+        label_map, counts = runs.paint(stuff_lut)  # object numbers (and the object PNG's void) on top
+        segments, warnings, void_objects = self._objects(votes, False)
+        names = table.names
+        for c, v in stuff_id:  # class pixels outside every object: one stuff region per class
+            segments.append(SegmentInfo(v, names[c], c, False))
         dropped = self._void(bool(counts[VOID]), segments, tuple(void_objects))
         return Segmentation(self.reference_id, label_map, segments, source=self.source, dropped_ids=dropped,
                             warnings=warnings, pixel_counts=counts)
 
     def _objects(self, votes: dict[int, dict[int, int]],
-                 pixel_ids: Any) -> tuple[list[SegmentInfo], list[str], list[int]]:
+                 wide: bool) -> tuple[list[SegmentInfo], list[str], list[int]]:
         """One thing per object, of the majority class under it; disagreeing pixels reported.
         An object with no class under it but void (a shape a tool drew with a void label, when
         the class table names that index void: :attr:`ClassTable.reserved`) is void: its
-        number is returned in the third list, with a warning."""
+        number is returned in the third list, with a warning. ``wide``: the label map is
+        ``object << 8 | class`` (:meth:`_paired_wide`), so a thing covers its pairs' keys."""
         table = self.table
+        names = table.names
         segments: list[SegmentInfo] = []
         warnings: list[str] = []
         void_objects: list[int] = []
         for o in sorted(votes):
             pairs = votes[o]
+            if len(pairs) == 1 and not wide:  # nearly every object: one class under it
+                (c,) = pairs
+                if 0 < c < VOID:
+                    segments.append(SegmentInfo(o, names[c], c, True, False, {"voc_object": o}))
+                    continue
             classed = {c: n for c, n in pairs.items() if c not in (0, VOID)}
             if not classed and pairs.get(VOID) and VOID in table.reserved.values():
                 void_objects.append(o)
@@ -619,13 +640,14 @@ class VocItem(Item):
             best = max(classed, key=lambda c: (classed[c], -c))  # majority; ties to the lower index
             others = {c: n for c, n in pairs.items() if c not in (best, VOID)}
             if others:
-                detail = ", ".join(f"{n} px {table.names[c]}" for c, n in sorted(others.items()))
+                detail = ", ".join(f"{n} px {names[c]}" for c, n in sorted(others.items()))
                 warnings.append(
                     f"object {o}: {sum(others.values())} of {sum(pairs.values())} pixels disagree with its class "
-                    f"{table.names[best]!r} in {CLASS_DIR} ({detail}); the object is read as {table.names[best]!r}"
+                    f"{names[best]!r} in {CLASS_DIR} ({detail}); the object is read as {names[best]!r}"
                 )
-            segments.append(SegmentInfo(id=o, label=table.names[best], category_id=best, isthing=True,
-                                        metadata={"voc_object": o}, pixel_ids=pixel_ids(o, pairs)))
+            segments.append(SegmentInfo(id=o, label=names[best], category_id=best, isthing=True,
+                                        metadata={"voc_object": o},
+                                        pixel_ids=tuple((o << 8) | c for c in sorted(pairs)) if wide else None))
         return segments, warnings, void_objects
 
     def _paired_wide(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
@@ -654,8 +676,7 @@ class VocItem(Item):
                     stuff.append(c)
             else:
                 votes.setdefault(o, {})[c] = n
-        segments, warnings, void_objects = self._objects(
-            votes, lambda o, pairs: tuple((o << 8) | c for c in sorted(pairs)))
+        segments, warnings, void_objects = self._objects(votes, True)
         void_keys += [(o << 8) | c for o in void_objects for c in votes[o]]
         for c in stuff:  # class pixels outside every object: one stuff region per class
             segments.append(SegmentInfo(id=STUFF_BASE + c, label=table.names[c], category_id=c, isthing=False,

@@ -267,3 +267,128 @@ def test_png_row_kernels_reject_wrong_sizes():
     with pytest.raises(ValueError, match="1 \\+ 3 x width"):
         code_colors_boxes(codes, 5, np.zeros(768, np.uint8), np.empty((4, 15), np.uint8),
                           np.empty((256, 4), np.int32), True)
+
+
+@st.composite
+def map_pairs(draw):
+    """Two uint8 maps of one shape made of runs that break independently (objects over classes),
+    up to a few chunks of the kernel's change masks (4096 pixels), any length mod 32; or noise."""
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        maps = [rng.integers(0, 256, h * w) for _ in range(2)]
+    else:
+        maps = []
+        for values in (draw(st.sampled_from([2, 5, 256])), draw(st.sampled_from([3, 40, 256]))):
+            lengths = rng.integers(1, draw(st.sampled_from([2, 20, 90, 700])), h * w)
+            runs = np.repeat(rng.integers(0, values, len(lengths)), lengths)[: h * w]
+            maps.append(runs)
+    high, low = (np.ascontiguousarray(m.reshape(h, w), np.uint8) for m in maps)
+    if draw(st.booleans()):
+        high[high < 128] = 0  # objects on background, as VOC's object maps are
+    return high, low
+
+
+@settings(max_examples=150, deadline=None)
+@given(map_pairs(), st.randoms(use_true_random=False))
+def test_pair_runs_equal_pair_counts_and_overlay(maps, rnd):
+    """PairRuns (one scan, the map painted from its runs) gives what pair_counts and overlay_u8
+    give, with the painted map's histogram; with or without the C kernels."""
+    high, low = maps
+    table = np.array([rnd.randrange(256) for _ in range(256)], np.uint8)
+    expected = np.bincount((high.astype(np.int64) << 8 | low).ravel(), minlength=1 << 16)
+    painted = np.where(high != 0, high, table[low])
+    saved = lut._u8_pair_runs_c, lut._u8_paint_runs_c
+    try:
+        for kernels in (saved, (None, None)):
+            lut._u8_pair_runs_c, lut._u8_paint_runs_c = kernels
+            runs = lut.PairRuns(high, low)
+            assert runs.pairs == np.flatnonzero(expected).tolist()
+            assert runs.counts == expected[runs.pairs].tolist()
+            for t in (table, table.tobytes(), bytearray(table.tobytes())):
+                out, hist = runs.paint(t)
+                np.testing.assert_array_equal(out, painted)
+                np.testing.assert_array_equal(hist, np.bincount(painted.ravel(), minlength=256))
+    finally:
+        lut._u8_pair_runs_c, lut._u8_paint_runs_c = saved
+    bufs = getattr(lut._local, "runs", None)
+    assert bufs is None or not bufs[0].any()  # the per-thread pair table was left clean
+
+
+def test_pair_runs_paint_after_a_later_pair_runs_and_on_overflow():
+    """The recorded runs are the thread's last PairRuns': an older one paints by overlay_u8, right
+    all the same; so does a map with more runs than the buffer holds (kernel called with a small one)."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 4, (30, 50)).astype(np.uint8) for _ in range(2))
+    c, d = (np.repeat(rng.integers(0, 9, 150), 10).reshape(30, 50).astype(np.uint8) for _ in range(2))
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    first = lut.PairRuns(a, b)
+    second = lut.PairRuns(c, d)
+    np.testing.assert_array_equal(first.paint(table)[0], np.where(a != 0, a, table[b]))
+    np.testing.assert_array_equal(second.paint(table)[0], np.where(c != 0, c, table[d]))
+    if lut._u8_pair_runs_c is None:
+        pytest.skip("no C kernels in this build")
+    hist, keys, starts = np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16), np.empty(100, np.int32)
+    pairs, counts, n_runs = lut._u8_pair_runs_c(a, b, hist, keys, starts)
+    assert n_runs == -1 and sum(counts) == a.size and not hist.any()
+    pairs, counts, n_runs = lut._u8_pair_runs_c(c, d, hist, keys, np.empty(c.size + 1, np.int32))
+    assert n_runs > 0 and sum(counts) == c.size
+
+
+def test_paint_runs_refuses_starts_that_do_not_rise():
+    """u8_paint_runs reads the maps at each start: starts that are not a rising cover of the
+    maps are refused, never read out of bounds."""
+    if lut._u8_paint_runs_c is None:
+        pytest.skip("no C kernels in this build")
+    a = b = np.zeros(64, np.uint8)
+    table, out, hist = bytes(256), np.empty(64, np.uint8), np.zeros(256, np.int64)
+    for starts in ([0, 10, 10, 64], [0, 40, 20, 64], [0, 64, 64], [0, 10, 1 << 30], [0, 10, 63]):
+        with pytest.raises(ValueError):
+            lut._u8_paint_runs_c(a, b, np.array(starts, np.int32), len(starts) - 1, table, out, hist)
+    with pytest.raises(ValueError):
+        lut._u8_paint_runs_c(a, b, np.array([5, 64], np.int32), 1, table, out, hist)
+    lut._u8_paint_runs_c(a, b, np.array([0, 10, 64], np.int32), 2, table, out, hist)
+    assert hist[0] == 64
+
+
+def test_pair_runs_painted_in_another_thread_are_right():
+    """The runs live in per-thread buffers: painting from another thread goes by overlay_u8."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    a, b = (np.repeat(rng.integers(0, 5, 300), 7).reshape(30, 70).astype(np.uint8) for _ in range(2))
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    runs = lut.PairRuns(a, b)
+    got: list[np.ndarray] = []
+
+    def other() -> None:
+        lut.PairRuns(b, a)  # this thread's own buffers
+        got.append(runs.paint(table)[0])
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(got[0], np.where(a != 0, a, table[b]))
+
+
+def test_pair_runs_record_exactly_when_the_starts_fit():
+    """Starts buffers around the number of runs (the room is checked per chunk, then per word, then
+    per run): the runs are recorded iff they fit, counted either way, and paint right when recorded."""
+    if lut._u8_pair_runs_c is None:
+        pytest.skip("no C kernels in this build")
+    rng = np.random.default_rng(3)
+    a = np.repeat(rng.integers(0, 3, 4000), rng.integers(1, 4, 4000))[:5000].astype(np.uint8)
+    b = np.repeat(rng.integers(0, 2, 4000), rng.integers(1, 6, 4000))[:5000].astype(np.uint8)
+    assert a.size == b.size == 5000
+    runs = 1 + int(np.count_nonzero((a[1:] != a[:-1]) | (b[1:] != b[:-1])))
+    hist, keys = np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16)
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    for cap in [*range(runs - 40, runs + 40), runs + 1000]:
+        starts = np.empty(cap + 1, np.int32)
+        _, counts, n_runs = lut._u8_pair_runs_c(a, b, hist, keys, starts)
+        assert sum(counts) == a.size and not hist.any()
+        assert n_runs == (runs if cap >= runs else -1)
+        if n_runs > 0:
+            out, painted = np.empty_like(a), np.zeros(256, np.int64)
+            lut._u8_paint_runs_c(a, b, starts, n_runs, table, out, painted)
+            np.testing.assert_array_equal(out, np.where(a != 0, a, table[b]))

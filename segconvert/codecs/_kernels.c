@@ -1178,6 +1178,9 @@ static PyObject *simd(PyObject *self, PyObject *args) {
     return PyUnicode_FromString("portable");
 #endif
 }
+/* defined at the end of the file */
+static PyObject *u8_pair_runs(PyObject *self, PyObject *args);
+static PyObject *u8_paint_runs(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"simd", simd, METH_NOARGS, "simd() -> 'avx2' or 'portable': the pixel loops this process runs."},
@@ -1217,9 +1220,324 @@ static PyMethodDef methods[] = {
     {"u8_lookup_small", u8_lookup_small, METH_VARARGS,
      "u8_lookup_small(values, table, out, width=0, top=255): u8_lookup's result; byte shuffles (AVX2) when"
      " every value is below 64 (top: the largest value expected; checked, a wrong one only costs time)."},
+    {"u8_pair_runs", u8_pair_runs, METH_VARARGS,
+     "u8_pair_runs(a, b, hist, keys, starts) -> (pairs, counts, n_runs): the pairs a << 8 | b that occur"
+     " (sorted list) and their counts (list), from one scan of both maps that records where runs of one"
+     " pair start (int32, then the length); n_runs -1 when they do not fit. hist (65536 int64, zero) and"
+     " keys (65536 uint16) are work space."},
+    {"u8_paint_runs", u8_paint_runs, METH_VARARGS,
+     "u8_paint_runs(a, b, starts, n_runs, table, out, hist): each run of u8_pair_runs painted a[i] if"
+     " non-zero, else table[b[i]] (table: 256 bytes); hist[v] += pixels painted v (256 int64)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+
+/* u8_pair_runs(a, b, hist, keys, starts) -> (pairs, counts, n_runs): the pairs a[i] << 8 | b[i]
+ * that occur in two maps of one length, sorted, and the pixel count of each, as two lists (what
+ * u8_pair_counts gives, without the numpy calls that sort and read it: a dozen per image where
+ * the pairs are a few dozen), from one scan of both maps at once, which also records where
+ * the stretches of one pair start (starts, int32; after the last run, the maps' length) for
+ * u8_paint_runs to write a label map from without scanning the maps again. n_runs is -1 when
+ * the runs do not fit in starts (noise, or 2^31 pixels or more): the pairs are counted all the
+ * same, and the caller paints another way (u8_overlay). hist (65536 int64) and keys (65536
+ * uint16) are work space; hist must be zero on entry and is left zero.
+ *
+ * VOC's class and object maps change together at ~5,500 places in 640x480; where
+ * u8_pair_counts and u8_overlay each found every run end of both maps with 8-byte words (~1.5 M
+ * instructions per image together), this pass (pair_scan) and the paint take ~0.4 M. */
+
+/* Where two maps change: bit x of mask[w] is set when pixel j0 + 32 w + x differs from the pixel
+ * before it in either map (j0 >= 1; the words cover whole pixels of the maps). One step per 32
+ * pixels whatever the runs, as the masks' own tight loop: AVX2 where the CPU has it (chosen at
+ * run time), else SSE2 (x86-64's baseline), else byte by byte. */
+static void change_mask(const uint8_t *p, const uint8_t *q, Py_ssize_t j0, Py_ssize_t words, uint32_t *mask) {
+    for (Py_ssize_t w = 0; w < words; w++) {
+        const uint8_t *a = p + j0 + 32 * w, *b = q + j0 + 32 * w;
+#if defined(__SSE2__)
+        uint32_t m = 0;
+        for (int half = 0; half < 32; half += 16) {
+            __m128i same = _mm_and_si128(
+                _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(a + half)),
+                               _mm_loadu_si128((const __m128i *)(a + half - 1))),
+                _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(b + half)),
+                               _mm_loadu_si128((const __m128i *)(b + half - 1))));
+            m |= (uint32_t)(_mm_movemask_epi8(same) ^ 0xFFFF) << half;
+        }
+        mask[w] = m;
+#else
+        uint32_t m = 0;
+        for (int x = 0; x < 32; x++)
+            m |= (uint32_t)(a[x] != a[x - 1] || b[x] != b[x - 1]) << x;
+        mask[w] = m;
+#endif
+    }
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(SEGCONVERT_NO_AVX2)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+__attribute__((target("avx2"))) static void change_mask_avx2(const uint8_t *p, const uint8_t *q, Py_ssize_t j0,
+                                                              Py_ssize_t words, uint32_t *mask) {
+    for (Py_ssize_t w = 0; w < words; w++) {
+        const uint8_t *a = p + j0 + 32 * w, *b = q + j0 + 32 * w;
+        __m256i same = _mm256_and_si256(
+            _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)(a - 1))),
+            _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)b), _mm256_loadu_si256((const __m256i *)(b - 1))));
+        mask[w] = ~(uint32_t)_mm256_movemask_epi8(same);
+    }
+}
+
+static int cpu_has_avx2(void) {
+#if HAVE_SHUFFLE_LOOKUP
+    return have_avx2(); /* one answer for every AVX2 loop, SEGCONVERT_NO_AVX2 included */
+#else
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+#endif
+}
+#else
+#define HAVE_AVX2_PATH 0
+#endif
+
+/* One run [i, j) of pair p[i] << 8 | q[i]: counted and, with RECORD, its start recorded. */
+#define PAIR_EMIT(j, RECORD)                                                       \
+    do {                                                                           \
+        uint16_t key_ = (uint16_t)((uint32_t)p[i] << 8 | q[i]);                    \
+        if (h[key_] == 0) k[found++] = key_;                                       \
+        h[key_] += (j) - i;                                                        \
+        if (RECORD) st[runs] = (int32_t)i;                                         \
+        runs++;                                                                    \
+        i = (j);                                                                   \
+    } while (0)
+
+/* The runs of two maps from their change masks, 4096 pixels at a time (the masks stay in L1):
+ * a word is at most 32 run ends, so the room for their starts is checked once per chunk (run
+ * by run near the end of the room).
+ * Returns the number of runs; *recorded says whether every start is in st (cap entries). */
+static Py_ssize_t pair_scan(const uint8_t *p, const uint8_t *q, Py_ssize_t n, int64_t *h, uint16_t *k,
+                            int32_t *st, Py_ssize_t cap, Py_ssize_t *found_out, int *recorded) {
+    enum { WORDS = 128 };
+    uint32_t mask[WORDS];
+    Py_ssize_t i = 0, found = 0, runs = 0, j = 1;
+    int room = 1;
+#if HAVE_AVX2_PATH
+    const int avx2 = cpu_has_avx2();
+#endif
+    while (j + 32 <= n) {
+        Py_ssize_t words = (n - j) / 32 < WORDS ? (n - j) / 32 : WORDS;
+#if HAVE_AVX2_PATH
+        if (avx2)
+            change_mask_avx2(p, q, j, words, mask);
+        else
+#endif
+            change_mask(p, q, j, words, mask);
+        if (room && runs + 32 * words <= cap) { /* room for every run end of the chunk */
+            for (Py_ssize_t w = 0; w < words; w++)
+                for (uint32_t m = mask[w]; m; m &= m - 1)
+                    PAIR_EMIT(j + 32 * w + __builtin_ctz(m), 1);
+        } else { /* near the end of the room (or past it): checked run by run */
+            for (Py_ssize_t w = 0; w < words; w++)
+                for (uint32_t m = mask[w]; m; m &= m - 1)
+                    PAIR_EMIT(j + 32 * w + __builtin_ctz(m), (room = room && runs < cap));
+        }
+        j += 32 * words;
+    }
+    for (; j < n; j++)
+        if (p[j] != p[j - 1] || q[j] != q[j - 1])
+            PAIR_EMIT(j, (room = room && runs < cap));
+    if (n > 0)
+        PAIR_EMIT(n, (room = room && runs < cap));
+    *found_out = found;
+    *recorded = room;
+    return runs;
+}
+#undef PAIR_EMIT
+
+static int cmp_u16(const void *x, const void *y) {
+    return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+}
+
+static PyObject *u8_pair_runs(PyObject *self, PyObject *args) {
+    Py_buffer a, b, hist, keys, starts;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*", &a, &b, &hist, &keys, &starts))
+        return NULL;
+    PyObject *result = NULL;
+    if (a.len != b.len) {
+        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
+    } else if (hist.len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys.len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
+    } else if (starts.len % sizeof(int32_t) || starts.len == 0) {
+        PyErr_SetString(PyExc_ValueError, "starts must be int32, at least one");
+    } else {
+        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        uint16_t *k = (uint16_t *)keys.buf;
+        int32_t *st = (int32_t *)starts.buf;
+        Py_ssize_t n = a.len, found = 0, runs = 0;
+        /* one entry is kept for the end */
+        Py_ssize_t cap = n <= INT32_MAX ? (Py_ssize_t)(starts.len / sizeof(int32_t)) - 1 : 0;
+        int recorded = 0;
+        Py_BEGIN_ALLOW_THREADS
+        runs = pair_scan(p, q, n, h, k, st, cap, &found, &recorded);
+        if (recorded)
+            st[runs] = (int32_t)n;
+        else
+            runs = -1;
+        if (found < 32) { /* a few dozen pairs: insertion sort */
+            for (Py_ssize_t x = 1; x < found; x++) {
+                uint16_t v = k[x];
+                Py_ssize_t y = x;
+                for (; y > 0 && k[y - 1] > v; y--) k[y] = k[y - 1];
+                k[y] = v;
+            }
+        } else {
+            qsort(k, (size_t)found, sizeof(uint16_t), cmp_u16);
+        }
+        Py_END_ALLOW_THREADS
+        PyObject *pairs = PyList_New(found), *counts = PyList_New(found);
+        if (pairs != NULL && counts != NULL) {
+            Py_ssize_t x = 0;
+            for (; x < found; x++) {
+                PyObject *kk = PyLong_FromLong(k[x]), *cc = PyLong_FromLongLong(h[k[x]]);
+                if (kk == NULL || cc == NULL) {
+                    Py_XDECREF(kk);
+                    Py_XDECREF(cc);
+                    break;
+                }
+                PyList_SET_ITEM(pairs, x, kk);
+                PyList_SET_ITEM(counts, x, cc);
+            }
+            if (x == found)
+                result = Py_BuildValue("NNn", pairs, counts, runs);
+            else
+                for (; x < found; x++) { /* fill the rest so that the lists can be freed */
+                    PyList_SET_ITEM(pairs, x, Py_NewRef(Py_None));
+                    PyList_SET_ITEM(counts, x, Py_NewRef(Py_None));
+                }
+        }
+        if (result == NULL) {
+            Py_XDECREF(pairs);
+            Py_XDECREF(counts);
+        }
+        for (Py_ssize_t x = 0; x < found; x++) /* leave hist as it was: zero */
+            h[k[x]] = 0;
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&starts);
+    return result;
+}
+
+/* u8_paint_runs(a, b, starts, n_runs, table, out, hist): the runs u8_pair_runs recorded from maps
+ * a and b, painted as u8_overlay paints them -- a run of pair (o, c) is o where o > 0, else
+ * table[c] (table: 256 bytes) -- and hist[v] += pixels painted v (hist: 256 int64), which a
+ * reader needs anyway. out is as long as a and b; starts must rise from 0 to their length.
+ *
+ * A stretch [s, e) of one value is painted with 16- or 32-byte stores from s on, the last of
+ * which may pass e: those bytes belong to the runs after it, painted later (in order); memset
+ * where a store would pass the map's end. The starts are checked first (they must rise from
+ * 0 to the maps' length, so that reading the maps at each is in bounds), in a loop of their
+ * own, which leaves the painting loop few live values. */
+static int starts_bad(const int32_t *st, Py_ssize_t runs, Py_ssize_t n) {
+    int bad = st[0] != 0 || st[runs] != n;
+    for (Py_ssize_t r = 0; r < runs; r++)
+        bad |= st[r] >= st[r + 1];
+    return bad;
+}
+
+#define PAINT_LOOP(SPLAT, STORE, W)                                                \
+    do {                                                                           \
+        uint8_t v = p[0] ? p[0] : t[q[0]];                                         \
+        Py_ssize_t s = 0;                                                          \
+        for (Py_ssize_t r = 1; r <= runs; r++) {                                   \
+            const Py_ssize_t e = st[r];                                            \
+            uint8_t w = (uint8_t)~v;                                               \
+            if (r < runs) {                                                        \
+                w = p[e];                                                          \
+                if (!w) w = t[q[e]];                                               \
+                if (w == v) continue; /* the same value on: one stretch */        \
+            }                                                                      \
+            h[v] += e - s;                                                         \
+            if (e + (W) <= n) {                                                    \
+                SPLAT;                                                             \
+                for (Py_ssize_t c = s; c < e; c += (W)) STORE;                     \
+            } else {                                                               \
+                memset(o + s, v, (size_t)(e - s));                                 \
+            }                                                                      \
+            s = e;                                                                 \
+            v = w;                                                                 \
+        }                                                                          \
+    } while (0)
+
+static void paint_runs(const uint8_t *p, const uint8_t *q, const int32_t *st, Py_ssize_t runs, const uint8_t *t,
+                       uint8_t *o, Py_ssize_t n, int64_t *h) {
+#if defined(__SSE2__)
+    PAINT_LOOP(__m128i x = _mm_set1_epi8((char)v), _mm_storeu_si128((__m128i *)(o + c), x), 16);
+#else
+    PAINT_LOOP(uint64_t x = 0x0101010101010101ull * v, memcpy(o + c, &x, 8), 8);
+#endif
+}
+
+#if HAVE_AVX2_PATH
+__attribute__((target("avx2"))) static void paint_runs_avx2(const uint8_t *p, const uint8_t *q, const int32_t *st,
+                                                             Py_ssize_t runs, const uint8_t *t, uint8_t *o,
+                                                             Py_ssize_t n, int64_t *h) {
+    PAINT_LOOP(__m256i x = _mm256_set1_epi8((char)v), _mm256_storeu_si256((__m256i *)(o + c), x), 32);
+}
+#endif
+#undef PAINT_LOOP
+
+static PyObject *u8_paint_runs(PyObject *self, PyObject *args) {
+    Py_buffer a, b, starts, table, out, hist;
+    Py_ssize_t runs;
+    if (!PyArg_ParseTuple(args, "y*y*y*ny*w*w*", &a, &b, &starts, &runs, &table, &out, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    const int32_t *st = (const int32_t *)starts.buf;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else if (a.len != b.len || out.len != a.len) {
+        PyErr_SetString(PyExc_ValueError, "a, b and out must be the same length");
+    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (out.len == 0)) {
+        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts");
+    } else {
+        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf, *t = (const uint8_t *)table.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        int bad = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (runs > 0 && !(bad = starts_bad(st, runs, out.len))) {
+#if HAVE_AVX2_PATH
+            if (cpu_has_avx2())
+                paint_runs_avx2(p, q, st, runs, t, o, out.len, h);
+            else
+#endif
+                paint_runs(p, q, st, runs, t, o, out.len, h);
+        }
+        Py_END_ALLOW_THREADS
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "starts must rise to the maps' length");
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hist);
+    return result;
+}
