@@ -106,3 +106,23 @@ def test_inspection_commands_take_format_options_first(tmp_path):
     last = runner.invoke(main, ["stats", str(src / "panoptic.json"), "--masks-dir", str(src / "pngs"), "--jobs", "1"])
     assert first.exit_code == 0, first.output
     assert first.output == last.output
+
+
+def test_inspection_commands_load_when_asked_for():
+    """validate/stats/preview are imported on demand (start-up of a conversion); the lazy names are
+    exactly the module's commands, listed in --help, and a conversion does not import them."""
+    import subprocess
+    import sys
+
+    from segconvert.interfaces.cli import _Commands
+    from segconvert.interfaces.inspect_cli import COMMANDS
+
+    assert tuple(c.name for c in COMMANDS) == _Commands.LAZY
+    result = CliRunner().invoke(main, ["--help"])
+    assert all(name in result.output for name in _Commands.LAZY)
+    code = ("import sys\nfrom segconvert.interfaces.cli import main\n"
+            "try:\n    main(['formats'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            "print('segconvert.interfaces.inspect_cli' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+    assert CliRunner().invoke(main, ["stats", "--help"]).exit_code == 0
