@@ -125,3 +125,11 @@ def test_what_the_parser_refuses_besides_syntax_is_an_error_of_its_element(data,
     with pytest.raises(InvalidJson, match=reason) as caught:
         next(items)
     assert caught.value.element == 1
+
+
+@pytest.mark.parametrize("doc", ["[-0.0]", "[1.5e-3, 2]", "[12345, -0.25E+10]", "[7e5]", '[{"a": -0.0}]'])
+def test_a_number_cut_before_its_fraction_or_exponent_is_read_whole(doc):
+    """Found by the property test in CI: with "[-0" in the buffer and "." next, the decoder took -0
+    whole and the "." became an error ("expected ',' or ']'"). Every read size gives json.loads'."""
+    for chunk in range(1, 9):
+        assert list(array_items(io.BytesIO(doc.encode()), "x.json", strict=True, chunk=chunk)) == json.loads(doc)

@@ -59,6 +59,9 @@ _CUT = re.compile(
     r"(?:t(?:ru?)?|f(?:a(?:ls?)?)?|n(?:ul?)?|Na?|-?(?:I(?:n(?:f(?:i(?:n(?:it?)?)?)?)?)?)?|[.eE][-+]?"
     r"|u[0-9a-fA-F]{0,4})?[ \t\n\r]*\Z"
 )
+#: what may follow a number the decoder took whole when the buffer ends there: nothing, or the
+#: start of a fraction or exponent that the next read completes ("-0" + ".", "1.5" + "e-")
+_NUMBER_GOES_ON = re.compile(r"(?:\.|[eE][-+]?)?\Z")
 #: one escape sequence of a JSON string; found left to right, an escaped backslash is one match
 _ESCAPE = re.compile(r"\\(?:u([dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.DOTALL)
 
@@ -208,8 +211,8 @@ class _Buffer:
                 raise self.invalid("nested too deeply") from None
             except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
                 raise InvalidJson(str(exc).split(":")[0], byte=None, file=self.name) from None
-            if end == len(self.text) and type(value) in (int, float) and self._more():
-                continue  # a number cut at the buffer's end: re-read
+            if type(value) in (int, float) and _NUMBER_GOES_ON.match(self.text, end) and self._more():
+                continue  # a number cut at the buffer's end ("12", "-0." of "-0.0", "1e" of "1e5"): re-read
             if self.strict:
                 lone = lone_surrogate(self.text, self.pos, end)
                 if lone is not None:
