@@ -236,30 +236,20 @@ class NucleusItem(Item):
         if url.startswith("file://"):
             url = url[len("file://"):]
         remote = url.startswith(_REMOTE_PREFIXES)
+        tried: list[str] = []
         if not remote and url:  # the common case first: the mask_url is there (no fallback path to build)
-            path = url if os.path.isabs(url) else os.path.join(self.folder, url)
-            try:
-                return path, png.read_bytes(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise ItemError(f"cannot read the mask: {exc.strerror or exc}", item=self.reference_id,
-                                file=path) from None
-        candidates = []
-        if not remote and url:
-            candidates.append(url if os.path.isabs(url) else os.path.join(self.folder, url))
+            tried.append(url if os.path.isabs(url) else os.path.join(self.folder, url))
+            data = self._read_local(tried[-1])
+            if data is not None:
+                return tried[-1], data
         try:
-            candidates.append(os.path.join(self.folder, "masks", output_stem(self.reference_id) + ".png"))
+            tried.append(os.path.join(self.folder, "masks", output_stem(self.reference_id) + ".png"))
         except ItemError:
             pass  # a reference_id that is no file name has no masks/<reference_id>.png
-        for path in candidates[1 if not remote and url else 0:]:
-            try:
-                return path, png.read_bytes(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise ItemError(f"cannot read the mask: {exc.strerror or exc}", item=self.reference_id,
-                                file=path) from None
+        else:
+            data = self._read_local(tried[-1])
+            if data is not None:
+                return tried[-1], data
         if remote:
             try:
                 return url, png.read_bytes(url)
@@ -271,8 +261,18 @@ class NucleusItem(Item):
                     f"the masks in {os.path.join(self.folder, 'masks')}/<reference_id>.png",
                     item=self.reference_id, file=url,
                 ) from None
-        tried = ", ".join(candidates) or "(mask_url is empty)"
-        raise ItemError(f"mask not found (tried {tried})", item=self.reference_id, file=self.source)
+        raise ItemError(f"mask not found (tried {', '.join(tried) or '(mask_url is empty)'})",
+                        item=self.reference_id, file=self.source)
+
+    def _read_local(self, path: str) -> bytes | None:
+        """The file's bytes; None when it does not exist (the next candidate is tried)."""
+        try:
+            return png.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ItemError(f"cannot read the mask: {exc.strerror or exc}", item=self.reference_id,
+                            file=path) from None
 
 
 def _flag(meta: dict[str, Any], key: str, default: bool) -> bool:

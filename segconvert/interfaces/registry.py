@@ -100,18 +100,20 @@ def refused_plugins() -> list[str]:
 
 
 def reader_for(name: str) -> Format:
-    fmt = get(name)
-    if fmt.reader is None:
-        readable = [n for n in names() if _safe(n) and _safe(n).reader]  # type: ignore[union-attr]
-        raise FormatNotFound(f"format {name!r} cannot be read; readable formats: {', '.join(readable)}")
-    return fmt
+    return _able(name, "reader", "read")
 
 
 def writer_for(name: str) -> Format:
+    return _able(name, "writer", "written")
+
+
+def _able(name: str, side: str, verb: str) -> Format:
+    """Format ``name`` when it has a ``side`` (reader / writer); FormatNotFound naming the formats that do."""
     fmt = get(name)
-    if fmt.writer is None:
-        writable = [n for n in names() if _safe(n) and _safe(n).writer]  # type: ignore[union-attr]
-        raise FormatNotFound(f"format {name!r} cannot be written; writable formats: {', '.join(writable)}")
+    if getattr(fmt, side) is None:
+        able = [n for n in names() if getattr(_safe(n), side, None) is not None]
+        raise FormatNotFound(f"format {name!r} cannot be {verb}; {'readable' if side == 'reader' else 'writable'} "
+                             f"formats: {', '.join(able)}")
     return fmt
 
 
