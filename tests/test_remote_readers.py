@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,33 +27,12 @@ from segconvert.io import sources
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 import fsspec  # noqa: E402  (after s3fs: installed together)
-from test_storage import _cli, _moto_server, _point_at  # noqa: E402
+import test_storage  # noqa: E402
+from test_storage import _cli  # noqa: E402
 from test_voc import scene, write_voc  # noqa: E402
 from test_yolo import make_set  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[s3fs.S3FileSystem]:
-    """A moto S3 server on 127.0.0.1; fsspec's s3 config points there, one try, 1 s to connect."""
-    proc, endpoint = _moto_server({})
-    mp = pytest.MonkeyPatch()
-    _point_at(endpoint, mp, tmp_path_factory.mktemp("aws"))
-    conf = fsspec.config.conf.setdefault("s3", {})
-    assert conf["endpoint_url"].startswith("http://127.0.0.1:")
-    conf["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 1}
-    sources._filesystems.clear()
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        yield fsspec.filesystem("s3")
-    finally:
-        mp.undo()
-        fsspec.config.conf.clear()
-        fsspec.config.set_conf_env(fsspec.config.conf)
-        sources._filesystems.clear()
-        s3fs.S3FileSystem.clear_instance_cache()
-        proc.terminate()
-        proc.wait()
-
+s3 = test_storage.s3  # the moto S3 server fixture (127.0.0.1, one try), shared with test_storage
 
 # --------------------------------------------------------------------------- the datasets
 # each builds a local folder and says (SOURCE relative to it, --from, reader options)

@@ -77,10 +77,16 @@ def _point_at(endpoint: str, mp: pytest.MonkeyPatch, tmp: Path) -> None:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> Iterator[s3fs.S3FileSystem]:
-    """A moto S3 server on loopback, and an s3fs client for it."""
+    """A moto S3 server on 127.0.0.1, and an s3fs client for it; fsspec's s3 config points there,
+    one try, 1 s to connect (test_remote_readers uses this fixture too)."""
     proc, endpoint = _moto_server({})
     mp = pytest.MonkeyPatch()
     _point_at(endpoint, mp, tmp_path_factory.mktemp("aws"))
+    conf = fsspec.config.conf.setdefault("s3", {})
+    assert conf["endpoint_url"].startswith("http://127.0.0.1:")
+    conf["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 1}
+    sources._filesystems.clear()
+    s3fs.S3FileSystem.clear_instance_cache()
     try:
         yield fsspec.filesystem("s3")
     finally:
@@ -88,6 +94,7 @@ def s3(tmp_path_factory) -> Iterator[s3fs.S3FileSystem]:
         fsspec.config.conf.clear()
         fsspec.config.set_conf_env(fsspec.config.conf)
         sources._filesystems.clear()
+        s3fs.S3FileSystem.clear_instance_cache()
         proc.terminate()
         proc.wait()
 
