@@ -36,6 +36,10 @@ except ImportError:  # pragma: no cover - depends on the build
     _rgb_lookup_c = _rgb_codes_c = _code_boxes_c = _u8_histogram_c = _u8_lookup_c = None
     _u8_overlay_c = _u8_pair_counts_c = None
 try:  # newer kernels: a .so built before them lacks them, and the older ones serve
+    from segconvert.codecs._kernels import u8_lookup_small as _u8_lookup_small_c
+except ImportError:  # pragma: no cover - depends on the build
+    _u8_lookup_small_c = None
+try:
     from segconvert.codecs._kernels import u8_paint_runs as _u8_paint_runs_c
     from segconvert.codecs._kernels import u8_pair_runs as _u8_pair_runs_c
 except ImportError:  # pragma: no cover - depends on the build
@@ -258,19 +262,23 @@ def code_boxes(code_map: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
-def lookup_u8(values: np.ndarray, table: np.ndarray, png_rows: bool = False) -> np.ndarray:
+def lookup_u8(values: np.ndarray, table: np.ndarray, png_rows: bool = False, top: int | None = None) -> np.ndarray:
     """``table[values]`` for a uint8 array and a 256-entry uint8 table: the C kernel (run by run)
     where built, else ``cv2.LUT``; the same result. With ``png_rows`` (a 2-D ``values``), the
     result is (H, W + 1): each row behind a PNG filter-type byte 0, ready for
-    :func:`segconvert.codecs.png.encode_rows` without another copy."""
+    :func:`segconvert.codecs.png.encode_rows` without another copy. ``top``, the largest value
+    the caller expects (a code map's codes are 0..n-1), picks ``u8_lookup_small``: byte shuffles,
+    32 pixels a step, ~4x fewer instructions than run by run where the values are below 64; the
+    kernel checks the top it is given, so a wrong one costs time, never a wrong byte."""
     if _u8_lookup_c is not None and values.flags.c_contiguous:
-        if png_rows:
-            h, w = values.shape
-            out = np.empty((h, w + 1), np.uint8)
-            _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out, w)
-            return out
-        out = np.empty_like(values)
-        _u8_lookup_c(values, np.ascontiguousarray(table, np.uint8), out)
+        small = _u8_lookup_small_c if top is not None else None
+        table = np.ascontiguousarray(table, np.uint8)
+        w = values.shape[1] if png_rows else 0
+        out = np.empty((values.shape[0], w + 1), np.uint8) if png_rows else np.empty_like(values)
+        if small is not None:
+            small(values, table, out, w, top)
+        else:
+            _u8_lookup_c(values, table, out, w)
         return out
     mapped = cv2().LUT(values, table)
     if png_rows:
