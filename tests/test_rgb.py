@@ -1497,3 +1497,19 @@ def test_step_errors(tmp_path: Path):
         load_one(tmp_path / "gray.png", encoding="step")
     with pytest.raises(SourceError, match="not colormap"):
         rgb.RgbReader(p, encoding="step", colormap="cityscapes")
+
+
+def test_step_png_declaring_a_huge_size_fails_its_item_before_decoding(tmp_path: Path):
+    """A KITTI-STEP panoptic map is checked against --max-pixels from its header, as every mask is:
+    the item fails with the bomb message and nothing is allocated for it."""
+    from click.testing import CliRunner
+
+    from segconvert.interfaces.cli import main
+
+    bomb = Path(__file__).resolve().parents[1] / "fixtures" / "bad" / "rgb-png-bomb" / "masks" / "a.png"
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "seq" / "000000.png").write_bytes(bomb.read_bytes())  # declares 30000x30000
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "seq"), str(tmp_path / "out"), "--from", "rgb",
+                                       "--encoding", "step", "--jobs", "1"])
+    assert result.exit_code == 1, result.output
+    assert "image size 30000x30000 is 900,000,000 pixels, more than the limit of 200,000,000" in result.output
