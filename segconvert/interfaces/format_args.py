@@ -52,7 +52,7 @@ def format_option_arity(args: list[str]) -> dict[str, bool]:
     auto or an unknown name) and the writer options of ``--to`` (default nucleus)."""
     source = _named_format(args, "--from")
     target = _named_format(args, "--to") or "nucleus"
-    readers = [source] if source not in (None, "auto") and source in registry.names() else registry.names()
+    readers = [source] if source not in (None, "auto") and registry.is_known(source) else registry.names()
     params: list[click.Parameter] = []
     for name in readers:
         try:
@@ -61,7 +61,7 @@ def format_option_arity(args: list[str]) -> dict[str, bool]:
             continue
         if fmt.reader is not None:
             params.extend(fmt.reader.options)
-    if target in registry.names():
+    if registry.is_known(target):
         try:
             fmt = registry.get(target)
         except Exception:  # noqa: BLE001 - as above
