@@ -136,6 +136,38 @@ def test_name_table_finds_duplicates_and_survives_hash_collisions(monkeypatch):
     assert colliding.get(name_key("d")) is None
 
 
+def test_name_table_reads_records_from_its_file_and_its_buffer(monkeypatch):
+    """Records move from the in-memory buffer to the temporary file when the buffer fills; a
+    lookup finds every one, wherever it is, also when all hashes collide."""
+    from segconvert.execution import nametable
+    from segconvert.io.paths import name_key
+
+    monkeypatch.setattr(nametable.NameTable, "BUFFER_BYTES", 64)  # a spill every few records
+    monkeypatch.setattr(nametable, "_hash", lambda key: 777)
+    table = nametable.NameTable(capacity=4)
+    refs = [f"name-{k}-" + "x" * (k % 7) for k in range(60)]
+    for k, ref in enumerate(refs):
+        assert table.get(name_key(ref)) is None
+        table[name_key(ref)] = (ref, f"s{k}")
+    if not table._buffer:  # the last record filled the buffer: one more, kept in the buffer
+        refs.append("last")
+        table[name_key("last")] = ("last", "s60")
+    assert table._file is not None and table._spilled > 0 and table._buffer  # both parts in use
+    for k, ref in enumerate(refs):
+        assert table.get(name_key(ref.upper())) == (ref, f"s{k}")
+    table.close()
+
+
+def test_name_table_of_a_small_run_makes_no_file():
+    """A few hundred names stay in memory: no temporary file (tempfile costs ~6 ms of start-up)."""
+    from segconvert.execution import nametable
+
+    table = nametable.NameTable()
+    for k in range(500):
+        table[f"image-{k:06d}"] = (f"image-{k:06d}", f"/data/masks/image-{k:06d}.png")
+    assert table._file is None and table.get("image-000123") == ("image-000123", "/data/masks/image-000123.png")
+
+
 def test_name_table_keeps_names_of_undecodable_bytes():
     """A file name of bytes that are not UTF-8 (a surrogate-escaped str) is stored and read back."""
     from segconvert.execution import nametable

@@ -7,16 +7,22 @@ the dict entry and tuple, plus the strings it keeps alive): 30 MB for COCO train
 for tens of millions of items. Here memory holds only a 64-bit hash of each key and
 where its (reference_id, source) record is, in an open-addressing table kept at most
 half full (2 x 8 bytes x 2 slots = 32 bytes per item); the records themselves go to an
-unlinked temporary file. A hash match reads the record back and compares the real key,
-so a 64-bit collision is never taken for a duplicate.
+unlinked temporary file once they pass 64 kB (the first ~700 items' records stay in a
+buffer: a run of a few hundred images never imports ``tempfile``, which with its
+``gettempdir`` probe cost ~6 ms of start-up). A hash match reads the record back and
+compares the real key, so a 64-bit collision is never taken for a duplicate.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
 from array import array
+from typing import IO
+
+try:  # hashlib's blake2b is this one; hashlib itself also loads OpenSSL (~3 ms of start-up)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2b
 
 import orjson
 
@@ -25,7 +31,7 @@ from segconvert.io.paths import name_key
 
 def _hash(key: object) -> int:
     text = key if isinstance(key, str) else repr(key)
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little") | 1  # never 0: 0 marks an empty slot
 
 
@@ -39,7 +45,9 @@ class NameTable:
         self._records = array("q", bytes(8 * capacity))  # byte offset of the record in the file
         self._mask = capacity - 1
         self._count = 0
-        self._file = tempfile.TemporaryFile(prefix="segconvert-names-")
+        self._file: IO[bytes] | None = None  # records before ``_spilled`` (created when the buffer fills)
+        self._spilled = 0  # bytes of records in the file
+        self._buffer = bytearray()  # the records after those
         self._end = 0
         self._last: tuple[object, int] = (None, 0)  # get then set of one key: hash once
 
@@ -47,10 +55,16 @@ class NameTable:
         return self._count
 
     def _record(self, offset: int) -> tuple[str, str | None]:
-        self._file.seek(offset)
         # rare (a duplicate, or a 64-bit collision): json, which reads the escaped surrogates below
-        ref, source = json.loads(self._file.readline())
-        self._file.seek(0, 2)
+        if offset >= self._spilled:
+            start = offset - self._spilled
+            line = bytes(self._buffer[start:self._buffer.index(b"\n", start)])
+        else:
+            assert self._file is not None
+            self._file.seek(offset)
+            line = self._file.readline()
+            self._file.seek(0, 2)
+        ref, source = json.loads(line)
         return ref, source
 
     def get(self, key: object) -> tuple[str, str | None] | None:
@@ -75,11 +89,25 @@ class NameTable:
             line = orjson.dumps(list(value)) + b"\n"  # one line: JSON escapes newlines
         except TypeError:  # a lone surrogate (a file name of undecodable bytes): orjson refuses it
             line = json.dumps(list(value)).encode("ascii") + b"\n"  # escaped as \udcff
-        self._file.write(line)
+        self._buffer += line
+        if len(self._buffer) >= self.BUFFER_BYTES:
+            self._spill()
         last_key, h = self._last
         self._insert(h if last_key is key else _hash(key), self._end)
         self._end += len(line)
         self._count += 1
+
+    BUFFER_BYTES = 1 << 16
+
+    def _spill(self) -> None:
+        """Move the buffered records to the temporary file (created on the first spill)."""
+        if self._file is None:
+            import tempfile
+
+            self._file = tempfile.TemporaryFile(prefix="segconvert-names-")
+        self._file.write(self._buffer)
+        self._spilled += len(self._buffer)
+        self._buffer = bytearray()
 
     def _insert(self, h: int, offset: int) -> None:
         hashes, mask = self._hashes, self._mask
@@ -99,4 +127,6 @@ class NameTable:
                 self._insert(h, offset)
 
     def close(self) -> None:
-        self._file.close()
+        self._buffer = bytearray()
+        if self._file is not None:
+            self._file.close()
