@@ -56,11 +56,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-import PIL.Image
 
 from segconvert.codecs import label_files, png
 from segconvert.codecs.lut import PairRuns, histogram, lookup_u8, to_codes
@@ -82,6 +81,9 @@ from segconvert.io.sources import location
 from segconvert.model.ir import Category, Item, Segmentation, SegmentInfo
 from segconvert.model.modes import ModePlan
 from segconvert.model.pack import pack
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
@@ -259,6 +261,10 @@ def load_class_table(root: Path, void_ignore: bool, labels: Path | None = None) 
 
 
 def _decode(data: bytes, path: str, ref: str) -> PIL.Image.Image:
+    """Pillow's decoding, for what ``png.decode_index8`` does not take (other bit depths,
+    interlaced, no C kernel). Imported here: ~10 ms of start-up that most VOC runs skip."""
+    import PIL.Image
+
     try:
         im = PIL.Image.open(io.BytesIO(data))
         im.load()

@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from segconvert.codecs import cocojson, label_files, limits, raster
 from segconvert.errors import SourceError, opt
@@ -410,6 +409,8 @@ def merge_by_segment(shapes: list[raster.Shape], height: int, width: int) -> lis
     instance's area, not one of its parts'. ``paint`` keeps the shapes apart, so that
     each part stays at its own place in the painter's order.
     """
+    from pycocotools import mask as mask_utils  # shape readers only (the VOC reader imports this module)
+
     parts: dict[int, list[np.ndarray | dict]] = {}
     for sid, geom in shapes:
         if isinstance(geom, dict) and not isinstance(geom["counts"], (str, bytes)):

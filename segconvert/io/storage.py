@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -275,6 +273,8 @@ class OutputStore:
         cache = os.environ.get("SEGCONVERT_CACHE") or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "segconvert", "state"
         )
+        import hashlib  # remote outputs only (hashlib loads OpenSSL: ~3 ms that a local run skips)
+
         folder = Path(cache) / hashlib.sha256(self.root.encode()).hexdigest()[:32]
         if not (folder / "journal.tsv").exists():
             folder.mkdir(parents=True, exist_ok=True)
@@ -324,6 +324,8 @@ class OutputStore:
         storage the text goes to a local temporary file, uploaded whole at the end.
         """
         if self.remote:
+            import tempfile  # remote outputs only: ~5 ms of start-up with shutil, random, bz2, lzma
+
             with tempfile.TemporaryDirectory(prefix="segconvert-") as tmpdir:
                 tmp = os.path.join(tmpdir, "upload")
                 with open(tmp, "w", encoding="utf-8") as fh:
