@@ -390,6 +390,27 @@ def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
     assert not any((tmp_path / "o" / "masks").iterdir())
 
 
+def test_the_command_pauses_the_garbage_collector_only_while_it_starts(tmp_path):
+    """The entry point (``segconvert`` and ``python -m segconvert``) turns the cyclic GC off
+    while its modules load and back on before the command runs: the run itself collects as
+    usual (a batch of failing items makes cycles), and a caller that had it off keeps it off."""
+    code = (
+        "import gc, sys\nimport segconvert.__main__ as entry\nimport segconvert.interfaces.cli as cli\n"
+        "seen = []\norig = cli.main\n"
+        "def spy(*a, **k):\n    seen.append(gc.isenabled())\n    raise SystemExit(0)\n"
+        "cli.main = spy\n"
+        "for before in (True, False):\n"
+        "    (gc.enable if before else gc.disable)()\n"
+        "    try:\n        entry.main()\n    except SystemExit:\n        pass\n"
+        "    seen.append(gc.isenabled())\n"
+        "print(seen)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[True, True, False, False]"
+    done = subprocess.run([sys.executable, "-m", "segconvert", "formats"], capture_output=True, text=True)
+    assert done.returncode == 0 and "nucleus" in done.stdout
+
+
 def test_import_is_light_and_the_command_turns_blas_threads_off():
     """`import segconvert` must not import numpy, so the command can set OpenBLAS' thread
     count before numpy starts its pool (its start-up spin costs ~0.1 s of CPU per process)."""
