@@ -353,7 +353,8 @@ def run_floor(png_dir: Path, dec: str, enc: str, target: Path | None = None) -> 
 _RUNNER = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from segconvert.interfaces.cli import main
+from segconvert.__main__ import load_command
+main = load_command()  # as the segconvert command starts (garbage collector paused meanwhile)
 from segconvert.execution import pipeline
 inner = {}
 _run = pipeline.run
