@@ -83,20 +83,22 @@ class ModePlan:
         return self._semantic(seg)
 
     def _semantic(self, seg: Segmentation) -> Segmentation:
+        # once per segment of every image (semantic readers give one per class, ~20 an image):
+        # positional arguments and dict displays, no comprehension or property per segment
         classes: dict[object, SegmentInfo] = {}
         for s in seg.segments:
-            key = s.category_id if s.category_id is not None else s.label
+            cat = s.category_id
+            key = cat if cat is not None else s.label
+            pixels = s.pixel_ids if s.pixel_ids is not None else (s.id,)
             merged = classes.get(key)
             if merged is None:
-                meta = {k: s.metadata[k] for k in ("supercategory",) if k in s.metadata}
-                meta["instances"] = 0
-                merged = SegmentInfo(
-                    id=0, label=s.label, category_id=s.category_id, isthing=s.isthing, metadata=meta,
-                    pixel_ids=(),
-                )
-                classes[key] = merged
-            merged.pixel_ids = (*merged.pixels, *s.pixels)
-            merged.metadata["instances"] += 1
+                source = s.metadata
+                meta = ({"supercategory": source["supercategory"], "instances": 1} if "supercategory" in source
+                        else {"instances": 1})
+                classes[key] = SegmentInfo(0, s.label, cat, s.isthing, False, meta, pixels)
+            else:
+                merged.pixel_ids = (*merged.pixels, *pixels)
+                merged.metadata["instances"] += 1
         ordered = list(classes.values())
         if self.index == "stable":
             for c in ordered:
