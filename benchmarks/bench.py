@@ -556,7 +556,8 @@ def main() -> None:
                     rows[jobs].append((wall, inner, wall / floor_wall, inner / floor_inner, rss, cpu / floor_cpu,
                                        wall / (floor_wall + writes)))
                     before = after
-            print(f"\n{fmt} -> {to}; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
+            options = f" {' '.join(extra)}" if extra and not any("{" in x for x in extra) else ""
+            print(f"\n{fmt} -> {to}{options} [{case}]; codec floor {median(floors) / a.images * 1e3:.2f} ms/image "
                   f"(decode {dec} + encode {enc}); creating a file {median(creations):.3f} ms; "
                   f"medians of {a.repeat} rounds")
             base = rows[jobs_list[0]]
