@@ -39,16 +39,17 @@ class NameTable:
     """``table.get(key)`` -> (reference_id, source) of the earlier item, or None;
     ``table[key] = (reference_id, source)``. Keys are ``paths.name_key`` values."""
 
+    BUFFER_BYTES = 1 << 16  # records kept in memory before they move to the temporary file
+
     def __init__(self, capacity: int = 1 << 12) -> None:
         # array, not numpy: indexing one element gives a Python int ~10x faster
         self._hashes = array("Q", bytes(8 * capacity))
-        self._records = array("q", bytes(8 * capacity))  # byte offset of the record in the file
+        self._records = array("q", bytes(8 * capacity))  # byte offset of the record (file, then buffer)
         self._mask = capacity - 1
         self._count = 0
         self._file: IO[bytes] | None = None  # records before ``_spilled`` (created when the buffer fills)
         self._spilled = 0  # bytes of records in the file
         self._buffer = bytearray()  # the records after those
-        self._end = 0
         self._last: tuple[object, int] = (None, 0)  # get then set of one key: hash once
 
     def __len__(self) -> int:
@@ -58,7 +59,7 @@ class NameTable:
         # rare (a duplicate, or a 64-bit collision): json, which reads the escaped surrogates below
         if offset >= self._spilled:
             start = offset - self._spilled
-            line = bytes(self._buffer[start:self._buffer.index(b"\n", start)])
+            line = self._buffer[start:self._buffer.index(b"\n", start)]
         else:
             assert self._file is not None
             self._file.seek(offset)
@@ -89,15 +90,13 @@ class NameTable:
             line = orjson.dumps(list(value)) + b"\n"  # one line: JSON escapes newlines
         except TypeError:  # a lone surrogate (a file name of undecodable bytes): orjson refuses it
             line = json.dumps(list(value)).encode("ascii") + b"\n"  # escaped as \udcff
+        offset = self._spilled + len(self._buffer)  # where the record starts, file and buffer as one
         self._buffer += line
         if len(self._buffer) >= self.BUFFER_BYTES:
             self._spill()
         last_key, h = self._last
-        self._insert(h if last_key is key else _hash(key), self._end)
-        self._end += len(line)
+        self._insert(h if last_key is key else _hash(key), offset)
         self._count += 1
-
-    BUFFER_BYTES = 1 << 16
 
     def _spill(self) -> None:
         """Move the buffered records to the temporary file (created on the first spill)."""
