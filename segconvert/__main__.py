@@ -14,10 +14,10 @@ def load_command() -> Callable[..., Any]:
     """The command's click group, imported with the cyclic garbage collector paused.
 
     Start-up creates ~100,000 objects (numpy, click, the converters) and no garbage; the
-    collector walked them over and over as they were made: ~45 M of a VOC run's 520 M
-    instructions of start-up, against a floor of 0.2 s for 300 small masks. ``gc.freeze`` then moves them out of every
-    later collection, which walks only what the items allocate. Code that imports segconvert
-    as a library is left alone."""
+    collector walked them over and over as they were made: ~45 M instructions, against 520 M
+    for the whole start-up of a VOC run (whose floor is 0.2 s for 300 small masks).
+    ``gc.freeze`` then moves them out of every later collection, which walks only what the
+    items allocate. Code that imports segconvert as a library is left alone."""
     enabled = gc.isenabled()
     gc.disable()
     try:
