@@ -517,6 +517,12 @@ class VocItem(Item):
             ) from None
         except OSError as exc:
             raise ItemError(f"cannot read: {exc.strerror or exc}", item=ref, file=self.object_path) from None
+        try:  # nearly every object PNG: decoded and paired with the class map in one pass
+            fused = png.decode_index8_pairs(odata, cls)
+        except ValueError as exc:
+            raise ItemError(f"cannot decode the PNG: {exc}", item=ref, file=self.object_path) from None
+        if fused is not None:
+            return self._paired(cls, *fused)
         obj = read_object_png(odata, self.object_path, ref)
         if obj.shape != cls.shape:
             raise ItemError(
@@ -561,17 +567,18 @@ class VocItem(Item):
                                     pixel_ids=None if ids == (VOID,) else ids))
         return frozenset()
 
-    def _paired(self, cls: np.ndarray, obj: np.ndarray) -> Segmentation:
+    def _paired(self, cls: np.ndarray, obj: np.ndarray, runs: PairRuns | None = None) -> Segmentation:
         """Objects and stuff in one uint8 label map: object pixels keep their object number,
         class pixels outside every object get a free value per class. One pass over both maps
-        counts the (object, class) pairs and records where either changes; the label map is
-        painted from those runs (objects over their class map's stuff values) with its
-        histogram, which packing then uses.
+        (``runs``, when the object PNG's decoder made it) counts the (object, class) pairs and
+        records where either changes; the label map is painted from those runs (objects over
+        their class map's stuff values) with its histogram, which packing then uses.
 
         Runs once per image with a few dozen pairs: plain loops over Python ints, no numpy
         scalar (each costs more than the loop body)."""
         table = self.table
-        runs = PairRuns(obj, cls)  # the pairs object << 8 | class that occur (sorted), their counts
+        if runs is None:
+            runs = PairRuns(obj, cls)  # the pairs object << 8 | class that occur (sorted), their counts
         n_classes = len(table.names)
         votes: dict[int, dict[int, int]] = {}  # object -> class -> pixels, objects ascending
         stuff: list[int] = []  # classes outside every object, ascending (pairs are sorted)

@@ -128,6 +128,95 @@ def test_decode_index8_gives_pillows_indices_and_their_counts(mask):
         np.testing.assert_array_equal(counts, np.bincount(mask.ravel(), minlength=256))
 
 
+@settings(max_examples=60, deadline=None)
+@given(index_images(), st.integers(0, 2**32 - 1), st.sampled_from([1, 3, 40, 256]))
+def test_decode_index8_pairs_is_decode_then_pair_runs(mask, seed, values):
+    """The fused decode (object PNG unfiltered and paired with a class map row by row) gives the
+    values decode_index8 gives and the PairRuns of them, pairs, counts and painted map alike,
+    for every row filter; and its runs paint as the separate ones paint."""
+    from segconvert.codecs import lut
+
+    if png._unfilter8_pairs_c is None:
+        pytest.skip("no C kernels in this build")
+    rng = np.random.default_rng(seed)
+    low = np.repeat(rng.integers(0, values, mask.size), rng.integers(1, 9, mask.size))[: mask.size]
+    low = np.resize(low, mask.shape).astype(np.uint8)
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    expected_map = np.where(mask != 0, mask, table[low])
+    for data in _encodings(mask):
+        fused = png.decode_index8_pairs(data, low)
+        assert fused is not None
+        values_, runs = fused
+        np.testing.assert_array_equal(values_, mask)
+        separate = lut.PairRuns(png.decode_index8(data)[0], low)
+        assert (runs.pairs, runs.counts) == (separate.pairs, separate.counts)
+        runs = png.decode_index8_pairs(data, low)[1]  # the thread's newest runs again
+        out, hist = runs.paint(table)
+        np.testing.assert_array_equal(out, expected_map)
+        np.testing.assert_array_equal(hist, np.bincount(expected_map.ravel(), minlength=256))
+    bufs = lut._local.runs
+    assert not bufs[0].any()  # the per-thread pair table was left clean
+
+
+def test_decode_index8_pairs_declines_what_it_cannot_pair_and_names_corrupt_data():
+    """None for another size of class map or a strided one (the caller decodes and names the
+    mismatch), as for PNGs decode_index8 leaves to Pillow; a bad filter type is a ValueError
+    and leaves the thread's pair table clean for the next image."""
+    from segconvert.codecs import lut
+
+    if png._unfilter8_pairs_c is None:
+        pytest.skip("no C kernels in this build")
+    mask = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    data = png.encode_gray8(mask)
+    assert png.decode_index8_pairs(data, np.zeros((6, 9), np.uint8)) is None
+    assert png.decode_index8_pairs(data, np.zeros((6, 16), np.uint8)[:, ::2]) is None
+    assert png.decode_index8_pairs(data, np.zeros((6, 8), np.int32)) is None
+    assert png.decode_index8_pairs(png.encode_rgb8(np.dstack([mask] * 3)), np.zeros((6, 8), np.uint8)) is None
+    raw = np.zeros((6, 9), np.uint8)
+    raw[3, 0] = 9
+    raw[:, 1:] = mask
+    bad = png._encode_raw(mask, 8, 6, 8, 0)
+    start, end = bad.index(b"IDAT") - 4, bad.index(b"IEND") - 4
+    bad = bad[:start] + png._chunk(b"IDAT", png._deflate_lib.compress(raw, 1)) + bad[end:]
+    with pytest.raises(ValueError, match="row 3 has PNG filter type 9"):
+        png.decode_index8_pairs(bad, np.ones((6, 8), np.uint8))
+    assert not lut._local.runs[0].any()
+    values_, runs = png.decode_index8_pairs(data, np.ones((6, 8), np.uint8))
+    assert runs.pairs == [(v << 8) | 1 for v in range(48)] and runs.counts == [1] * 48
+
+
+def test_decode_index8_pairs_with_more_runs_than_recorded_still_counts_and_paints():
+    """Noise with more runs than the start buffer holds: the kernel says so (-1), the pairs are
+    counted all the same, and painting goes by overlay_u8."""
+    from segconvert.codecs import lut
+
+    if png._unfilter8_pairs_c is None:
+        pytest.skip("no C kernels in this build")
+    rng = np.random.default_rng(3)
+    mask = rng.integers(0, 4, (20, 30)).astype(np.uint8)
+    low = rng.integers(0, 3, (20, 30)).astype(np.uint8)
+    raw, width, _ = png._inflate_index8(png.encode_gray8(mask))
+    out = np.empty_like(mask)
+    hist, keys = np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16)
+    pairs, counts, n_runs = png._unfilter8_pairs_c(raw, width, out, low, hist, keys, np.empty(50, np.int32))
+    assert n_runs == -1 and sum(counts) == mask.size and not hist.any()
+    np.testing.assert_array_equal(out, mask)
+    expected = np.bincount((mask.astype(np.int64) << 8 | low).ravel(), minlength=1 << 16)
+    assert pairs == np.flatnonzero(expected).tolist() and counts == expected[pairs].tolist()
+    saved = lut._MAX_RUNS
+    try:
+        lut._local.__dict__.pop("runs", None)
+        lut._MAX_RUNS = 40  # this thread's buffer, made again, too small for the noise
+        table = rng.integers(0, 256, 256).astype(np.uint8)
+        values_, runs = png.decode_index8_pairs(png.encode_gray8(mask), low)
+        assert runs._runs == -1  # not recorded: painted by overlay_u8
+        out, hist = runs.paint(table)
+        np.testing.assert_array_equal(out, np.where(mask != 0, mask, table[low]))
+    finally:
+        lut._MAX_RUNS = saved
+        lut._local.__dict__.pop("runs", None)
+
+
 def test_decode_index8_all_five_filters_occur_in_the_test_encodings():
     """The property above is only as good as the filters it meets: check they all occur."""
     import zlib

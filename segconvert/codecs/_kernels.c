@@ -508,6 +508,43 @@ static inline uint8_t paeth(int a, int b, int c) {
     return (uint8_t)((pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c));
 }
 
+/* One row of an inflated 1-byte-per-pixel PNG unfiltered: src is the row's bytes after its
+ * filter-type byte (src[-1]), prev the row above (NULL for the first). -1 for a filter type > 4. */
+static inline int unfilter_row(const uint8_t *src, uint8_t *row, const uint8_t *prev, Py_ssize_t width) {
+    Py_ssize_t x;
+    switch (src[-1]) {
+    case 0:
+        memcpy(row, src, (size_t)width);
+        return 0;
+    case 1:
+        row[0] = src[0];
+        for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+        return 0;
+    case 2:
+        if (prev)
+            for (x = 0; x < width; x++) row[x] = (uint8_t)(src[x] + prev[x]);
+        else
+            memcpy(row, src, (size_t)width);
+        return 0;
+    case 3:
+        row[0] = (uint8_t)(src[0] + (prev ? prev[0] >> 1 : 0));
+        for (x = 1; x < width; x++)
+            row[x] = (uint8_t)(src[x] + ((row[x - 1] + (prev ? prev[x] : 0)) >> 1));
+        return 0;
+    case 4:
+        if (prev) {
+            row[0] = (uint8_t)(src[0] + prev[0]); /* paeth(0, b, 0) = b */
+            for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + paeth(row[x - 1], prev[x], prev[x - 1]));
+        } else { /* paeth(a, 0, 0) = a: as Sub */
+            row[0] = src[0];
+            for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
+        }
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
     Py_buffer raw, out, hist;
     Py_ssize_t width;
@@ -523,48 +560,14 @@ static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
         uint8_t *o = (uint8_t *)out.buf;
         int64_t *h = (int64_t *)hist.buf;
         Py_ssize_t rows = out.len / width, bad_row = -1;
-        int bad_type = 0;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t y = 0; y < rows; y++) {
-            const uint8_t *src = r + y * (width + 1) + 1;
             uint8_t *row = o + y * width;
-            const uint8_t *prev = y ? row - width : NULL; /* the row above; none above row 0 */
-            Py_ssize_t x;
-            switch (src[-1]) {
-            case 0:
-                memcpy(row, src, (size_t)width);
-                break;
-            case 1:
-                row[0] = src[0];
-                for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
-                break;
-            case 2:
-                if (prev)
-                    for (x = 0; x < width; x++) row[x] = (uint8_t)(src[x] + prev[x]);
-                else
-                    memcpy(row, src, (size_t)width);
-                break;
-            case 3:
-                row[0] = (uint8_t)(src[0] + (prev ? prev[0] >> 1 : 0));
-                for (x = 1; x < width; x++)
-                    row[x] = (uint8_t)(src[x] + ((row[x - 1] + (prev ? prev[x] : 0)) >> 1));
-                break;
-            case 4:
-                if (prev) {
-                    row[0] = (uint8_t)(src[0] + prev[0]); /* paeth(0, b, 0) = b */
-                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + paeth(row[x - 1], prev[x], prev[x - 1]));
-                } else { /* paeth(a, 0, 0) = a: as Sub */
-                    row[0] = src[0];
-                    for (x = 1; x < width; x++) row[x] = (uint8_t)(src[x] + row[x - 1]);
-                }
-                break;
-            default:
+            if (unfilter_row(r + y * (width + 1) + 1, row, y ? row - width : NULL, width) < 0) {
                 bad_row = y;
-                bad_type = src[-1];
                 break;
             }
-            if (bad_row >= 0) break;
-            x = 0;
+            Py_ssize_t x = 0;
             while (x < width) {
                 Py_ssize_t e = byte_run_end(row, x, width);
                 h[row[x]] += e - x;
@@ -573,7 +576,8 @@ static PyObject *png_unfilter8(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
         if (bad_row >= 0) {
-            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row, bad_type);
+            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row,
+                         (int)r[bad_row * (width + 1)]);
         } else {
             result = Py_None;
             Py_INCREF(result);
@@ -1181,6 +1185,7 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 /* defined at the end of the file */
 static PyObject *u8_pair_runs(PyObject *self, PyObject *args);
 static PyObject *u8_paint_runs(PyObject *self, PyObject *args);
+static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"simd", simd, METH_NOARGS, "simd() -> 'avx2' or 'portable': the pixel loops this process runs."},
@@ -1228,6 +1233,10 @@ static PyMethodDef methods[] = {
     {"u8_paint_runs", u8_paint_runs, METH_VARARGS,
      "u8_paint_runs(a, b, starts, n_runs, table, out, hist): each run of u8_pair_runs painted a[i] if"
      " non-zero, else table[b[i]] (table: 256 bytes); hist[v] += pixels painted v (256 int64)."},
+    {"png_unfilter8_pairs", png_unfilter8_pairs, METH_VARARGS,
+     "png_unfilter8_pairs(raw, width, out, low, hist, keys, starts) -> (pairs, counts, n_runs):"
+     " png_unfilter8 into out and u8_pair_runs(out, low, hist, keys, starts) in one pass (out's value"
+     " counts are not made)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1306,6 +1315,42 @@ static int cpu_has_avx2(void) {
 #define HAVE_AVX2_PATH 0
 #endif
 
+/* The state of one scan for pair runs over two maps (pair_scan_upto): it can be fed the maps a
+ * stretch at a time as they are written (png_unfilter8_pairs scans each row of the object map as
+ * soon as it is unfiltered, while the row is in L1) or all at once (u8_pair_runs); the runs, the
+ * counts and the starts are the same either way. */
+typedef struct {
+    const uint8_t *p, *q; /* the maps (the high and the low byte of a pair) */
+    int64_t *h;           /* 65536 counters, zero on entry */
+    uint16_t *k;          /* the pairs found, in order of first occurrence */
+    int32_t *st;          /* the runs' starts */
+    Py_ssize_t cap;       /* room in st (entries) */
+    Py_ssize_t i;         /* where the current run starts */
+    Py_ssize_t j;         /* the next pixel to compare with the one before it */
+    Py_ssize_t found, runs;
+    int room; /* every start so far is in st */
+#if HAVE_AVX2_PATH
+    int avx2;
+#endif
+} PairScan;
+
+static void pair_scan_init(PairScan *s, const uint8_t *p, const uint8_t *q, int64_t *h, uint16_t *k, int32_t *st,
+                           Py_ssize_t cap) {
+    s->p = p;
+    s->q = q;
+    s->h = h;
+    s->k = k;
+    s->st = st;
+    s->cap = cap;
+    s->i = 0;
+    s->j = 1;
+    s->found = s->runs = 0;
+    s->room = 1;
+#if HAVE_AVX2_PATH
+    s->avx2 = cpu_has_avx2();
+#endif
+}
+
 /* One run [i, j) of pair p[i] << 8 | q[i]: counted and, with RECORD, its start recorded. */
 #define PAIR_EMIT(j, RECORD)                                                       \
     do {                                                                           \
@@ -1319,21 +1364,23 @@ static int cpu_has_avx2(void) {
 
 /* The runs of two maps from their change masks, 4096 pixels at a time (the masks stay in L1):
  * a word is at most 32 run ends, so the room for their starts is checked once per chunk (run
- * by run near the end of the room).
- * Returns the number of runs; *recorded says whether every start is in st (cap entries). */
-static Py_ssize_t pair_scan(const uint8_t *p, const uint8_t *q, Py_ssize_t n, int64_t *h, uint16_t *k,
-                            int32_t *st, Py_ssize_t cap, Py_ssize_t *found_out, int *recorded) {
+ * by run near the end of the room). Scans the pixels before `limit` (both maps must be written
+ * there) in whole 32-pixel words and leaves the rest for the next call; with `last` (limit is
+ * the maps' length), the remaining pixels one by one and the final run. */
+static void pair_scan_upto(PairScan *s, Py_ssize_t limit, int last) {
     enum { WORDS = 128 };
     uint32_t mask[WORDS];
-    Py_ssize_t i = 0, found = 0, runs = 0, j = 1;
-    int room = 1;
+    const uint8_t *p = s->p, *q = s->q;
+    int64_t *h = s->h;
+    uint16_t *k = s->k;
+    int32_t *st = s->st;
+    const Py_ssize_t cap = s->cap;
+    Py_ssize_t i = s->i, j = s->j, found = s->found, runs = s->runs;
+    int room = s->room;
+    while (j + 32 <= limit) {
+        Py_ssize_t words = (limit - j) / 32 < WORDS ? (limit - j) / 32 : WORDS;
 #if HAVE_AVX2_PATH
-    const int avx2 = cpu_has_avx2();
-#endif
-    while (j + 32 <= n) {
-        Py_ssize_t words = (n - j) / 32 < WORDS ? (n - j) / 32 : WORDS;
-#if HAVE_AVX2_PATH
-        if (avx2)
+        if (s->avx2)
             change_mask_avx2(p, q, j, words, mask);
         else
 #endif
@@ -1349,19 +1396,89 @@ static Py_ssize_t pair_scan(const uint8_t *p, const uint8_t *q, Py_ssize_t n, in
         }
         j += 32 * words;
     }
-    for (; j < n; j++)
-        if (p[j] != p[j - 1] || q[j] != q[j - 1])
-            PAIR_EMIT(j, (room = room && runs < cap));
-    if (n > 0)
-        PAIR_EMIT(n, (room = room && runs < cap));
-    *found_out = found;
-    *recorded = room;
-    return runs;
+    if (last) {
+        for (; j < limit; j++)
+            if (p[j] != p[j - 1] || q[j] != q[j - 1])
+                PAIR_EMIT(j, (room = room && runs < cap));
+        if (limit > 0)
+            PAIR_EMIT(limit, (room = room && runs < cap));
+    }
+    s->i = i;
+    s->j = j;
+    s->found = found;
+    s->runs = runs;
+    s->room = room;
 }
 #undef PAIR_EMIT
 
+/* The result of a finished scan, as u8_pair_runs returns it: (pairs, counts, n_runs), the pairs
+ * sorted; the counters used are zeroed again (hist is left as it was given: zero). Needs the GIL;
+ * sort_pairs first (without it). */
 static int cmp_u16(const void *x, const void *y) {
     return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+}
+
+static void sort_pairs(uint16_t *k, Py_ssize_t found) {
+    if (found < 32) { /* a few dozen pairs: insertion sort */
+        for (Py_ssize_t x = 1; x < found; x++) {
+            uint16_t v = k[x];
+            Py_ssize_t y = x;
+            for (; y > 0 && k[y - 1] > v; y--) k[y] = k[y - 1];
+            k[y] = v;
+        }
+    } else {
+        qsort(k, (size_t)found, sizeof(uint16_t), cmp_u16);
+    }
+}
+
+static PyObject *pairs_result(const uint16_t *k, int64_t *h, Py_ssize_t found, Py_ssize_t runs) {
+    PyObject *result = NULL;
+    PyObject *pairs = PyList_New(found), *counts = PyList_New(found);
+    if (pairs != NULL && counts != NULL) {
+        Py_ssize_t x = 0;
+        for (; x < found; x++) {
+            PyObject *kk = PyLong_FromLong(k[x]), *cc = PyLong_FromLongLong(h[k[x]]);
+            if (kk == NULL || cc == NULL) {
+                Py_XDECREF(kk);
+                Py_XDECREF(cc);
+                break;
+            }
+            PyList_SET_ITEM(pairs, x, kk);
+            PyList_SET_ITEM(counts, x, cc);
+        }
+        if (x == found)
+            result = Py_BuildValue("NNn", pairs, counts, runs);
+        else
+            for (; x < found; x++) { /* fill the rest so that the lists can be freed */
+                PyList_SET_ITEM(pairs, x, Py_NewRef(Py_None));
+                PyList_SET_ITEM(counts, x, Py_NewRef(Py_None));
+            }
+    }
+    if (result == NULL) {
+        Py_XDECREF(pairs);
+        Py_XDECREF(counts);
+    }
+    for (Py_ssize_t x = 0; x < found; x++) /* leave hist as it was: zero */
+        h[k[x]] = 0;
+    return result;
+}
+
+/* The checks both pair kernels make of their work space; 0 and a ValueError set when wrong. */
+static int pair_buffers_ok(const Py_buffer *hist, const Py_buffer *keys, const Py_buffer *starts) {
+    if (hist->len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys->len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
+        return 0;
+    }
+    if (starts->len % sizeof(int32_t) || starts->len == 0) {
+        PyErr_SetString(PyExc_ValueError, "starts must be int32, at least one");
+        return 0;
+    }
+    return 1;
+}
+
+/* Room for run starts in `starts` (one entry is kept for the end); none past int32 positions. */
+static Py_ssize_t starts_cap(const Py_buffer *starts, Py_ssize_t n) {
+    return n <= INT32_MAX ? (Py_ssize_t)(starts->len / sizeof(int32_t)) - 1 : 0;
 }
 
 static PyObject *u8_pair_runs(PyObject *self, PyObject *args) {
@@ -1371,66 +1488,78 @@ static PyObject *u8_pair_runs(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (a.len != b.len) {
         PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
-    } else if (hist.len != 65536 * (Py_ssize_t)sizeof(int64_t) || keys.len != 65536 * (Py_ssize_t)sizeof(uint16_t)) {
-        PyErr_SetString(PyExc_ValueError, "hist must be 65536 int64 counters, keys 65536 uint16");
-    } else if (starts.len % sizeof(int32_t) || starts.len == 0) {
-        PyErr_SetString(PyExc_ValueError, "starts must be int32, at least one");
-    } else {
-        const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf;
-        int64_t *h = (int64_t *)hist.buf;
-        uint16_t *k = (uint16_t *)keys.buf;
-        int32_t *st = (int32_t *)starts.buf;
-        Py_ssize_t n = a.len, found = 0, runs = 0;
-        /* one entry is kept for the end */
-        Py_ssize_t cap = n <= INT32_MAX ? (Py_ssize_t)(starts.len / sizeof(int32_t)) - 1 : 0;
-        int recorded = 0;
+    } else if (pair_buffers_ok(&hist, &keys, &starts)) {
+        PairScan s;
+        Py_ssize_t n = a.len;
+        pair_scan_init(&s, (const uint8_t *)a.buf, (const uint8_t *)b.buf, (int64_t *)hist.buf,
+                       (uint16_t *)keys.buf, (int32_t *)starts.buf, starts_cap(&starts, n));
         Py_BEGIN_ALLOW_THREADS
-        runs = pair_scan(p, q, n, h, k, st, cap, &found, &recorded);
-        if (recorded)
-            st[runs] = (int32_t)n;
-        else
-            runs = -1;
-        if (found < 32) { /* a few dozen pairs: insertion sort */
-            for (Py_ssize_t x = 1; x < found; x++) {
-                uint16_t v = k[x];
-                Py_ssize_t y = x;
-                for (; y > 0 && k[y - 1] > v; y--) k[y] = k[y - 1];
-                k[y] = v;
-            }
-        } else {
-            qsort(k, (size_t)found, sizeof(uint16_t), cmp_u16);
-        }
+        pair_scan_upto(&s, n, 1);
+        if (s.room)
+            s.st[s.runs] = (int32_t)n;
+        sort_pairs(s.k, s.found);
         Py_END_ALLOW_THREADS
-        PyObject *pairs = PyList_New(found), *counts = PyList_New(found);
-        if (pairs != NULL && counts != NULL) {
-            Py_ssize_t x = 0;
-            for (; x < found; x++) {
-                PyObject *kk = PyLong_FromLong(k[x]), *cc = PyLong_FromLongLong(h[k[x]]);
-                if (kk == NULL || cc == NULL) {
-                    Py_XDECREF(kk);
-                    Py_XDECREF(cc);
-                    break;
-                }
-                PyList_SET_ITEM(pairs, x, kk);
-                PyList_SET_ITEM(counts, x, cc);
-            }
-            if (x == found)
-                result = Py_BuildValue("NNn", pairs, counts, runs);
-            else
-                for (; x < found; x++) { /* fill the rest so that the lists can be freed */
-                    PyList_SET_ITEM(pairs, x, Py_NewRef(Py_None));
-                    PyList_SET_ITEM(counts, x, Py_NewRef(Py_None));
-                }
-        }
-        if (result == NULL) {
-            Py_XDECREF(pairs);
-            Py_XDECREF(counts);
-        }
-        for (Py_ssize_t x = 0; x < found; x++) /* leave hist as it was: zero */
-            h[k[x]] = 0;
+        result = pairs_result(s.k, s.h, s.found, s.room ? s.runs : -1);
     }
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&starts);
+    return result;
+}
+
+/* png_unfilter8_pairs(raw, width, out, low, hist, keys, starts) -> (pairs, counts, n_runs):
+ * png_unfilter8 of a palette/grayscale PNG's inflated rows into out, and u8_pair_runs(out, low,
+ * ...) of the result with another map of its size, in one pass: each row is scanned for pair
+ * runs as soon as it is unfiltered, while it is in L1 (the scan lags at most 31 pixels behind the
+ * rows, as it compares whole 32-pixel words). The same results as the two calls; VOC's object
+ * PNG is decoded this way with its class map as `low`, which also spares the object map's value
+ * counts (the pair counts hold them). ValueError on a filter type > 4 (out then partly written). */
+static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args) {
+    Py_buffer raw, out, low, hist, keys, starts;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nw*y*w*w*w*", &raw, &width, &out, &low, &hist, &keys, &starts))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || out.len % width != 0 || raw.len != out.len + out.len / width) {
+        PyErr_SetString(PyExc_ValueError, "raw must hold (1 + width) bytes per row of out");
+    } else if (low.len != out.len) {
+        PyErr_SetString(PyExc_ValueError, "low must be as long as out");
+    } else if (pair_buffers_ok(&hist, &keys, &starts)) {
+        const uint8_t *r = (const uint8_t *)raw.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        Py_ssize_t rows = out.len / width, bad_row = -1, n = out.len;
+        PairScan s;
+        pair_scan_init(&s, o, (const uint8_t *)low.buf, (int64_t *)hist.buf, (uint16_t *)keys.buf,
+                       (int32_t *)starts.buf, starts_cap(&starts, n));
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t y = 0; y < rows; y++) {
+            uint8_t *row = o + y * width;
+            if (unfilter_row(r + y * (width + 1) + 1, row, y ? row - width : NULL, width) < 0) {
+                bad_row = y;
+                break;
+            }
+            pair_scan_upto(&s, (y + 1) * width, y + 1 == rows);
+        }
+        if (bad_row < 0) {
+            if (s.room)
+                s.st[s.runs] = (int32_t)n;
+            sort_pairs(s.k, s.found);
+        }
+        Py_END_ALLOW_THREADS
+        if (bad_row >= 0) {
+            for (Py_ssize_t x = 0; x < s.found; x++) /* leave hist as it was: zero */
+                s.h[s.k[x]] = 0;
+            PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row,
+                         (int)r[bad_row * (width + 1)]);
+        } else {
+            result = pairs_result(s.k, s.h, s.found, s.room ? s.runs : -1);
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&low);
     PyBuffer_Release(&hist);
     PyBuffer_Release(&keys);
     PyBuffer_Release(&starts);

@@ -18,6 +18,7 @@ directly; more codes use a uint16 table.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -340,22 +341,37 @@ class PairRuns:
 
     __slots__ = ("pairs", "counts", "_high", "_low", "_runs", "_starts", "_token")
 
-    def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
+    def __init__(self, high: np.ndarray, low: np.ndarray,
+                 scan: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[list[int], list[int], int]]
+                 | None = None) -> None:
         if high.shape != low.shape or high.dtype != np.uint8 or low.dtype != np.uint8:
             raise ValueError("PairRuns takes two uint8 maps of one shape")
         self._high, self._low = high, low
         self._runs = -1
-        if _u8_pair_runs_c is not None and high.flags.c_contiguous and low.flags.c_contiguous:
+        if scan is not None or (_u8_pair_runs_c is not None and high.flags.c_contiguous
+                                and low.flags.c_contiguous):
             bufs = getattr(_local, "runs", None)
             if bufs is None:  # [hist, keys, starts, token]: the starts are the last PairRuns' of the thread
                 bufs = _local.runs = [np.zeros(1 << 16, np.int64), np.empty(1 << 16, np.uint16),
                                       np.empty(_MAX_RUNS + 1, np.int32), 0]
             bufs[3] += 1
             self._starts, self._token = bufs, bufs[3]
-            self.pairs, self.counts, self._runs = _u8_pair_runs_c(high, low, bufs[0], bufs[1], bufs[2])
+            if scan is None:
+                self.pairs, self.counts, self._runs = _u8_pair_runs_c(high, low, bufs[0], bufs[1], bufs[2])
+            else:
+                self.pairs, self.counts, self._runs = scan(bufs[0], bufs[1], bufs[2])
             return
         keys, counts = pair_counts(high, low)
         self.pairs, self.counts = keys.tolist(), counts.tolist()
+
+    @classmethod
+    def scanning(cls, high: np.ndarray, low: np.ndarray,
+                 scan: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[list[int], list[int], int]]) -> PairRuns:
+        """The PairRuns of ``high`` and ``low`` from a kernel that makes them while it writes
+        ``high`` (``png.decode_index8_pairs``: the object PNG scanned as it is unfiltered).
+        ``scan(hist, keys, starts)`` is given this thread's work space and returns what
+        ``u8_pair_runs`` returns for the two maps."""
+        return cls(high, low, scan)
 
     def paint(self, table: np.ndarray | bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
         """``overlay_u8(low, table, high)`` (``high`` where non-zero, else ``table[low]``) and the
