@@ -571,8 +571,9 @@ class VocItem(Item):
         """Objects and stuff in one uint8 label map: object pixels keep their object number,
         class pixels outside every object get a free value per class. One pass over both maps
         (``runs``, when the object PNG's decoder made it) counts the (object, class) pairs and
-        records where either changes; the label map is painted from those runs (objects over
-        their class map's stuff values) with its histogram, which packing then uses.
+        records where either changes; the label map is the object map with its 0 runs painted
+        from those runs (the class map's stuff values), with its histogram, which packing then
+        uses.
 
         Runs once per image with a few dozen pairs: plain loops over Python ints, no numpy
         scalar (each costs more than the loop body)."""
@@ -612,7 +613,9 @@ class VocItem(Item):
             stuff_id.append((c, v))
             stuff_lut[c] = v
             v += 1
-        label_map, counts = runs.paint(stuff_lut)  # object numbers (and the object PNG's void) on top
+        # object numbers (and the object PNG's void) on top; the decoded object map is this item's
+        # own, so it becomes the label map (Pillow's arrays are read-only: painted into a new one)
+        label_map, counts = runs.paint(stuff_lut, in_place=obj.flags.writeable)
         segments, warnings, void_objects = self._objects(votes, False)
         names = table.names
         for c, v in stuff_id:  # class pixels outside every object: one stuff region per class

@@ -299,6 +299,7 @@ def test_pair_runs_equal_pair_counts_and_overlay(maps, rnd):
     expected = np.bincount((high.astype(np.int64) << 8 | low).ravel(), minlength=1 << 16)
     painted = np.where(high != 0, high, table[low])
     saved = lut._u8_pair_runs_c, lut._u8_paint_runs_c
+    saved_inplace = lut._u8_paint_runs_inplace_c
     try:
         for kernels in (saved, (None, None)):
             lut._u8_pair_runs_c, lut._u8_paint_runs_c = kernels
@@ -309,8 +310,17 @@ def test_pair_runs_equal_pair_counts_and_overlay(maps, rnd):
                 out, hist = runs.paint(t)
                 np.testing.assert_array_equal(out, painted)
                 np.testing.assert_array_equal(hist, np.bincount(painted.ravel(), minlength=256))
+            for inplace_kernel in (saved_inplace, None):  # painted into high itself
+                lut._u8_paint_runs_inplace_c = inplace_kernel
+                mine = high.copy()
+                runs = lut.PairRuns(mine, low)
+                out, hist = runs.paint(table.tobytes(), in_place=True)
+                assert out is mine
+                np.testing.assert_array_equal(mine, painted)
+                np.testing.assert_array_equal(hist, np.bincount(painted.ravel(), minlength=256))
     finally:
         lut._u8_pair_runs_c, lut._u8_paint_runs_c = saved
+        lut._u8_paint_runs_inplace_c = saved_inplace
     bufs = getattr(lut._local, "runs", None)
     assert bufs is None or not bufs[0].any()  # the per-thread pair table was left clean
 
@@ -349,6 +359,32 @@ def test_paint_runs_refuses_starts_that_do_not_rise():
         lut._u8_paint_runs_c(a, b, np.array([5, 64], np.int32), 1, table, out, hist)
     lut._u8_paint_runs_c(a, b, np.array([0, 10, 64], np.int32), 2, table, out, hist)
     assert hist[0] == 64
+
+
+def test_paint_runs_inplace_refuses_starts_that_do_not_rise_and_fills_exactly():
+    """The in-place paint writes each stuff run exactly (its stores never pass the run: the bytes
+    after it are read later), and refuses starts that are no rising cover, as u8_paint_runs."""
+    if lut._u8_paint_runs_inplace_c is None:
+        pytest.skip("no C kernels in this build")
+    b = np.zeros(64, np.uint8)
+    table, hist = bytes(256), np.zeros(256, np.int64)
+    for starts in ([0, 10, 10, 64], [0, 40, 20, 64], [0, 64, 64], [0, 10, 1 << 30], [5, 64]):
+        with pytest.raises(ValueError):
+            lut._u8_paint_runs_inplace_c(np.zeros(64, np.uint8), b, np.array(starts, np.int32), len(starts) - 1,
+                                         table, hist)
+    # every run length 1..70 next to object runs of every length: only the 0 runs change
+    rng = np.random.default_rng(5)
+    lengths = np.concatenate([np.arange(1, 71), rng.permutation(np.arange(1, 71))])
+    values = np.where(np.arange(len(lengths)) % 2 == 0, 0, rng.integers(1, 256, len(lengths)))
+    high = np.repeat(values, lengths).astype(np.uint8)
+    low = np.repeat(rng.integers(0, 256, len(lengths)), lengths).astype(np.uint8)
+    tab = rng.integers(0, 256, 256).astype(np.uint8)
+    expected = np.where(high != 0, high, tab[low])
+    runs = lut.PairRuns(high, low)
+    out, hist = runs.paint(tab, in_place=True)
+    assert out is high
+    np.testing.assert_array_equal(high, expected)
+    np.testing.assert_array_equal(hist, np.bincount(expected, minlength=256))
 
 
 def test_pair_runs_painted_in_another_thread_are_right():

@@ -133,7 +133,7 @@ def test_decode_index8_gives_pillows_indices_and_their_counts(mask):
 def test_decode_index8_pairs_is_decode_then_pair_runs(mask, seed, values):
     """The fused decode (object PNG unfiltered and paired with a class map row by row) gives the
     values decode_index8 gives and the PairRuns of them, pairs, counts and painted map alike,
-    for every row filter; and its runs paint as the separate ones paint."""
+    for every row filter; and its runs paint in place as the separate ones paint."""
     from segconvert.codecs import lut
 
     if png._unfilter8_pairs_c is None:
@@ -151,7 +151,7 @@ def test_decode_index8_pairs_is_decode_then_pair_runs(mask, seed, values):
         separate = lut.PairRuns(png.decode_index8(data)[0], low)
         assert (runs.pairs, runs.counts) == (separate.pairs, separate.counts)
         runs = png.decode_index8_pairs(data, low)[1]  # the thread's newest runs again
-        out, hist = runs.paint(table)
+        out, hist = runs.paint(table, in_place=True)
         np.testing.assert_array_equal(out, expected_map)
         np.testing.assert_array_equal(hist, np.bincount(expected_map.ravel(), minlength=256))
     bufs = lut._local.runs
@@ -210,7 +210,7 @@ def test_decode_index8_pairs_with_more_runs_than_recorded_still_counts_and_paint
         table = rng.integers(0, 256, 256).astype(np.uint8)
         values_, runs = png.decode_index8_pairs(png.encode_gray8(mask), low)
         assert runs._runs == -1  # not recorded: painted by overlay_u8
-        out, hist = runs.paint(table)
+        out, hist = runs.paint(table, in_place=True)
         np.testing.assert_array_equal(out, np.where(mask != 0, mask, table[low]))
     finally:
         lut._MAX_RUNS = saved

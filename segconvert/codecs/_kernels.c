@@ -1186,6 +1186,7 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 static PyObject *u8_pair_runs(PyObject *self, PyObject *args);
 static PyObject *u8_paint_runs(PyObject *self, PyObject *args);
 static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args);
+static PyObject *u8_paint_runs_inplace(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"simd", simd, METH_NOARGS, "simd() -> 'avx2' or 'portable': the pixel loops this process runs."},
@@ -1237,6 +1238,9 @@ static PyMethodDef methods[] = {
      "png_unfilter8_pairs(raw, width, out, low, hist, keys, starts) -> (pairs, counts, n_runs):"
      " png_unfilter8 into out and u8_pair_runs(out, low, hist, keys, starts) in one pass (out's value"
      " counts are not made)."},
+    {"u8_paint_runs_inplace", u8_paint_runs_inplace, METH_VARARGS,
+     "u8_paint_runs_inplace(a, b, starts, n_runs, table, hist): u8_paint_runs into a itself: runs where a"
+     " is 0 become table[b]; hist[v] += pixels of value v afterwards (256 int64)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1563,6 +1567,83 @@ static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args) {
     PyBuffer_Release(&hist);
     PyBuffer_Release(&keys);
     PyBuffer_Release(&starts);
+    return result;
+}
+
+static int starts_bad(const int32_t *st, Py_ssize_t runs, Py_ssize_t n); /* below */
+
+/* Bytes [s, e) of o set to v with stores that stay inside the stretch (overlapping each other
+ * where the length is not a multiple of their width): for painting a map in place, where the
+ * bytes after e are still to be read. */
+static inline void fill_exact(uint8_t *o, Py_ssize_t s, Py_ssize_t e, uint8_t v) {
+    Py_ssize_t len = e - s;
+    if (len >= 16) {
+#if defined(__SSE2__)
+        const __m128i x = _mm_set1_epi8((char)v);
+        for (Py_ssize_t c = s; c + 16 < e; c += 16) _mm_storeu_si128((__m128i *)(o + c), x);
+        _mm_storeu_si128((__m128i *)(o + e - 16), x);
+#else
+        memset(o + s, v, (size_t)len);
+#endif
+    } else if (len >= 8) {
+        uint64_t x = 0x0101010101010101ull * v;
+        memcpy(o + s, &x, 8);
+        memcpy(o + e - 8, &x, 8);
+    } else {
+        for (Py_ssize_t c = s; c < e; c++) o[c] = v;
+    }
+}
+
+/* u8_paint_runs_inplace(a, b, starts, n_runs, table, hist): u8_paint_runs with out = a, painted
+ * where a changes only: a run of pair (o, c) with o > 0 is already o; one with o = 0 becomes
+ * table[c]. hist[v] += pixels of value v afterwards (256 int64). VOC's object map becomes its
+ * label map so, writing only the stuff runs (about half of them) and no second map. */
+static PyObject *u8_paint_runs_inplace(PyObject *self, PyObject *args) {
+    Py_buffer a, b, starts, table, hist;
+    Py_ssize_t runs;
+    if (!PyArg_ParseTuple(args, "w*y*y*ny*w*", &a, &b, &starts, &runs, &table, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    const int32_t *st = (const int32_t *)starts.buf;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
+    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
+    } else if (a.len != b.len) {
+        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
+    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (a.len == 0)) {
+        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts");
+    } else {
+        uint8_t *o = (uint8_t *)a.buf;
+        const uint8_t *q = (const uint8_t *)b.buf, *t = (const uint8_t *)table.buf;
+        int64_t *h = (int64_t *)hist.buf;
+        int bad = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (runs > 0 && !(bad = starts_bad(st, runs, a.len))) {
+            for (Py_ssize_t r = 0; r < runs; r++) {
+                const Py_ssize_t s = st[r], e = st[r + 1];
+                uint8_t v = o[s];
+                if (!v) {
+                    v = t[q[s]];
+                    if (v)
+                        fill_exact(o, s, e, v);
+                }
+                h[v] += e - s;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "starts must rise to the maps' length");
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&hist);
     return result;
 }
 

@@ -45,6 +45,10 @@ try:
     from segconvert.codecs._kernels import u8_pair_runs as _u8_pair_runs_c
 except ImportError:  # pragma: no cover - depends on the build
     _u8_paint_runs_c = _u8_pair_runs_c = None
+try:
+    from segconvert.codecs._kernels import u8_paint_runs_inplace as _u8_paint_runs_inplace_c
+except ImportError:  # pragma: no cover - depends on the build
+    _u8_paint_runs_inplace_c = None
 
 MAX_CODE = 0xFFFE
 _SENTINEL = {np.dtype(np.uint8): 0xFF, np.dtype(np.uint16): 0xFFFF}
@@ -373,18 +377,30 @@ class PairRuns:
         ``u8_pair_runs`` returns for the two maps."""
         return cls(high, low, scan)
 
-    def paint(self, table: np.ndarray | bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
+    def paint(self, table: np.ndarray | bytes | bytearray, *,
+              in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``overlay_u8(low, table, high)`` (``high`` where non-zero, else ``table[low]``) and the
         pixel count of each of its 256 values (int64). From the recorded runs while they are
-        still this object's (this thread's buffers, no later PairRuns in it), else by ``overlay_u8``."""
+        still this object's (this thread's buffers, no later PairRuns in it), else by ``overlay_u8``.
+        ``in_place``: painted into ``high`` itself (returned), which then only changes where it
+        is 0 -- for a caller that owns ``high`` and needs it no more (VOC's decoded object map)."""
         if not isinstance(table, (bytes, bytearray)):
             table = np.ascontiguousarray(table, np.uint8)
         if (self._runs >= 0 and self._starts[3] == self._token and len(table) == 256
                 and getattr(_local, "runs", None) is self._starts):
-            out = np.empty_like(self._low)
             hist = np.zeros(256, np.int64)
+            if in_place and _u8_paint_runs_inplace_c is not None:
+                _u8_paint_runs_inplace_c(self._high, self._low, self._starts[2], self._runs, table, hist)
+                return self._high, hist
+            out = np.empty_like(self._low)
             _u8_paint_runs_c(self._high, self._low, self._starts[2], self._runs, table, out, hist)
+            if in_place:
+                self._high[...] = out
+                out = self._high
             return out, hist
         out = overlay_u8(self._low, np.frombuffer(table, np.uint8) if isinstance(table, (bytes, bytearray))
                          else table, self._high)
+        if in_place:
+            self._high[...] = out
+            out = self._high
         return out, histogram(out, 256)
