@@ -53,16 +53,69 @@ def test_write_atomic_steps_over_a_stale_temp_file_of_a_killed_run(tmp_path, mon
 
 
 def test_write_atomic_failure_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    """The Python steps (no C kernel): a write that fails removes its temp file."""
     target = tmp_path / "m.png"
     target.write_bytes(b"old")
 
     def no_space(fd, data):
         raise OSError(28, "No space left on device")
 
+    monkeypatch.setattr(png, "_write_replace_c", None)
     monkeypatch.setattr(os, "write", no_space)
     with pytest.raises(OSError, match="No space"):
         png.write_atomic(target, b"new")
     monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["m.png"]
+
+
+@pytest.mark.parametrize("kernel", ["c", "python"])
+def test_write_atomic_in_c_and_python_alike(tmp_path, monkeypatch, kernel):
+    """write_replace (the C steps, one GIL release) and the os calls give the same files, step
+    over a stale temp file the same way, and name the file of a failure: a folder in the way of
+    the rename (the temp file removed again), a missing folder."""
+    import itertools
+
+    if kernel == "python":
+        monkeypatch.setattr(png, "_write_replace_c", None)
+    elif png._write_replace_c is None:
+        pytest.skip("no C kernels in this build")
+    monkeypatch.setattr(png, "_temp_counter", itertools.count())
+    (tmp_path / f".m.png.{os.getpid()}.0.tmp").write_bytes(b"half")
+    png.write_atomic(tmp_path / "m.png", bytes(range(256)) * 300)
+    assert (tmp_path / "m.png").read_bytes() == bytes(range(256)) * 300
+    assert sorted(os.listdir(tmp_path)) == [f".m.png.{os.getpid()}.0.tmp", "m.png"]
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "d.png" / "x").write_bytes(b"")
+    with pytest.raises(OSError) as info:
+        png.write_atomic(tmp_path / "d.png", b"data")
+    assert "d.png" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == [f".m.png.{os.getpid()}.0.tmp", "d.png", "m.png"]
+    with pytest.raises(FileNotFoundError) as info:
+        png.write_atomic(tmp_path / "nowhere" / "m.png", b"data")
+    assert "nowhere" in str(info.value)
+
+
+def test_write_atomic_past_a_file_size_limit_fails_cleanly(tmp_path):
+    """EFBIG from the C kernel's write (ulimit -f, SIGXFSZ ignored as a run ignores it): an
+    OSError, no temp file left, the old file kept."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, signal, sys\n"
+        "from segconvert.codecs import png\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "try:\n"
+        "    png.write_atomic(sys.argv[1], b'x' * 5000)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    target = tmp_path / "m.png"
+    target.write_bytes(b"old")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == str(__import__("errno").EFBIG)
     assert target.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["m.png"]
 
