@@ -111,8 +111,9 @@ def _fsize_limit(limit: int):
     return apply
 
 
+@pytest.mark.parametrize("behind", ["auto", "always"])  # always: the failing write is the write-behind thread's
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_full_disk_stops_the_run_with_one_message_and_resumes_to_the_same_bytes(tmp_path, jobs):
+def test_a_full_disk_stops_the_run_with_one_message_and_resumes_to_the_same_bytes(tmp_path, jobs, behind):
     # ten small images and one of noise whose mask is far over the file size limit: writing it
     # fails with EFBIG, as a full disk fails with ENOSPC (SIGXFSZ is left at its default: the
     # run must ignore it itself)
@@ -126,7 +127,7 @@ def test_a_full_disk_stops_the_run_with_one_message_and_resumes_to_the_same_byte
     assert (clean / "masks" / "big.png").stat().st_size > 40_000
     out = tmp_path / "out"
     proc = subprocess.run(cli(src, out, "--jobs", jobs), capture_output=True, text=True, timeout=TIMEOUT,
-                          preexec_fn=_fsize_limit(30_000))
+                          preexec_fn=_fsize_limit(30_000), env={**os.environ, "SEGCONVERT_WRITE_BEHIND": behind})
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -156,7 +157,7 @@ def test_output_errors_are_fatal_and_name_the_path(tmp_path, monkeypatch, code, 
     def failing(path, data):
         if path.endswith("img0002.png"):
             raise OSError(code, os.strerror(code), path)
-        real(path, data)
+        return real(path, data)
 
     monkeypatch.setattr(png, "write_atomic", failing)
     with pytest.raises(OutputError) as info:

@@ -230,15 +230,17 @@ def test_resume_after_a_crash_at_any_point_gives_the_same_bytes(tmp_path):
         assert got == want, cut  # the stale temp files are gone
 
 
-def test_resume_after_sigkill(tmp_path):
+@pytest.mark.parametrize(("jobs", "behind"), [("2", "auto"), ("1", "always")])  # always: writes in the thread
+def test_resume_after_sigkill(tmp_path, jobs, behind):
     src = good_dataset(tmp_path, 300, h=120, w=160)
     clean = tmp_path / "clean"
     opts = {"from_format": "coco-panoptic", "mask_url_prefix": "s3://b/"}
     segconvert.convert(src, clean, jobs=1, **opts)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "segconvert", "convert", str(src), str(out), "--from", "coco-panoptic",
-           "--mask-url-prefix", "s3://b/", "--jobs", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+           "--mask-url-prefix", "s3://b/", "--jobs", jobs]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "SEGCONVERT_WRITE_BEHIND": behind})
     journal = out / ".segconvert" / "journal.tsv"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:

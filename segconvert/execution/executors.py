@@ -131,7 +131,7 @@ _tuned: set[int] = set()
 
 
 def _run_batch(work: tuple[Any, Any], batch: list[Any]) -> list[Any]:
-    """One batch on a Dask worker: the same convert_item as a local worker process runs."""
+    """One batch on a Dask worker: the same convert_batch as a local worker process runs."""
     from segconvert.execution import pipeline
 
     if os.getpid() not in _tuned:  # once per worker process, as a local worker does at start
@@ -140,7 +140,7 @@ def _run_batch(work: tuple[Any, Any], batch: list[Any]) -> list[Any]:
     plan, writer, max_pixels, allow_outside = work
     limits.set_max_pixels(max_pixels)  # the run's policies, as a local worker gets them at start
     paths.set_allow_outside(allow_outside)
-    return [pipeline.convert_item(item, plan, writer) for item in batch]
+    return pipeline.convert_batch(batch, plan, writer)
 
 
 def dask_map(

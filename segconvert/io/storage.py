@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from segconvert.codecs import png
 from segconvert.errors import OutputError, SourceError
@@ -156,6 +156,25 @@ class OutputStore:
         self._prefix = self.root + "/" if self.remote else os.path.join(self.root, "")
         self._next_mirror = 0.0  # monotonic time of the next copy of the journal to the store
         self._state: Path | None = None
+        self._behind: Any = None  # a WriteBehind while the pipeline writes behind (writing_behind)
+
+    def __getstate__(self) -> dict[str, Any]:  # to a worker: never a thread's queue
+        return {**self.__dict__, "_behind": None}
+
+    @contextmanager
+    def writing_behind(self, behind: Any) -> Iterator[None]:
+        """For the length of a block, ``put`` of a local OUTPUT hands its bytes to ``behind`` (a
+        :class:`segconvert.io.writeback.WriteBehind`, which writes them now or queues them for
+        its thread); the caller waits for the write's ticket before it counts the item done.
+        A no-op for object storage."""
+        if self.remote:
+            yield
+            return
+        before, self._behind = self._behind, behind
+        try:
+            yield
+        finally:
+            self._behind = before
 
     # fsspec filesystems do not survive pickling to a worker or a fork: each process
     # looks up its own (sources.filesystem caches one per process and protocol)
@@ -223,7 +242,9 @@ class OutputStore:
         """
         path = self.path(rel)
         try:
-            if self.remote:
+            if self._behind is not None:
+                self._behind.put(path, data)  # now, or queued for its thread (failures at its wait)
+            elif self.remote:
                 self._put_remote(rel, data)
             else:
                 png.write_atomic(path, data)
