@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import CATEGORIES, id2rgb, read_mask, read_payloads, snapshot, write_panoptic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import segconvert
@@ -390,6 +392,16 @@ def test_reference_ids_that_are_not_file_names_fail_the_item(tmp_path, ref):
     with pytest.raises(segconvert.ItemError, match="cannot be used as a file name"):
         writer.write(seg)
     assert not any((tmp_path / "o" / "masks").iterdir())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), min_size=1, max_size=12))
+def test_control_characters_in_reference_ids_are_found_as_the_per_character_rule_finds_them(ref):
+    """paths._unsafe's regex (once per item) says what ``ord(c) < 0x20 or ord(c) == 0x7F`` for
+    any character says."""
+    from segconvert.io.paths import _CONTROL
+
+    assert (_CONTROL.search(ref) is not None) == any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref)
 
 
 def test_the_command_pauses_the_garbage_collector_only_while_it_starts(tmp_path):

@@ -26,6 +26,7 @@ absolute path fails the item unless the run allows it (``--allow-outside-paths``
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 
 from segconvert.errors import ItemError, SourceError
@@ -45,6 +46,9 @@ def output_stem(reference_id: str, *, source: str | None = None) -> str:
     return reference_id
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # once per item: a regex, not a generator over its characters
+
+
 def _unsafe(ref: object) -> str | None:
     if not isinstance(ref, str):
         return "it is not a string"
@@ -54,7 +58,7 @@ def _unsafe(ref: object) -> str | None:
         return "it names a folder"
     if "/" in ref or "\\" in ref:
         return "it contains a path separator"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in ref):
+    if _CONTROL.search(ref) is not None:
         return "it contains a control character"
     if ref != ref.strip():
         return "it starts or ends with white space"
