@@ -145,6 +145,9 @@ def test_close_drops_what_is_queued_and_waits_for_the_write_in_flight(tmp_path, 
     assert [name for name, _ in seen] == ["first"]
     assert os.listdir(tmp_path) == ["first"]
     assert len(refused) == 1  # the submit that waited for room across the close is refused
+    behind.wait(1)  # the one written
+    with pytest.raises(OutputError, match="the run stopped before this file was written"):
+        behind.wait(2)  # dropped: never reported as in place
     with pytest.raises(RuntimeError, match="after close"):
         behind.submit(str(tmp_path / "late"), b"x")
 

@@ -152,8 +152,12 @@ class WriteBehind:
             return
         with self._cond:
             self._closed = True
-            if self._queue:
-                self._done = self._queue[-1][0]
+            if self._queue:  # dropped: a wait for one of them says so, never that it is in place
+                first, last = self._queue[0][0], self._queue[-1][0]
+                if self._failed is None:
+                    self._failed = (first, OutputError("cannot write the output: the run stopped before this file "
+                                                       "was written", file=self._queue[0][1]))
+                self._done = last
                 self._queue.clear()
             self._cond.notify_all()
             thread = self._thread
