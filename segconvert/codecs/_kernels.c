@@ -1516,6 +1516,12 @@ static void sort_pairs(uint16_t *k, Py_ssize_t found) {
     }
 }
 
+/* The counters a scan used zeroed again: hist is left as it was given (zero), for the next image. */
+static void clear_pairs(const uint16_t *k, int64_t *h, Py_ssize_t found) {
+    for (Py_ssize_t x = 0; x < found; x++)
+        h[k[x]] = 0;
+}
+
 static PyObject *pairs_result(const uint16_t *k, int64_t *h, Py_ssize_t found, Py_ssize_t runs) {
     PyObject *result = NULL;
     PyObject *pairs = PyList_New(found), *counts = PyList_New(found);
@@ -1543,8 +1549,7 @@ static PyObject *pairs_result(const uint16_t *k, int64_t *h, Py_ssize_t found, P
         Py_XDECREF(pairs);
         Py_XDECREF(counts);
     }
-    for (Py_ssize_t x = 0; x < found; x++) /* leave hist as it was: zero */
-        h[k[x]] = 0;
+    clear_pairs(k, h, found);
     return result;
 }
 
@@ -1634,8 +1639,7 @@ static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
         if (bad_row >= 0) {
-            for (Py_ssize_t x = 0; x < s.found; x++) /* leave hist as it was: zero */
-                s.h[s.k[x]] = 0;
+            clear_pairs(s.k, s.h, s.found);
             PyErr_Format(PyExc_ValueError, "row %zd has PNG filter type %d (0..4 exist)", bad_row,
                          (int)r[bad_row * (width + 1)]);
         } else {
@@ -1652,6 +1656,25 @@ static PyObject *png_unfilter8_pairs(PyObject *self, PyObject *args) {
 }
 
 static int starts_bad(const int32_t *st, Py_ssize_t runs, Py_ssize_t n); /* below */
+
+/* The checks both paint kernels make of their arguments, in this order (0 and a ValueError
+ * set when one fails): a 256-byte table, 256 int64 counters, maps of one length (same_lengths,
+ * else lengths_msg), and n_runs within starts (none for empty maps of length n, else some). */
+static int paint_args_ok(const Py_buffer *table, const Py_buffer *hist, const Py_buffer *starts, Py_ssize_t runs,
+                         Py_ssize_t n, int same_lengths, const char *lengths_msg) {
+    const char *msg = NULL;
+    if (table->len != 256)
+        msg = "table must be 256 bytes";
+    else if (hist->len != 256 * (Py_ssize_t)sizeof(int64_t))
+        msg = "hist must be 256 int64 counters";
+    else if (!same_lengths)
+        msg = lengths_msg;
+    else if (runs < 0 || (Py_ssize_t)(starts->len / sizeof(int32_t)) <= runs || (runs == 0) != (n == 0))
+        msg = "n_runs must be within starts";
+    if (msg != NULL)
+        PyErr_SetString(PyExc_ValueError, msg);
+    return msg == NULL;
+}
 
 /* Bytes [s, e) of o set to v with stores that stay inside the stretch (overlapping each other
  * where the length is not a multiple of their width): for painting a map in place, where the
@@ -1686,15 +1709,7 @@ static PyObject *u8_paint_runs_inplace(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     const int32_t *st = (const int32_t *)starts.buf;
-    if (table.len != 256) {
-        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
-    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
-    } else if (a.len != b.len) {
-        PyErr_SetString(PyExc_ValueError, "a and b must be the same length");
-    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (a.len == 0)) {
-        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts");
-    } else {
+    if (paint_args_ok(&table, &hist, &starts, runs, a.len, a.len == b.len, "a and b must be the same length")) {
         uint8_t *o = (uint8_t *)a.buf;
         const uint8_t *q = (const uint8_t *)b.buf, *t = (const uint8_t *)table.buf;
         int64_t *h = (int64_t *)hist.buf;
@@ -1794,15 +1809,8 @@ static PyObject *u8_paint_runs(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     const int32_t *st = (const int32_t *)starts.buf;
-    if (table.len != 256) {
-        PyErr_SetString(PyExc_ValueError, "table must be 256 bytes");
-    } else if (hist.len != 256 * (Py_ssize_t)sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "hist must be 256 int64 counters");
-    } else if (a.len != b.len || out.len != a.len) {
-        PyErr_SetString(PyExc_ValueError, "a, b and out must be the same length");
-    } else if (runs < 0 || (Py_ssize_t)(starts.len / sizeof(int32_t)) <= runs || (runs == 0) != (out.len == 0)) {
-        PyErr_SetString(PyExc_ValueError, "n_runs must be within starts");
-    } else {
+    if (paint_args_ok(&table, &hist, &starts, runs, out.len, a.len == b.len && out.len == a.len,
+                      "a, b and out must be the same length")) {
         const uint8_t *p = (const uint8_t *)a.buf, *q = (const uint8_t *)b.buf, *t = (const uint8_t *)table.buf;
         uint8_t *o = (uint8_t *)out.buf;
         int64_t *h = (int64_t *)hist.buf;
