@@ -394,13 +394,11 @@ class PairRuns:
                 return self._high, hist
             out = np.empty_like(self._low)
             _u8_paint_runs_c(self._high, self._low, self._starts[2], self._runs, table, out, hist)
-            if in_place:
-                self._high[...] = out
-                out = self._high
-            return out, hist
-        out = overlay_u8(self._low, np.frombuffer(table, np.uint8) if isinstance(table, (bytes, bytearray))
-                         else table, self._high)
-        if in_place:
+        else:
+            out = overlay_u8(self._low, np.frombuffer(table, np.uint8) if isinstance(table, (bytes, bytearray))
+                             else table, self._high)
+            hist = histogram(out, 256)
+        if in_place:  # without the in-place kernel: the same map, copied into high
             self._high[...] = out
             out = self._high
-        return out, histogram(out, 256)
+        return out, hist

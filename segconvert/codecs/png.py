@@ -197,13 +197,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> float:
     if _write_replace_c is not None:
         while True:
             try:
-                return _write_replace_c(os.path.join(head, f".{name}.{os.getpid()}.{next(_temp_counter)}.tmp"),
-                                        path, payload) / 1e9
+                return _write_replace_c(_temp_path(head, name), path, payload) / 1e9
             except FileExistsError:
                 continue
     start = time.perf_counter()
     while True:
-        tmp = os.path.join(head, f".{name}.{os.getpid()}.{next(_temp_counter)}.tmp")
+        tmp = _temp_path(head, name)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as umask allows
             break
@@ -227,6 +226,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> float:
 
 
 _temp_counter = itertools.count()
+
+
+def _temp_path(head: str, name: str) -> str:
+    """The next temp file name for ``name`` in folder ``head``: this process' id and a counter
+    (``OutputStore.remove_stale_temps`` knows the pattern)."""
+    return os.path.join(head, f".{name}.{os.getpid()}.{next(_temp_counter)}.tmp")
 
 
 def _encode_raw(rows: np.ndarray, width: int, height: int, bit_depth: int, color_type: int) -> bytes:
