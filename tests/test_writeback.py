@@ -293,3 +293,27 @@ def test_a_slow_file_system_is_written_behind_on_its_own(tmp_path, monkeypatch):
 def test_write_atomic_reports_the_time_of_its_system_calls(tmp_path):
     seconds = png.write_atomic(tmp_path / "m.png", b"x" * 1000)
     assert 0 < seconds < 5 and Path(tmp_path / "m.png").read_bytes() == b"x" * 1000
+
+
+def test_a_write_in_flight_that_fails_after_close_fails_its_own_ticket(tmp_path, monkeypatch):
+    """close() drops the queue while a write is in flight; that write then fails: a wait for its
+    ticket raises its failure, never passes."""
+    gate = threading.Event()
+
+    def write(path, data):
+        gate.wait(30)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(png, "write_atomic", write)
+    behind = WriteBehind(mode="always")
+    first = behind.submit(str(tmp_path / "a"), b"x")
+    behind.submit(str(tmp_path / "b"), b"x")
+    time.sleep(0.05)  # "a" in flight, "b" queued
+    closer = threading.Thread(target=behind.close)
+    closer.start()
+    time.sleep(0.05)
+    gate.set()
+    closer.join(10)
+    with pytest.raises(OutputError, match="no space left") as info:
+        behind.wait(first)
+    assert str(tmp_path / "a") in str(info.value)

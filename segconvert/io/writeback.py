@@ -153,12 +153,9 @@ class WriteBehind:
         with self._cond:
             self._closed = True
             if self._queue:  # dropped: a wait for one of them says so, never that it is in place
-                first, last = self._queue[0][0], self._queue[-1][0]
-                if self._failed is None:
-                    self._failed = (first, OutputError("cannot write the output: the run stopped before this file "
-                                                       "was written", file=self._queue[0][1]))
-                self._done = last
-                self._queue.clear()
+                ticket, path, _ = self._queue[0]
+                self._drop_queued(ticket, OutputError("cannot write the output: the run stopped before this "
+                                                      "file was written", file=path))
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -183,11 +180,17 @@ class WriteBehind:
                 # thread must never end with writes owed: wait() would wait for them)
                 failure = OutputError(f"cannot write the output: unexpected {type(exc).__name__}: {exc}", file=path)
             with cond:
+                self._done = ticket
                 if failure is not None:
-                    self._failed = (ticket, failure)
-                    last = queue[-1][0] if queue else ticket
-                    queue.clear()  # nothing after a failed write is written
-                    self._done = last
-                else:
-                    self._done = ticket
+                    self._drop_queued(ticket, failure)  # nothing after a failed write is written
                 cond.notify_all()
+
+    def _drop_queued(self, ticket: int, failure: OutputError) -> None:
+        """Every queued write given up (under the lock): ``failure`` is what a wait for ``ticket``
+        or any later one raises (the earliest failure recorded wins: a write in flight that fails
+        after ``close`` dropped the queue fails its own ticket)."""
+        if self._failed is None or ticket < self._failed[0]:
+            self._failed = (ticket, failure)
+        if self._queue:
+            self._done = self._queue[-1][0]
+            self._queue.clear()
